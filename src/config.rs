@@ -1,0 +1,489 @@
+//! Configuration: every setting is an environment variable and a flag
+//! (SPEC §1), parsed once by clap into typed sub-configs that are handed to
+//! constructors. Nothing reads the environment after start-up.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Parser};
+
+use crate::smtp::session::SessionConfig;
+use crate::stack::{ParseOptions, RecipientPolicy, StackConfig};
+
+/// Command line and environment, as clap sees them. `value_name` is the
+/// variable's name so that every error message names it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mail-laser",
+    version,
+    about = "SMTP server that POSTs every accepted email to a webhook as JSON",
+    after_help = "Every flag can also be set through its environment variable or a .env file in the working directory."
+)]
+struct Cli {
+    /// Comma-separated recipients to accept (case-insensitive).
+    #[arg(long, env = "MAIL_LASER_TARGET_EMAILS", value_name = "MAIL_LASER_TARGET_EMAILS", value_delimiter = ',', required = true, num_args = 1..)]
+    target_emails: Vec<String>,
+
+    /// Where payloads are POSTed; `-` prints each payload as a JSON line on stdout.
+    #[arg(
+        long,
+        env = "MAIL_LASER_WEBHOOK_URL",
+        value_name = "MAIL_LASER_WEBHOOK_URL"
+    )]
+    webhook_url: String,
+
+    /// SMTP listen address.
+    #[arg(
+        long,
+        env = "MAIL_LASER_BIND_ADDRESS",
+        value_name = "MAIL_LASER_BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    bind_address: IpAddr,
+
+    /// SMTP listen port.
+    #[arg(
+        long,
+        env = "MAIL_LASER_PORT",
+        value_name = "MAIL_LASER_PORT",
+        default_value_t = 2525
+    )]
+    port: u16,
+
+    /// HTTP (health) listen address.
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEALTH_BIND_ADDRESS",
+        value_name = "MAIL_LASER_HEALTH_BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    health_bind_address: IpAddr,
+
+    /// HTTP (health) listen port.
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEALTH_PORT",
+        value_name = "MAIL_LASER_HEALTH_PORT",
+        default_value_t = 8080
+    )]
+    health_port: u16,
+
+    /// Comma-separated header-name prefixes forwarded in the payload (case-insensitive).
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEADER_PREFIX",
+        value_name = "MAIL_LASER_HEADER_PREFIX",
+        value_delimiter = ','
+    )]
+    header_prefix: Vec<String>,
+
+    /// Largest accepted message in bytes; advertised as SIZE.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_MESSAGE_SIZE",
+        value_name = "MAIL_LASER_MAX_MESSAGE_SIZE",
+        default_value_t = 26_214_400
+    )]
+    max_message_size: usize,
+
+    /// Concurrent sessions per client IP; 0 = unlimited.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_CONCURRENT_PER_IP",
+        value_name = "MAIL_LASER_MAX_CONCURRENT_PER_IP",
+        default_value_t = 10
+    )]
+    max_concurrent_per_ip: usize,
+
+    /// Concurrent sessions in all.
+    #[arg(long, env = "MAIL_LASER_MAX_CONNECTIONS", value_name = "MAIL_LASER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// Unknown recipients tolerated per session before `421`; 0 = unlimited.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
+        value_name = "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
+        default_value_t = 3
+    )]
+    max_unknown_rcpts_per_session: u32,
+
+    /// Seconds a session may sit idle waiting for the client.
+    #[arg(long, env = "MAIL_LASER_SMTP_TIMEOUT", value_name = "MAIL_LASER_SMTP_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    smtp_timeout: u64,
+
+    /// PEM certificate chain for STARTTLS (a self-signed one is generated without it).
+    #[arg(
+        long,
+        env = "MAIL_LASER_TLS_CERT",
+        value_name = "MAIL_LASER_TLS_CERT",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key for STARTTLS.
+    #[arg(
+        long,
+        env = "MAIL_LASER_TLS_KEY",
+        value_name = "MAIL_LASER_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// Refuse MAIL before STARTTLS (530 5.7.0).
+    #[arg(long, env = "MAIL_LASER_REQUIRE_TLS", value_name = "MAIL_LASER_REQUIRE_TLS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    require_tls: bool,
+
+    /// Name used in the greeting and the self-signed certificate.
+    #[arg(long, env = "MAIL_LASER_HOSTNAME", value_name = "MAIL_LASER_HOSTNAME")]
+    hostname: Option<String>,
+}
+
+/// Why start-up cannot go on; printed as one line, exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--help` or `--version`: not an error, clap prints it.
+    #[error("{0}")]
+    Info(clap::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{variable}: invalid value '{value}': {expected}")]
+    Value {
+        variable: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Where payloads go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTarget {
+    /// `-`: JSON lines on stdout.
+    Stdout,
+    /// An `http(s)://` URL.
+    Webhook(String),
+}
+
+/// Connection-level limits enforced by the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    /// 0 = unlimited.
+    pub max_per_ip: usize,
+}
+
+/// Where the STARTTLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain and key; `None` generates a self-signed pair.
+    pub pem_files: Option<(PathBuf, PathBuf)>,
+    /// Extra SAN (besides `localhost`) for the self-signed certificate.
+    pub hostname: Option<String>,
+}
+
+/// The SMTP listener side.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub bind: SocketAddr,
+    pub session: Arc<SessionConfig>,
+    pub max_message_size: usize,
+    pub idle_timeout: Duration,
+    pub limits: ConnectionLimits,
+    pub tls: TlsConfig,
+    /// How long sessions in DATA may finish after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub smtp: SmtpConfig,
+    pub http_bind: SocketAddr,
+    pub stack: StackConfig,
+    pub sink: SinkTarget,
+}
+
+impl Config {
+    /// Reads `.env`, the environment and the command line.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable, the value and what is expected.
+    pub fn load() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(error) if error.not_found() => {}
+            Err(error) => return Err(ConfigError::Invalid(format!(".env: {error}"))),
+        }
+        Self::from_args(std::env::args_os())
+    }
+
+    /// Parses flags (falling back to the process environment for unset ones).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from(args).map_err(one_line)?.validate()
+    }
+}
+
+impl Cli {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let targets: Vec<String> = self
+            .target_emails
+            .iter()
+            .map(|target| target.trim().to_owned())
+            .filter(|target| !target.is_empty())
+            .collect();
+        if let Some(bad) = targets.iter().find(|target| !looks_like_address(target)) {
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_TARGET_EMAILS",
+                value: bad.clone(),
+                expected: "comma-separated email addresses (local@domain)",
+            });
+        }
+        if targets.is_empty() {
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_TARGET_EMAILS",
+                value: self.target_emails.join(","),
+                expected: "at least one email address",
+            });
+        }
+        let sink = parse_sink(self.webhook_url.trim())?;
+        let header_prefixes: Arc<[String]> = self
+            .header_prefix
+            .iter()
+            .map(|prefix| prefix.trim().to_owned())
+            .filter(|prefix| !prefix.is_empty())
+            .collect();
+        let hostname = self
+            .hostname
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty());
+        if let Some(name) = &hostname
+            && !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_HOSTNAME",
+                value: name.clone(),
+                expected: "a DNS name",
+            });
+        }
+
+        Ok(Config {
+            smtp: SmtpConfig {
+                bind: SocketAddr::new(self.bind_address, self.port),
+                session: Arc::new(SessionConfig {
+                    hostname: hostname.clone(),
+                    max_message_size: self.max_message_size,
+                    require_tls: self.require_tls,
+                    tls_available: true,
+                }),
+                max_message_size: self.max_message_size,
+                idle_timeout: Duration::from_secs(self.smtp_timeout),
+                limits: ConnectionLimits {
+                    max_connections: self.max_connections as usize,
+                    max_per_ip: self.max_concurrent_per_ip,
+                },
+                tls: TlsConfig {
+                    pem_files: self.tls_cert.zip(self.tls_key),
+                    hostname,
+                },
+                drain_timeout: Duration::from_secs(30),
+            },
+            http_bind: SocketAddr::new(self.health_bind_address, self.health_port),
+            stack: StackConfig {
+                recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session),
+                parse: ParseOptions { header_prefixes },
+                request_timeout: Duration::from_secs(300),
+            },
+            sink,
+        })
+    }
+}
+
+fn parse_sink(url: &str) -> Result<SinkTarget, ConfigError> {
+    if url == "-" {
+        return Ok(SinkTarget::Stdout);
+    }
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => {
+            Ok(SinkTarget::Webhook(url.to_owned()))
+        }
+        _ => Err(ConfigError::Value {
+            variable: "MAIL_LASER_WEBHOOK_URL",
+            value: url.to_owned(),
+            expected: "an http:// or https:// URL, or - for stdout",
+        }),
+    }
+}
+
+/// Deliberately loose: one `@` with something on both sides.
+fn looks_like_address(address: &str) -> bool {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && !address.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Turns clap's multi-line errors into one line naming the variable.
+fn one_line(error: clap::Error) -> ConfigError {
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return ConfigError::Info(error);
+    }
+    let context = |kind| match error.get(kind) {
+        Some(ContextValue::String(value)) => Some(value.clone()),
+        Some(ContextValue::Strings(values)) => Some(values.join(", ")),
+        _ => None,
+    };
+    let message = match error.kind() {
+        ErrorKind::MissingRequiredArgument => format!(
+            "missing required setting {}",
+            context(ContextKind::InvalidArg).unwrap_or_default()
+        ),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let arg = context(ContextKind::InvalidArg).unwrap_or_default();
+            let value = context(ContextKind::InvalidValue).unwrap_or_default();
+            let reason = error
+                .source()
+                .map(|source| source.to_string())
+                .or_else(|| {
+                    context(ContextKind::ValidValue).map(|valid| format!("expected one of {valid}"))
+                })
+                .unwrap_or_else(|| "invalid".into());
+            format!("{arg}: invalid value '{value}': {reason}")
+        }
+        _ => error
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned(),
+    };
+    ConfigError::Invalid(message)
+}
+
+use std::error::Error as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut args = vec![
+            "mail-laser",
+            "--target-emails",
+            "Alerts@Example.com, ops@example.com",
+            "--webhook-url",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.smtp.bind, "0.0.0.0:2525".parse().unwrap());
+        assert_eq!(config.http_bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.smtp.max_message_size, 26_214_400);
+        assert_eq!(config.smtp.idle_timeout, Duration::from_secs(300));
+        assert_eq!(
+            config.smtp.limits,
+            ConnectionLimits {
+                max_connections: 10_000,
+                max_per_ip: 10
+            }
+        );
+        assert!(!config.smtp.session.require_tls);
+        assert_eq!(config.sink, SinkTarget::Stdout);
+        assert!(config.stack.recipients.accepts("alerts@example.com"));
+        assert!(config.stack.recipients.accepts("OPS@example.com"));
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let config = parse(&[
+            "--port",
+            "2626",
+            "--require-tls",
+            "--header-prefix",
+            "X-App-, X-Trace",
+            "--hostname",
+            "mx.example",
+        ])
+        .unwrap();
+        assert_eq!(config.smtp.bind.port(), 2626);
+        assert!(config.smtp.session.require_tls);
+        assert_eq!(
+            &*config.stack.parse.header_prefixes,
+            &["X-App-".to_string(), "X-Trace".to_string()]
+        );
+        assert_eq!(config.smtp.session.hostname.as_deref(), Some("mx.example"));
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        let error = parse(&["--port", "abc"]).unwrap_err().to_string();
+        assert!(error.contains("MAIL_LASER_PORT"), "{error}");
+        assert!(error.contains("'abc'"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+
+        let error = parse(&["--require-tls", "maybe"]).unwrap_err().to_string();
+        assert!(error.contains("MAIL_LASER_REQUIRE_TLS"), "{error}");
+
+        let error = Config::from_args([
+            "mail-laser",
+            "--target-emails",
+            "a@b",
+            "--webhook-url",
+            "ftp://x",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("MAIL_LASER_WEBHOOK_URL: invalid value 'ftp://x'"),
+            "{error}"
+        );
+
+        let error = Config::from_args([
+            "mail-laser",
+            "--target-emails",
+            "nobody",
+            "--webhook-url",
+            "-",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("MAIL_LASER_TARGET_EMAILS"), "{error}");
+    }
+
+    #[test]
+    fn missing_required_value_names_the_variable() {
+        let error = Config::from_args(["mail-laser", "--webhook-url", "-"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("MAIL_LASER_TARGET_EMAILS"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+}

@@ -1,0 +1,54 @@
+//! MailLaser: an SMTP server that turns every accepted email into a JSON
+//! webhook call.
+//!
+//! Bytes become SMTP frames ([`smtp::codec`]), frames drive a session state
+//! machine ([`smtp::session`]), and every decision the session delegates is a
+//! Tower layer ([`stack`]) ending in a [`sink::Sink`]. [`run`] wires it all
+//! to listeners the caller has already bound.
+
+pub mod config;
+pub mod http;
+pub mod mail;
+pub mod sink;
+pub mod smtp;
+pub mod stack;
+pub mod tls;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use sink::SharedSink;
+use smtp::server::Server;
+
+/// Listeners bound by the caller (tests bind port 0 and hand them over).
+pub struct Listeners {
+    pub smtp: TcpListener,
+    pub http: TcpListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+}
+
+/// Runs MailLaser until `shutdown` fires and the sessions have drained.
+///
+/// # Errors
+/// A TLS set-up failure at start, or the HTTP server failing.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    sink: SharedSink,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let acceptor = tls::acceptor(&config.smtp.tls)?;
+    let service = stack::build(config.stack, sink);
+    let server = Server::new(listeners.smtp, &config.smtp, Some(acceptor), service);
+    let http = http::serve(listeners.http, shutdown.clone());
+    let ((), http) = tokio::join!(server.run(shutdown.clone()), http);
+    http.map_err(RunError::Http)
+}

@@ -1,0 +1,16 @@
+//! MIME → webhook payload (SPEC §3).
+//!
+//! [`parse`] turns the raw bytes of one accepted message into a [`ParsedMail`]
+//! (subject, bodies, sender name, forwarded headers, Message-ID); [`Payload`]
+//! adds the SMTP envelope and serialises the JSON that is POSTed. Pure code, no
+//! I/O: parse once per message, then build one `Payload` per recipient.
+//!
+//! Both halves treat the message as hostile: any byte sequence yields a best
+//! effort result, with bounded stack, bounded MIME depth and bounded HTML
+//! rendering time.
+
+pub mod parse;
+pub mod payload;
+
+pub use parse::{ParsedMail, parse};
+pub use payload::Payload;

@@ -1,0 +1,116 @@
+//! The `mail-laser` binary: configuration, logging, listeners, signals.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use mail_laser::config::{Config, ConfigError, SinkTarget};
+use mail_laser::sink::{SharedSink, StdoutSink};
+use mail_laser::{Listeners, RunError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status for a configuration error (SPEC §1).
+const CONFIG_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Info(info)) => {
+            let _ = info.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("mail-laser: {error}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mail-laser: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("mail-laser: {error:#}");
+            if error
+                .downcast_ref::<RunError>()
+                .is_some_and(|e| matches!(e, RunError::Tls(_)))
+            {
+                ExitCode::from(CONFIG_ERROR)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Logs go to stderr: stdout is reserved for payloads when the sink is `-`.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let sink: SharedSink = match &config.sink {
+        SinkTarget::Stdout => Arc::new(StdoutSink::new()),
+        SinkTarget::Webhook(url) => {
+            anyhow::bail!(
+                "MAIL_LASER_WEBHOOK_URL: webhook delivery to {url} is not available yet; use '-' to print payloads"
+            )
+        }
+    };
+    let smtp = TcpListener::bind(config.smtp.bind)
+        .await
+        .with_context(|| format!("cannot listen for SMTP on {}", config.smtp.bind))?;
+    let http = TcpListener::bind(config.http_bind)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_bind))?;
+    tracing::info!(
+        smtp = %smtp.local_addr()?,
+        http = %http.local_addr()?,
+        sink = ?config.sink,
+        "MailLaser listening"
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    mail_laser::run(Listeners { smtp, http }, config, sink, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown (SPEC §2).
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}

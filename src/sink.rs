@@ -1,0 +1,79 @@
+//! Where payloads go. The stack only knows the [`Sink`] trait, so the stdout
+//! sink, the webhook, the spool and test sinks plug in without touching it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+
+use crate::mail::Payload;
+
+/// One payload for one recipient, with the raw message it came from (the
+/// webhook derives its idempotency key from it when there is no Message-ID).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub payload: Payload,
+    pub raw: Bytes,
+}
+
+/// What became of one delivery; decides the end-of-data reply (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The consumer has the payload: the only outcome that allows `250`.
+    Delivered,
+    /// The consumer refused this message for good (`554`), with its reason.
+    Rejected { reason: Option<String> },
+    /// Not delivered now; the sender must retry (`451`).
+    Deferred { reason: String },
+}
+
+/// A destination for payloads. Implementations must resolve only once the
+/// payload is safely delivered (or durably stored), never before.
+pub trait Sink: Send + Sync + 'static {
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome>;
+}
+
+pub type SharedSink = Arc<dyn Sink>;
+
+/// `MAIL_LASER_WEBHOOK_URL=-`: each payload as one JSON line on stdout.
+#[derive(Debug, Clone)]
+pub struct StdoutSink {
+    out: Arc<tokio::sync::Mutex<tokio::io::Stdout>>,
+}
+
+impl StdoutSink {
+    pub fn new() -> Self {
+        Self {
+            out: Arc::new(tokio::sync::Mutex::new(tokio::io::stdout())),
+        }
+    }
+}
+
+impl Default for StdoutSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sink for StdoutSink {
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
+        let out = self.out.clone();
+        Box::pin(async move {
+            let mut line = delivery.payload.to_json();
+            line.push(b'\n');
+            // One lock per line keeps concurrent payloads from interleaving.
+            let mut out = out.lock().await;
+            let written = async {
+                out.write_all(&line).await?;
+                out.flush().await
+            };
+            match written.await {
+                Ok(()) => Outcome::Delivered,
+                Err(error) => Outcome::Deferred {
+                    reason: error.to_string(),
+                },
+            }
+        })
+    }
+}

@@ -1,0 +1,915 @@
+//! Framing of the SMTP byte stream (SPEC §2): command lines and DATA bodies
+//! in, replies out.
+//!
+//! The codec only turns bytes into [`Frame`]s; it makes no protocol
+//! decisions. The session, which knows when it answered `354`, switches it to
+//! data mode with [`SmtpCodec::start_data`]. Every limit is enforced here, so
+//! whatever a client sends, the read buffer stays bounded: about
+//! [`MAX_LINE`] octets in command mode and the message size limit (plus one
+//! read) in data mode.
+//!
+//! A body ends only at `<CRLF>.<CRLF>`; a dot framed by a bare LF or CR is
+//! body text (no SMTP smuggling).
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::smtp::command::{Command, CommandError};
+use crate::smtp::reply::Reply;
+
+/// Maximum length of a command line in octets, excluding the CRLF.
+pub const MAX_LINE: usize = 2048;
+
+/// The most a command line may occupy in the buffer before we know whether it
+/// is too long: the content, a CR and the LF.
+const MAX_FRAMED_LINE: usize = MAX_LINE + 2;
+
+/// One unit of input for the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// One command line, parsed by `Command::parse` (the line passed including its LF).
+    Command(Result<Command, CommandError>),
+    /// A command line longer than [`MAX_LINE`]; yielded once the rest of that
+    /// line was discarded (at its LF), so the reply stays in order. The
+    /// session survives.
+    LineTooLong,
+    /// The complete message after DATA: dot-unstuffed, CRLFs kept, including
+    /// the CRLF that ended the last line, without the terminating `.\r\n`.
+    Message(Bytes),
+    /// The body exceeded the size limit: it was read to its end and
+    /// discarded (never buffered beyond the limit).
+    MessageTooLarge,
+}
+
+/// Errors of the transport underneath; the framing itself never fails.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// One reply ready for the wire; `enhanced` says whether
+/// ENHANCEDSTATUSCODES is in effect.
+#[derive(Debug, Clone, Copy)]
+pub struct Outbound<'a> {
+    pub reply: &'a Reply,
+    pub enhanced: bool,
+}
+
+/// The SMTP codec. Every frame it yields leaves it in command mode; only
+/// [`SmtpCodec::start_data`] enters data mode.
+#[derive(Debug)]
+pub struct SmtpCodec {
+    mode: Mode,
+    /// Limit on the unstuffed body octets of one message.
+    max_message_size: usize,
+}
+
+// === impl SmtpCodec ===
+
+impl SmtpCodec {
+    /// A codec in command mode whose messages may hold at most
+    /// `max_message_size` octets (after dot-unstuffing).
+    pub fn new(max_message_size: usize) -> Self {
+        Self {
+            mode: Mode::command(),
+            max_message_size,
+        }
+    }
+
+    /// Switches to data mode: the next frame is [`Frame::Message`] or
+    /// [`Frame::MessageTooLarge`]. Called by the connection right after it
+    /// queued the 354 reply; bytes already buffered after the DATA line belong
+    /// to the body. Calling it again while a body is being read changes nothing.
+    pub fn start_data(&mut self) {
+        if !self.is_reading_data() {
+            self.mode = Mode::Data(Body::new());
+        }
+    }
+
+    /// Whether the codec is between `start_data` and the end of that body.
+    pub fn is_reading_data(&self) -> bool {
+        matches!(self.mode, Mode::Data(_) | Mode::Draining(_))
+    }
+
+    /// Back to command mode, forgetting how far the buffer was scanned. The
+    /// codec remembers positions in the read buffer, so the connection calls
+    /// this whenever it throws buffered input away itself (after `STARTTLS`).
+    pub fn reset(&mut self) {
+        self.mode = Mode::command();
+    }
+}
+
+impl Decoder for SmtpCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        loop {
+            let step = match &mut self.mode {
+                Mode::Command { next_index } => decode_line(next_index, src),
+                Mode::Discarding => discard_line(src),
+                Mode::Data(body) => body.decode(src, self.max_message_size),
+                Mode::Draining(scan) => drain(scan, src),
+            };
+            match step {
+                Step::Pending => return Ok(None),
+                Step::Yield(frame) => {
+                    self.mode = Mode::command();
+                    return Ok(Some(frame));
+                }
+                Step::Switch(mode) => self.mode = mode,
+            }
+        }
+    }
+
+    /// A partial line or body at the end of the stream is not a frame: it is
+    /// dropped and the connection simply ends (no "bytes remaining" error).
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
+        }
+        src.clear();
+        self.reset();
+        Ok(None)
+    }
+}
+
+impl<'a> Encoder<Outbound<'a>> for SmtpCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: Outbound<'a>, dst: &mut BytesMut) -> Result<(), CodecError> {
+        item.reply.encode(item.enhanced, dst);
+        Ok(())
+    }
+}
+
+// === impl Mode ===
+
+/// What the bytes at the front of the buffer are.
+#[derive(Debug)]
+enum Mode {
+    /// A command line; `src[..next_index]` was already searched for its LF.
+    Command { next_index: usize },
+    /// The rest of an overlong line, dropped as it arrives up to its LF.
+    Discarding,
+    /// A message body being collected in place.
+    Data(Body),
+    /// An oversize body: looking for its terminator while keeping nothing.
+    Draining(Scan),
+}
+
+impl Mode {
+    const fn command() -> Self {
+        Self::Command { next_index: 0 }
+    }
+}
+
+/// The outcome of one decoding step.
+enum Step {
+    /// Nothing complete is buffered; all buffered bytes are accounted for.
+    Pending,
+    /// A frame; the codec returns to command mode.
+    Yield(Frame),
+    /// Continue decoding the same buffer in another mode.
+    Switch(Mode),
+}
+
+/// Finds the next command line. Never looks further than [`MAX_FRAMED_LINE`]
+/// octets, so an LF-less flood cannot make the buffer grow.
+fn decode_line(next_index: &mut usize, src: &mut BytesMut) -> Step {
+    let window = src.len().min(MAX_FRAMED_LINE);
+    // Only a buffer emptied behind our back (see `SmtpCodec::reset`) can be
+    // shorter than what was searched; then search it all.
+    let searched = if *next_index > window { 0 } else { *next_index };
+    match find(b'\n', &src[searched..window]) {
+        Some(offset) => {
+            let end = searched + offset + 1;
+            let crlf = end >= 2 && src[end - 2] == b'\r';
+            let content = end - 1 - usize::from(crlf);
+            let frame = if content > MAX_LINE {
+                Frame::LineTooLong
+            } else {
+                Frame::Command(Command::parse(&src[..end]))
+            };
+            src.advance(end);
+            *next_index = 0;
+            Step::Yield(frame)
+        }
+        None if window == MAX_FRAMED_LINE => {
+            // No LF in the longest acceptable line: whatever follows, it is
+            // too long. Anything after the window may hold its LF.
+            src.advance(window);
+            Step::Switch(Mode::Discarding)
+        }
+        None => {
+            *next_index = window;
+            Step::Pending
+        }
+    }
+}
+
+/// Drops the rest of an overlong line; its LF yields [`Frame::LineTooLong`].
+fn discard_line(src: &mut BytesMut) -> Step {
+    match find(b'\n', src) {
+        Some(offset) => {
+            src.advance(offset + 1);
+            Step::Yield(Frame::LineTooLong)
+        }
+        None => {
+            src.clear();
+            Step::Pending
+        }
+    }
+}
+
+/// Scans an oversize body for its terminator, discarding everything.
+fn drain(scan: &mut Scan, src: &mut BytesMut) -> Step {
+    let mut from = 0;
+    loop {
+        match scan.run(src, from) {
+            Event::Dot(at) => from = at + 1,
+            Event::End(end) => {
+                src.advance(end);
+                return Step::Yield(Frame::MessageTooLarge);
+            }
+            Event::Exhausted => {
+                src.clear();
+                return Step::Pending;
+            }
+        }
+    }
+}
+
+// === impl Body ===
+
+/// A body collected in place at the front of the buffer.
+///
+/// Invariant: `write <= pending <= next_index <= src.len()`, and the
+/// unstuffed body read so far is `src[..write] ++ src[pending..next_index]`
+/// (less a trailing CR while `scan` is [`Scan::DotCr`], which is body text
+/// only if no LF follows). Without stuffed dots `write == pending` and no
+/// byte is ever moved; each stuffed dot moves the stretch before it down once,
+/// so every byte is copied at most once.
+#[derive(Debug)]
+struct Body {
+    scan: Scan,
+    next_index: usize,
+    write: usize,
+    pending: usize,
+}
+
+impl Body {
+    const fn new() -> Self {
+        Self {
+            // The DATA line's own CRLF precedes the body.
+            scan: Scan::LineStart,
+            next_index: 0,
+            write: 0,
+            pending: 0,
+        }
+    }
+
+    fn decode(&mut self, src: &mut BytesMut, max: usize) -> Step {
+        if self.next_index > src.len() {
+            // The buffer was emptied behind our back (see `SmtpCodec::reset`):
+            // start over rather than index out of bounds.
+            *self = Self::new();
+        }
+        loop {
+            match self.scan.run(src, self.next_index) {
+                Event::Dot(at) => {
+                    // A dot at line start is dropped: stuffing, or the
+                    // terminator's dot (then the body ends right before it).
+                    if self.write != self.pending {
+                        src.copy_within(self.pending..at, self.write);
+                    }
+                    self.write += at - self.pending;
+                    self.pending = at + 1;
+                    self.next_index = at + 1;
+                    if self.write > max {
+                        src.advance(self.next_index);
+                        return Step::Switch(Mode::Draining(self.scan));
+                    }
+                }
+                Event::End(end) => {
+                    if self.write > max {
+                        src.advance(end);
+                        return Step::Yield(Frame::MessageTooLarge);
+                    }
+                    let mut message = src.split_to(end);
+                    message.truncate(self.write);
+                    return Step::Yield(Frame::Message(message.freeze()));
+                }
+                Event::Exhausted => {
+                    self.next_index = src.len();
+                    let tentative_cr = usize::from(self.scan == Scan::DotCr);
+                    let size = self.write + (self.next_index - self.pending) - tentative_cr;
+                    if size > max {
+                        src.clear();
+                        return Step::Switch(Mode::Draining(self.scan));
+                    }
+                    return Step::Pending;
+                }
+            }
+        }
+    }
+}
+
+// === impl Scan ===
+
+/// Where the scanner stands relative to a `<CRLF>.<CRLF>` terminator. Only
+/// CRLF ends a line; a bare CR or LF is text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// After CRLF, or at the start of the body: a dot here is stuffing or
+    /// the start of the terminator.
+    LineStart,
+    /// Inside a line, after anything but CR.
+    Text,
+    /// After a CR inside a line; an LF ends the line.
+    Cr,
+    /// After a (dropped) dot at line start.
+    Dot,
+    /// After `.` CR at line start; an LF ends the body.
+    DotCr,
+}
+
+/// What [`Scan::run`] stopped at.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    /// Every byte was scanned.
+    Exhausted,
+    /// A dot at line start at this index; resume after it.
+    Dot(usize),
+    /// The terminator's LF ends right before this index.
+    End(usize),
+}
+
+impl Scan {
+    /// Scans `buf[from..]`, stopping at each line-start dot and at the
+    /// terminator. The state carries over between calls, so a terminator
+    /// split across reads is found without looking back.
+    fn run(&mut self, buf: &[u8], mut from: usize) -> Event {
+        while from < buf.len() {
+            if *self == Self::Text {
+                // Nothing matters inside a line until its CR.
+                match find(b'\r', &buf[from..]) {
+                    Some(offset) => {
+                        from += offset + 1;
+                        *self = Self::Cr;
+                        continue;
+                    }
+                    None => return Event::Exhausted,
+                }
+            }
+            let byte = buf[from];
+            from += 1;
+            *self = match (*self, byte) {
+                (Self::LineStart, b'.') => {
+                    *self = Self::Dot;
+                    return Event::Dot(from - 1);
+                }
+                (Self::DotCr, b'\n') => {
+                    *self = Self::LineStart;
+                    return Event::End(from);
+                }
+                (Self::Cr, b'\n') => Self::LineStart,
+                (Self::Dot, b'\r') => Self::DotCr,
+                (_, b'\r') => Self::Cr,
+                _ => Self::Text,
+            };
+        }
+        Event::Exhausted
+    }
+}
+
+/// Index of the first `needle` in `haystack`. A plain loop is fast enough
+/// here (bodies decode at several GiB/s, see `benches/codec.rs`) and spares
+/// a dependency.
+fn find(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&byte| byte == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::command::MailParams;
+
+    const LIMIT: usize = 10_000;
+
+    fn push(codec: &mut SmtpCodec, frames: &mut Vec<Frame>, frame: Frame) {
+        // As the connection does: the 354 is queued, then data mode.
+        if frame == Frame::Command(Ok(Command::Data)) {
+            codec.start_data();
+        }
+        frames.push(frame);
+    }
+
+    /// Feeds `chunks` one after another, decoding after each, then ends the stream.
+    fn decode_chunks<'a>(limit: usize, chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<Frame> {
+        let mut codec = SmtpCodec::new(limit);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                push(&mut codec, &mut frames, frame);
+            }
+        }
+        while let Some(frame) = codec.decode_eof(&mut buf).unwrap() {
+            push(&mut codec, &mut frames, frame);
+        }
+        assert!(buf.is_empty());
+        frames
+    }
+
+    /// Decodes `transcript` whole, split in two at every `step`-th position
+    /// and one byte at a time; all must yield the same frames.
+    fn decode_all_ways_step(limit: usize, transcript: &[u8], step: usize) -> Vec<Frame> {
+        let whole = decode_chunks(limit, [transcript]);
+        let positions = (0..=transcript.len())
+            .step_by(step)
+            .chain([transcript.len()]);
+        for at in positions {
+            let (head, tail) = transcript.split_at(at);
+            assert_eq!(decode_chunks(limit, [head, tail]), whole, "split at {at}");
+        }
+        assert_eq!(
+            decode_chunks(limit, transcript.chunks(1)),
+            whole,
+            "byte by byte"
+        );
+        whole
+    }
+
+    fn decode_all_ways(limit: usize, transcript: &[u8]) -> Vec<Frame> {
+        decode_all_ways_step(limit, transcript, 1)
+    }
+
+    fn message(body: &[u8]) -> Frame {
+        Frame::Message(Bytes::copy_from_slice(body))
+    }
+
+    const DATA: Frame = Frame::Command(Ok(Command::Data));
+    const QUIT: Frame = Frame::Command(Ok(Command::Quit));
+
+    /// The body of `DATA\r\n{raw}` followed by QUIT, decoded every way.
+    fn body_of(raw: &[u8]) -> Vec<Frame> {
+        let mut transcript = b"DATA\r\n".to_vec();
+        transcript.extend_from_slice(raw);
+        transcript.extend_from_slice(b"QUIT\r\n");
+        decode_all_ways(LIMIT, &transcript)
+    }
+
+    fn xorshift(len: usize) -> Vec<u8> {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_transaction() {
+        let frames = decode_all_ways(
+            LIMIT,
+            b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n\
+              RCPT TO:<e@f.example>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+        );
+        assert_eq!(
+            frames,
+            [
+                Frame::Command(Ok(Command::Ehlo("client.example".into()))),
+                Frame::Command(Ok(Command::Mail {
+                    from: "a@b.example".into(),
+                    params: MailParams::default()
+                })),
+                Frame::Command(Ok(Command::Rcpt {
+                    to: "c@d.example".into()
+                })),
+                Frame::Command(Ok(Command::Rcpt {
+                    to: "e@f.example".into()
+                })),
+                DATA,
+                message(b"Subject: hi\r\n\r\nbody\r\n"),
+                QUIT,
+            ]
+        );
+    }
+
+    #[test]
+    fn bare_lf_command_lines_and_parse_errors() {
+        assert_eq!(
+            decode_all_ways(LIMIT, b"NOOP\nFOO bar\r\nQUIT\n"),
+            [
+                Frame::Command(Ok(Command::Noop)),
+                Frame::Command(Err(CommandError::UnknownCommand)),
+                QUIT
+            ]
+        );
+    }
+
+    #[test]
+    fn dot_stuffed_lines_are_unstuffed() {
+        assert_eq!(
+            body_of(b"..\r\n..x\r\n.y\r\nplain.\r\n...\r\n.\r\n"),
+            [DATA, message(b".\r\n.x\r\ny\r\nplain.\r\n..\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn stuffed_terminator_lookalike_is_body() {
+        assert_eq!(
+            body_of(b"a\r\n..\r\nb\r\n.\r\n"),
+            [DATA, message(b"a\r\n.\r\nb\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn empty_message() {
+        assert_eq!(body_of(b".\r\n"), [DATA, message(b""), QUIT]);
+    }
+
+    #[test]
+    fn message_without_final_crlf_before_dot_is_not_ended() {
+        // "x.\r\n": the dot is not at line start.
+        assert_eq!(
+            body_of(b"x.\r\nend\r\n.\r\n"),
+            [DATA, message(b"x.\r\nend\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn smuggling_lf_dot_crlf_is_body() {
+        assert_eq!(
+            body_of(b"Hi\n.\r\nMAIL FROM:<evil@x.example>\r\nDATA\r\nevil\r\n.\r\n"),
+            [
+                DATA,
+                message(b"Hi\n.\r\nMAIL FROM:<evil@x.example>\r\nDATA\r\nevil\r\n"),
+                QUIT
+            ]
+        );
+        // A bare LF right where a line could start does not start one.
+        for (raw, body) in [
+            (&b"\n.\r\nRSET\r\n.\r\n"[..], &b"\n.\r\nRSET\r\n"[..]),
+            (b"Hi\r\n\n.\r\nRSET\r\n.\r\n", b"Hi\r\n\n.\r\nRSET\r\n"),
+            (b"Hi\r\n.\n.\r\nRSET\r\n.\r\n", b"Hi\r\n\n.\r\nRSET\r\n"),
+        ] {
+            assert_eq!(body_of(raw), [DATA, message(body), QUIT]);
+        }
+    }
+
+    #[test]
+    fn smuggling_cr_dot_crlf_is_body() {
+        assert_eq!(
+            body_of(b"Hi\r.\r\nRSET\r\n.\r\n"),
+            [DATA, message(b"Hi\r.\r\nRSET\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn bare_cr_before_crlf_is_text() {
+        // CR CR LF: the first CR is text, the second one starts the CRLF.
+        assert_eq!(
+            body_of(b"Hi\r\r\nmore\r\r\n.\r\n"),
+            [DATA, message(b"Hi\r\r\nmore\r\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn smuggling_crlf_dot_lf_is_body() {
+        // The line ".\nRSET\r\n" starts with a dot and is not the terminator:
+        // its first dot goes (RFC 5321 §4.5.2), the rest stays.
+        assert_eq!(
+            body_of(b"Hi\r\n.\nRSET\r\n.\r\n"),
+            [DATA, message(b"Hi\r\n\nRSET\r\n"), QUIT]
+        );
+        assert_eq!(
+            body_of(b".\nRSET\r\n.\r\n"),
+            [DATA, message(b"\nRSET\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn smuggling_lf_dot_lf_is_body() {
+        assert_eq!(
+            body_of(b"Hi\n.\nRSET\r\n.\r\n"),
+            [DATA, message(b"Hi\n.\nRSET\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn smuggling_crlf_dot_cr_without_lf_is_body() {
+        assert_eq!(
+            body_of(b"Hi\r\n.\rRSET\r\n.\r\n"),
+            [DATA, message(b"Hi\r\n\rRSET\r\n"), QUIT]
+        );
+        // ".\r" then CR LF: the first CR is text, the second starts the CRLF.
+        assert_eq!(
+            body_of(b"Hi\r\n.\r\r\n.\r\n"),
+            [DATA, message(b"Hi\r\n\r\r\n"), QUIT]
+        );
+        assert_eq!(
+            body_of(b"Hi\r\n.\r.\r\n.\r\n"),
+            [DATA, message(b"Hi\r\n\r.\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn terminator_split_across_reads() {
+        let chunks: [&[u8]; 5] = [b"DATA\r\nx\r\n.", b".\r\ny\r", b"\n.\r", b"\n", b"QUIT\r\n"];
+        assert_eq!(
+            decode_chunks(LIMIT, chunks),
+            [DATA, message(b"x\r\n.\r\ny\r\n"), QUIT]
+        );
+        let chunks: [&[u8]; 3] = [b"DATA\r\nx\r", b"\n.\r\n", b"QUIT\r\n"];
+        assert_eq!(
+            decode_chunks(LIMIT, chunks),
+            [DATA, message(b"x\r\n"), QUIT]
+        );
+    }
+
+    #[test]
+    fn line_of_2049_octets_is_too_long_and_session_survives() {
+        let mut transcript = b"NOOP ".to_vec();
+        transcript.resize(MAX_LINE + 1, b'x');
+        transcript.extend_from_slice(b"\r\nQUIT\r\n");
+        assert_eq!(
+            decode_all_ways(LIMIT, &transcript),
+            [Frame::LineTooLong, QUIT]
+        );
+    }
+
+    #[test]
+    fn line_of_2048_octets_is_accepted() {
+        let mut line = b"NOOP ".to_vec();
+        line.resize(MAX_LINE, b'x');
+        let mut transcript = line.clone();
+        transcript.extend_from_slice(b"\r\n");
+        // With a bare LF the same content is still within the limit ...
+        transcript.extend_from_slice(&line);
+        transcript.extend_from_slice(b"\n");
+        // ... and one octet more is not, whatever the line ending.
+        transcript.extend_from_slice(&line);
+        transcript.extend_from_slice(b"x\n");
+        assert_eq!(
+            decode_all_ways(LIMIT, &transcript),
+            [
+                Frame::Command(Ok(Command::Noop)),
+                Frame::Command(Ok(Command::Noop)),
+                Frame::LineTooLong
+            ]
+        );
+    }
+
+    #[test]
+    fn line_of_100_kb_is_too_long() {
+        let mut transcript = vec![b'a'; 100_000];
+        transcript.extend_from_slice(b"\r\nQUIT\r\n");
+        assert_eq!(
+            decode_all_ways_step(LIMIT, &transcript, 997),
+            [Frame::LineTooLong, QUIT]
+        );
+    }
+
+    /// Feeds `input` in 4 KB reads then "\r\nQUIT\r\n", checking the buffer
+    /// stays bounded after every read.
+    fn feed_flood(input: &[u8]) -> Vec<Frame> {
+        const CHUNK: usize = 4096;
+        let mut codec = SmtpCodec::new(1_000);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in input.chunks(CHUNK).chain([&b"\r\nQUIT\r\n"[..]]) {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                push(&mut codec, &mut frames, frame);
+            }
+            assert!(buf.len() <= 2 * MAX_LINE + CHUNK, "buffered {}", buf.len());
+        }
+        frames
+    }
+
+    #[test]
+    fn flood_of_random_bytes_stays_bounded() {
+        let frames = feed_flood(&xorshift(1 << 20));
+        assert_eq!(frames.last(), Some(&QUIT));
+    }
+
+    #[test]
+    fn flood_without_lf_stays_bounded() {
+        let input: Vec<u8> = xorshift(1 << 20)
+            .into_iter()
+            .map(|byte| if byte == b'\n' { b'x' } else { byte })
+            .collect();
+        assert_eq!(feed_flood(&input), [Frame::LineTooLong, QUIT]);
+    }
+
+    #[test]
+    fn oversize_body_is_drained_then_commands_continue() {
+        let mut transcript = b"DATA\r\n".to_vec();
+        for _ in 0..100 {
+            transcript.extend_from_slice(&[b'y'; 48]);
+            transcript.extend_from_slice(b"\r\n");
+        }
+        transcript.extend_from_slice(b".\r\nQUIT\r\n");
+        assert_eq!(
+            decode_all_ways(1_000, &transcript),
+            [DATA, Frame::MessageTooLarge, QUIT]
+        );
+    }
+
+    #[test]
+    fn oversize_body_does_not_stay_buffered() {
+        let mut codec = SmtpCodec::new(1_000);
+        codec.start_data();
+        let mut buf = BytesMut::new();
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'z'; 4094]);
+            buf.extend_from_slice(b"\r\n");
+            assert_eq!(codec.decode(&mut buf).unwrap(), None);
+            assert!(buf.is_empty());
+        }
+        buf.extend_from_slice(b".\r\n");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::MessageTooLarge)
+        );
+        assert!(!codec.is_reading_data());
+    }
+
+    /// A body of exactly `len` (at least 8) unstuffed octets, every third
+    /// line dot-stuffed, and its raw form without the terminator.
+    fn stuffed_body(len: usize) -> (Vec<u8>, Vec<u8>) {
+        let (mut raw, mut body) = (Vec::new(), Vec::new());
+        for line in 0.. {
+            let rest = len - body.len();
+            if rest < 8 {
+                let mut last = vec![b'c'; rest - 2];
+                last.extend_from_slice(b"\r\n");
+                raw.extend_from_slice(&last);
+                body.extend_from_slice(&last);
+                break;
+            }
+            if line % 3 == 0 {
+                raw.extend_from_slice(b"..a\r\n");
+                body.extend_from_slice(b".a\r\n");
+            } else {
+                raw.extend_from_slice(b"b\r\n");
+                body.extend_from_slice(b"b\r\n");
+            }
+        }
+        (raw, body)
+    }
+
+    #[test]
+    fn body_at_the_limit_is_accepted_one_octet_over_is_refused() {
+        let (raw, body) = stuffed_body(1_000);
+        assert_eq!(body.len(), 1_000);
+        assert!(raw.len() > 1_000);
+        let mut raw = raw;
+        raw.extend_from_slice(b".\r\n");
+        assert_eq!(body_limited(1_000, &raw), [DATA, message(&body), QUIT]);
+        assert_eq!(
+            body_limited(999, &raw),
+            [DATA, Frame::MessageTooLarge, QUIT]
+        );
+    }
+
+    fn body_limited(limit: usize, raw: &[u8]) -> Vec<Frame> {
+        let mut transcript = b"DATA\r\n".to_vec();
+        transcript.extend_from_slice(raw);
+        transcript.extend_from_slice(b"QUIT\r\n");
+        decode_all_ways(limit, &transcript)
+    }
+
+    #[test]
+    fn large_body_in_small_reads() {
+        let (mut raw, body) = stuffed_body(2 << 20);
+        raw.extend_from_slice(b".\r\n");
+        let mut codec = SmtpCodec::new(body.len());
+        codec.start_data();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in raw.chunks(4096) {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames, [message(&body)]);
+    }
+
+    /// How far the codec has searched the buffer.
+    fn searched(codec: &SmtpCodec) -> usize {
+        match &codec.mode {
+            Mode::Command { next_index } => *next_index,
+            Mode::Data(body) => body.next_index,
+            Mode::Discarding | Mode::Draining(_) => 0,
+        }
+    }
+
+    #[test]
+    fn scanning_resumes_where_it_stopped() {
+        let mut codec = SmtpCodec::new(LIMIT);
+        let mut buf = BytesMut::from(&b"MAIL FROM:<a@b.example"[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(searched(&codec), buf.len());
+        buf.extend_from_slice(b">\r\nDA");
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(searched(&codec), 2);
+        buf.extend_from_slice(b"TA\r\nline\r\n..stuffed\r\nmore");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(DATA));
+        codec.start_data();
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(searched(&codec), buf.len());
+        buf.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(message(b"line\r\n.stuffed\r\nmore\r\n"))
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn partial_input_at_eof_is_dropped_quietly() {
+        assert_eq!(
+            decode_all_ways(LIMIT, b"NOOP\r\nQUI"),
+            [Frame::Command(Ok(Command::Noop))]
+        );
+        assert_eq!(decode_all_ways(LIMIT, b"DATA\r\npartial\r\n."), [DATA]);
+        assert_eq!(decode_all_ways(LIMIT, &[b'a'; 5_000]), []);
+    }
+
+    #[test]
+    fn data_mode_ends_by_itself() {
+        let mut codec = SmtpCodec::new(LIMIT);
+        assert!(!codec.is_reading_data());
+        codec.start_data();
+        assert!(codec.is_reading_data());
+        let mut buf = BytesMut::from(&b"x\r\n.\r\nQUIT\r\n"[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(message(b"x\r\n")));
+        assert!(!codec.is_reading_data());
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(QUIT));
+    }
+
+    #[test]
+    fn buffer_discarded_by_the_connection() {
+        let mut codec = SmtpCodec::new(LIMIT);
+        let mut buf = BytesMut::from(&b"STARTTLS\r\nEHLO injected"[..]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Command(Ok(Command::StartTls)))
+        );
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.clear();
+        codec.reset();
+        buf.extend_from_slice(b"QUIT\r\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(QUIT));
+        // Even without `reset`, a shorter buffer is no reason to panic.
+        buf.extend_from_slice(b"EHLO injected");
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.clear();
+        buf.extend_from_slice(b"\n");
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        codec.start_data();
+        buf.extend_from_slice(b"partial body");
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.clear();
+        buf.extend_from_slice(b".\r\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(message(b"")));
+    }
+
+    #[test]
+    fn encoder_writes_reply_with_and_without_enhanced_code() {
+        let mut codec = SmtpCodec::new(LIMIT);
+        let mut dst = BytesMut::new();
+        let reply = Reply::recipient_ok();
+        codec
+            .encode(
+                Outbound {
+                    reply: &reply,
+                    enhanced: true,
+                },
+                &mut dst,
+            )
+            .unwrap();
+        assert_eq!(&dst[..], b"250 2.1.5 OK\r\n");
+        dst.clear();
+        codec
+            .encode(
+                Outbound {
+                    reply: &reply,
+                    enhanced: false,
+                },
+                &mut dst,
+            )
+            .unwrap();
+        assert_eq!(&dst[..], b"250 OK\r\n");
+    }
+}

@@ -1,0 +1,263 @@
+//! SMTP commands as typed values, independent of how they were framed.
+//!
+//! The grammar itself (RFC 5321 §4.1 plus the ESMTP parameters) is parsed by
+//! `smtp-proto`, Stalwart's fuzzed parser; [`Command::parse`] maps its output
+//! onto the small set of commands and parameters MailLaser implements, so the
+//! rest of the server never sees the dependency.
+
+use smtp_proto::{
+    Error as ProtoError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, MailFrom, Request,
+};
+
+/// `BODY=` values of RFC 6152.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyType {
+    #[default]
+    SevenBit,
+    EightBitMime,
+}
+
+/// The parameters of `MAIL FROM` that MailLaser advertises and honours.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailParams {
+    /// Declared message size (RFC 1870), if the client sent `SIZE=`.
+    pub size: Option<u64>,
+    pub body: Option<BodyType>,
+    /// `SMTPUTF8` (RFC 6531).
+    pub smtputf8: bool,
+}
+
+/// One parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    /// `MAIL FROM:<address>`; the null reverse-path is the empty string.
+    Mail {
+        from: String,
+        params: MailParams,
+    },
+    Rcpt {
+        to: String,
+    },
+    Data,
+    /// `BDAT n [LAST]` (RFC 3030).
+    Bdat {
+        size: u64,
+        last: bool,
+    },
+    Rset,
+    Noop,
+    Vrfy,
+    Help,
+    Quit,
+    StartTls,
+    /// A command RFC 5321 or an extension defines but MailLaser does not
+    /// implement (`EXPN`, `AUTH`, `ETRN`, …): `502`.
+    NotImplemented(&'static str),
+}
+
+/// Why a command line could not be turned into a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("unrecognised command")]
+    UnknownCommand,
+    #[error("syntax error, expected {0}")]
+    Syntax(&'static str),
+    #[error("invalid address")]
+    InvalidAddress,
+    #[error("invalid value for parameter {0}")]
+    InvalidParameter(&'static str),
+    #[error("parameter {0} not supported")]
+    UnsupportedParameter(String),
+}
+
+impl Command {
+    /// Parses one command line. `line` must end with `\n` (the codec passes
+    /// the line including its terminator).
+    ///
+    /// # Errors
+    /// A [`CommandError`] the session turns into a `5xx` reply.
+    pub fn parse(line: &[u8]) -> Result<Self, CommandError> {
+        match Request::parse(&mut line.iter()) {
+            Ok(request) => Self::from_request(request),
+            Err(error) => Err(match error {
+                ProtoError::UnknownCommand => CommandError::UnknownCommand,
+                ProtoError::SyntaxError { syntax } => CommandError::Syntax(syntax),
+                ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress => {
+                    CommandError::InvalidAddress
+                }
+                ProtoError::InvalidParameter { param } => CommandError::InvalidParameter(param),
+                ProtoError::UnsupportedParameter { param } => {
+                    CommandError::UnsupportedParameter(param)
+                }
+                // The codec only hands over complete lines, so running out of
+                // input means the line itself is malformed.
+                ProtoError::NeedsMoreData { .. }
+                | ProtoError::ResponseTooLong
+                | ProtoError::InvalidResponse { .. } => CommandError::Syntax("a complete command"),
+            }),
+        }
+    }
+
+    fn from_request(request: Request<std::borrow::Cow<'_, str>>) -> Result<Self, CommandError> {
+        Ok(match request {
+            Request::Ehlo { host } => Self::Ehlo(host.into_owned()),
+            Request::Helo { host } => Self::Helo(host.into_owned()),
+            Request::Mail { from } => Self::Mail {
+                params: mail_params(&from)?,
+                from: from.address.into_owned(),
+            },
+            Request::Rcpt { to } => {
+                if to.flags != 0 || to.orcpt.is_some() {
+                    return Err(CommandError::UnsupportedParameter("NOTIFY/ORCPT".into()));
+                }
+                Self::Rcpt {
+                    to: to.address.into_owned(),
+                }
+            }
+            Request::Data => Self::Data,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => Self::Bdat {
+                size: chunk_size as u64,
+                last: is_last,
+            },
+            Request::Rset => Self::Rset,
+            Request::Noop { .. } => Self::Noop,
+            Request::Vrfy { .. } => Self::Vrfy,
+            Request::Help { .. } => Self::Help,
+            Request::Quit => Self::Quit,
+            Request::StartTls => Self::StartTls,
+            other => Self::NotImplemented(other.name()),
+        })
+    }
+
+    /// The verb, upper case, for logs and metrics.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Ehlo(_) => "EHLO",
+            Self::Helo(_) => "HELO",
+            Self::Mail { .. } => "MAIL",
+            Self::Rcpt { .. } => "RCPT",
+            Self::Data => "DATA",
+            Self::Bdat { .. } => "BDAT",
+            Self::Rset => "RSET",
+            Self::Noop => "NOOP",
+            Self::Vrfy => "VRFY",
+            Self::Help => "HELP",
+            Self::Quit => "QUIT",
+            Self::StartTls => "STARTTLS",
+            Self::NotImplemented(verb) => verb,
+        }
+    }
+}
+
+/// Keeps only the parameters we advertise; anything else `smtp-proto`
+/// understood (DSN, `BY`, `MT-PRIORITY`, …) is refused as unsupported.
+fn mail_params(from: &MailFrom<std::borrow::Cow<'_, str>>) -> Result<MailParams, CommandError> {
+    const SUPPORTED: u64 = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+    let extras = from.trans_id.is_some()
+        || from.env_id.is_some()
+        || from.solicit.is_some()
+        || from.mtrk.is_some()
+        || from.auth.is_some()
+        || from.by != 0
+        || from.hold_for != 0
+        || from.hold_until != 0
+        || from.mt_priority != 0;
+    if from.flags & !SUPPORTED != 0 || extras {
+        return Err(CommandError::UnsupportedParameter(
+            "only SIZE, BODY and SMTPUTF8 are supported".into(),
+        ));
+    }
+    let body = if from.flags & MAIL_BODY_8BITMIME != 0 {
+        Some(BodyType::EightBitMime)
+    } else if from.flags & MAIL_BODY_7BIT != 0 {
+        Some(BodyType::SevenBit)
+    } else {
+        None
+    };
+    Ok(MailParams {
+        size: (from.size != 0).then_some(from.size as u64),
+        body,
+        smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, CommandError> {
+        Command::parse(line.as_bytes())
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(
+            parse("ehlo a.example\r\n"),
+            Ok(Command::Ehlo("a.example".into()))
+        );
+        assert_eq!(parse("Data\r\n"), Ok(Command::Data));
+        assert_eq!(parse("qUiT\r\n"), Ok(Command::Quit));
+    }
+
+    #[test]
+    fn mail_with_parameters() {
+        assert_eq!(
+            parse("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8\r\n"),
+            Ok(Command::Mail {
+                from: "a@b.example".into(),
+                params: MailParams {
+                    size: Some(1000),
+                    body: Some(BodyType::EightBitMime),
+                    smtputf8: true
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn null_reverse_path() {
+        assert_eq!(
+            parse("MAIL FROM:<>\r\n"),
+            Ok(Command::Mail {
+                from: String::new(),
+                params: MailParams::default()
+            })
+        );
+    }
+
+    #[test]
+    fn unsupported_mail_parameter() {
+        assert!(matches!(
+            parse("MAIL FROM:<a@b.example> RET=FULL\r\n"),
+            Err(CommandError::UnsupportedParameter(_))
+        ));
+        assert!(matches!(
+            parse("MAIL FROM:<a@b.example> X-FOO=1\r\n"),
+            Err(CommandError::UnsupportedParameter(_))
+        ));
+    }
+
+    #[test]
+    fn bad_syntax() {
+        assert!(matches!(
+            parse("MAIL TO:<a@b>\r\n"),
+            Err(CommandError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("RCPT TO:a@b\r\n"),
+            Err(CommandError::Syntax(_))
+        ));
+        assert_eq!(parse("DATAX\r\n"), Err(CommandError::UnknownCommand));
+        assert_eq!(parse("FOO bar\r\n"), Err(CommandError::UnknownCommand));
+    }
+
+    #[test]
+    fn not_implemented_commands() {
+        assert_eq!(parse("EXPN list\r\n"), Ok(Command::NotImplemented("EXPN")));
+    }
+}

@@ -1,0 +1,240 @@
+//! Drives one connection: reads frames, steps the [`Session`], calls the
+//! stack, writes replies. Replies to pipelined commands are queued and go out
+//! with one flush once no complete command is left in the read buffer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceExt};
+use tracing::{Instrument, field};
+
+use super::codec::{CodecError, Frame, Outbound, SmtpCodec};
+use super::reply::Reply;
+use super::session::{Action, Session, SessionConfig};
+use super::transport::Transport;
+use crate::stack::{RequestKind, SmtpRequest, SmtpService, reply_for_error};
+
+type SmtpFramed = Framed<Transport, SmtpCodec>;
+
+/// What every connection shares, built once by the server.
+#[derive(Clone)]
+pub struct ConnectionContext {
+    pub session: Arc<SessionConfig>,
+    pub tls: Option<TlsAcceptor>,
+    pub idle_timeout: Duration,
+    pub max_message_size: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake timed out")]
+    HandshakeTimeout,
+}
+
+impl From<std::io::Error> for ConnectionError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Codec(CodecError::Io(error))
+    }
+}
+
+/// What woke the session up.
+enum Event {
+    Frame(Frame),
+    Closed,
+    IdleTimeout,
+    Shutdown,
+}
+
+/// Serves one client until it quits, is closed, or the server shuts down.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ConnectionContext>,
+    service: SmtpService,
+    shutdown: CancellationToken,
+) {
+    let span = tracing::info_span!(
+        "smtp.session",
+        peer = %peer,
+        tls = false,
+        helo = field::Empty
+    );
+    let connection = Connection {
+        session: Session::new(context.session.clone(), peer),
+        context,
+        service,
+        shutdown,
+    };
+    if let Err(error) = connection.run(stream).instrument(span).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+struct Connection {
+    session: Session,
+    context: Arc<ConnectionContext>,
+    service: SmtpService,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn run(mut self, stream: TcpStream) -> Result<(), ConnectionError> {
+        let mut framed = Framed::new(
+            Transport::plain(stream),
+            SmtpCodec::new(self.context.max_message_size),
+        );
+        let greeting = self.session.greeting();
+        self.send(&mut framed, &greeting).await?;
+
+        loop {
+            let frame = match self.next_event(&mut framed).await? {
+                Event::Frame(frame) => frame,
+                Event::Closed => return Ok(()),
+                Event::IdleTimeout => {
+                    let reply = self.session.idle_timeout();
+                    return self.close_with(&mut framed, &reply).await;
+                }
+                Event::Shutdown => {
+                    return self.close_with(&mut framed, &Reply::shutting_down()).await;
+                }
+            };
+            let reply = match self.session.on_frame(frame) {
+                Action::Reply(reply) => reply,
+                Action::Call(kind) => {
+                    let reply = self.call(kind).await;
+                    self.session.on_response(reply)
+                }
+                Action::StartData(reply) => {
+                    self.send(&mut framed, &reply).await?;
+                    framed.codec_mut().start_data();
+                    continue;
+                }
+                Action::StartTls(reply) => {
+                    self.send(&mut framed, &reply).await?;
+                    framed.flush().await?;
+                    framed = self.start_tls(framed).await?;
+                    continue;
+                }
+            };
+            if reply.closes_connection() {
+                return self.close_with(&mut framed, &reply).await;
+            }
+            self.send(&mut framed, &reply).await?;
+        }
+    }
+
+    /// The next frame, flushing queued replies first unless another complete
+    /// command is already buffered (pipelining, RFC 2920 §3.1).
+    async fn next_event(&mut self, framed: &mut SmtpFramed) -> Result<Event, ConnectionError> {
+        if let Some(item) = framed.next().now_or_never() {
+            return event(item);
+        }
+        framed.flush().await?;
+        // A session reading a body is let finish; the server bounds the wait.
+        let stoppable = !self.session.in_data();
+        loop {
+            let progress = framed.get_ref().bytes_read();
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled(), if stoppable => return Ok(Event::Shutdown),
+                item = tokio::time::timeout(self.context.idle_timeout, framed.next()) => {
+                    match item {
+                        Ok(item) => return event(item),
+                        // Still sending (a long line or body): not idle.
+                        Err(_) if framed.get_ref().bytes_read() > progress => {}
+                        Err(_) => return Ok(Event::IdleTimeout),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn call(&mut self, kind: RequestKind) -> Reply {
+        let request = SmtpRequest {
+            session: self.session.info(),
+            kind,
+        };
+        let service = match self.service.ready().await {
+            Ok(service) => service,
+            Err(error) => return reply_for_error(&error),
+        };
+        match service.call(request).await {
+            Ok(reply) => reply,
+            Err(error) => reply_for_error(&error),
+        }
+    }
+
+    /// Queues a reply; [`Self::next_event`] decides when to flush.
+    async fn send(&self, framed: &mut SmtpFramed, reply: &Reply) -> Result<(), ConnectionError> {
+        if let Some(helo) = self.session.helo() {
+            tracing::Span::current().record("helo", helo);
+        }
+        tracing::trace!(reply = %reply, "reply");
+        framed
+            .feed(Outbound {
+                reply,
+                enhanced: self.session.enhanced_codes(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn close_with(
+        &self,
+        framed: &mut SmtpFramed,
+        reply: &Reply,
+    ) -> Result<(), ConnectionError> {
+        self.send(framed, reply).await?;
+        framed.close().await?;
+        Ok(())
+    }
+
+    /// Upgrades in place. Input the client pipelined after STARTTLS is
+    /// discarded with the old read buffer (RFC 3207 §5: no command injection).
+    async fn start_tls(&mut self, framed: SmtpFramed) -> Result<SmtpFramed, ConnectionError> {
+        let Some(acceptor) = self.context.tls.clone() else {
+            return Err(ConnectionError::Handshake(std::io::Error::other(
+                "no TLS acceptor",
+            )));
+        };
+        let parts = framed.into_parts();
+        if !parts.read_buf.is_empty() {
+            tracing::debug!(
+                discarded = parts.read_buf.len(),
+                "input pipelined after STARTTLS discarded"
+            );
+        }
+        let Some((tcp, bytes_read)) = parts.io.into_plain() else {
+            return Err(ConnectionError::Handshake(std::io::Error::other(
+                "already in TLS",
+            )));
+        };
+        let tls = tokio::time::timeout(self.context.idle_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| ConnectionError::HandshakeTimeout)?
+            .map_err(ConnectionError::Handshake)?;
+        self.session.on_tls_established();
+        tracing::Span::current().record("tls", true);
+        let mut codec = parts.codec;
+        codec.reset();
+        Ok(Framed::new(Transport::tls(tls, bytes_read), codec))
+    }
+}
+
+fn event(item: Option<Result<Frame, CodecError>>) -> Result<Event, ConnectionError> {
+    match item {
+        Some(Ok(frame)) => Ok(Event::Frame(frame)),
+        Some(Err(error)) => Err(error.into()),
+        None => Ok(Event::Closed),
+    }
+}

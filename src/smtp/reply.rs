@@ -1,0 +1,295 @@
+//! SMTP replies as typed values with named constructors: every reply text of
+//! the contract (SPEC §2) is written once, here.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::{BufMut, BytesMut};
+
+/// An RFC 3463 enhanced status code, `class.subject.detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One SMTP reply. A multi-line reply has its lines separated by `\n` in
+/// `text`; the encoder writes `code-` continuations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub enhanced: Option<Enhanced>,
+    pub text: Cow<'static, str>,
+}
+
+const fn reply(code: u16, enhanced: Option<Enhanced>, text: &'static str) -> Reply {
+    Reply {
+        code,
+        enhanced,
+        text: Cow::Borrowed(text),
+    }
+}
+
+const fn e(class: u8, subject: u16, detail: u16) -> Option<Enhanced> {
+    Some(Enhanced(class, subject, detail))
+}
+
+impl Reply {
+    /// A reply with a text computed at run time (greeting, EHLO, webhook reasons).
+    pub fn new(code: u16, enhanced: Option<Enhanced>, text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            enhanced,
+            text: text.into(),
+        }
+    }
+
+    pub fn greeting(hostname: Option<&str>) -> Self {
+        match hostname {
+            Some(host) => Self::new(220, None, format!("{host} MailLaser SMTP Server Ready")),
+            None => reply(220, None, "MailLaser SMTP Server Ready"),
+        }
+    }
+
+    /// The EHLO reply: greeting line then one line per extension.
+    pub fn ehlo(client: &str, extensions: &[Cow<'static, str>]) -> Self {
+        let mut text = format!("MailLaser greets {client}");
+        for extension in extensions {
+            text.push('\n');
+            text.push_str(extension);
+        }
+        Self::new(250, None, text)
+    }
+
+    pub const fn helo() -> Self {
+        reply(250, None, "MailLaser")
+    }
+    pub const fn ok() -> Self {
+        reply(250, e(2, 0, 0), "OK")
+    }
+    pub const fn sender_ok() -> Self {
+        reply(250, e(2, 1, 0), "OK")
+    }
+    pub const fn recipient_ok() -> Self {
+        reply(250, e(2, 1, 5), "OK")
+    }
+    pub const fn message_accepted() -> Self {
+        reply(250, e(2, 0, 0), "OK: Message accepted for delivery")
+    }
+    pub const fn bye() -> Self {
+        reply(221, e(2, 0, 0), "Bye")
+    }
+    pub const fn help() -> Self {
+        reply(
+            214,
+            e(2, 0, 0),
+            "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT STARTTLS",
+        )
+    }
+    pub const fn cannot_vrfy() -> Self {
+        reply(
+            252,
+            e(2, 5, 2),
+            "Cannot VRFY user, but will accept message and attempt delivery",
+        )
+    }
+    pub const fn start_data() -> Self {
+        reply(354, None, "Start mail input; end with <CRLF>.<CRLF>")
+    }
+    pub const fn tls_go_ahead() -> Self {
+        reply(220, e(2, 0, 0), "Go ahead")
+    }
+
+    pub const fn shutting_down() -> Self {
+        reply(421, e(4, 3, 2), "Service shutting down")
+    }
+    pub const fn idle_timeout() -> Self {
+        reply(421, e(4, 4, 2), "Idle timeout, closing connection")
+    }
+    pub const fn too_many_errors() -> Self {
+        reply(421, e(4, 4, 2), "Too many errors, closing connection")
+    }
+    pub const fn too_many_connections() -> Self {
+        reply(421, e(4, 7, 0), "Too many connections, try again later")
+    }
+    pub const fn too_many_unknown_recipients() -> Self {
+        reply(
+            421,
+            e(4, 7, 0),
+            "Too many unknown recipients, closing connection",
+        )
+    }
+    pub const fn delivery_deferred() -> Self {
+        reply(
+            451,
+            e(4, 3, 0),
+            "Temporary delivery failure, try again later",
+        )
+    }
+    pub const fn local_error() -> Self {
+        reply(
+            451,
+            e(4, 3, 0),
+            "Local error in processing, try again later",
+        )
+    }
+    pub const fn too_many_recipients() -> Self {
+        reply(452, e(4, 5, 3), "Too many recipients")
+    }
+    pub const fn tls_unavailable() -> Self {
+        reply(454, e(4, 7, 0), "TLS not available")
+    }
+
+    pub const fn unknown_command() -> Self {
+        reply(500, e(5, 5, 2), "Command not recognized")
+    }
+    pub const fn line_too_long() -> Self {
+        reply(500, e(5, 5, 6), "Line too long")
+    }
+    pub fn syntax_error(expected: &str) -> Self {
+        Self::new(
+            501,
+            e(5, 5, 2),
+            format!("Syntax error, expected {expected}"),
+        )
+    }
+    pub const fn invalid_address() -> Self {
+        reply(501, e(5, 1, 3), "Bad address syntax")
+    }
+    pub const fn not_implemented() -> Self {
+        reply(502, e(5, 5, 1), "Command not implemented")
+    }
+    pub const fn bad_sequence() -> Self {
+        reply(503, e(5, 5, 1), "Bad sequence of commands")
+    }
+    pub const fn nested_mail() -> Self {
+        reply(503, e(5, 5, 1), "Sender already specified")
+    }
+    pub const fn need_mail() -> Self {
+        reply(503, e(5, 5, 1), "Need MAIL before RCPT")
+    }
+    pub const fn need_ehlo() -> Self {
+        reply(503, e(5, 5, 1), "Send EHLO or HELO first")
+    }
+    pub const fn tls_already_active() -> Self {
+        reply(503, e(5, 5, 1), "STARTTLS already active")
+    }
+    pub const fn tls_required() -> Self {
+        reply(530, e(5, 7, 0), "Must issue a STARTTLS command first")
+    }
+    pub const fn no_such_user() -> Self {
+        reply(550, e(5, 1, 1), "No such user here")
+    }
+    pub const fn message_too_large() -> Self {
+        reply(552, e(5, 3, 4), "Message size exceeds limit")
+    }
+    pub fn rejected(reason: Option<&str>) -> Self {
+        match reason {
+            Some(reason) if !reason.is_empty() => Self::new(554, e(5, 6, 0), reason.to_owned()),
+            _ => reply(554, e(5, 6, 0), "Message rejected by webhook"),
+        }
+    }
+    pub fn invalid_parameter(param: &str) -> Self {
+        Self::new(501, e(5, 5, 4), format!("Invalid value for {param}"))
+    }
+    pub const fn unsupported_parameter() -> Self {
+        reply(555, e(5, 5, 4), "Unsupported MAIL or RCPT parameter")
+    }
+
+    /// A `421` (or `221`) reply ends the session after it is written.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self.code, 221 | 421)
+    }
+
+    /// A 5xx reply counts towards the per-session error cap.
+    pub fn is_protocol_error(&self) -> bool {
+        (500..=504).contains(&self.code) || self.code == 555
+    }
+
+    /// Appends the wire form, with the enhanced code only when the client
+    /// negotiated ENHANCEDSTATUSCODES via EHLO (RFC 2034 §3).
+    pub fn encode(&self, with_enhanced: bool, dst: &mut BytesMut) {
+        let mut lines = self.text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let separator = if lines.peek().is_some() { b'-' } else { b' ' };
+            dst.reserve(line.len() + 16);
+            dst.put_slice(itoa_3(self.code).as_slice());
+            dst.put_u8(separator);
+            if let (true, Some(code)) = (with_enhanced, self.enhanced) {
+                use std::fmt::Write;
+                let _ = write!(BytesMutWriter(dst), "{code} ");
+            }
+            dst.put_slice(line.as_bytes());
+            dst.put_slice(b"\r\n");
+        }
+    }
+}
+
+fn itoa_3(code: u16) -> [u8; 3] {
+    let code = code.min(999);
+    [
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]
+}
+
+struct BytesMutWriter<'a>(&'a mut BytesMut);
+
+impl fmt::Write for BytesMutWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = BytesMut::new();
+        self.encode(true, &mut buf);
+        f.write_str(String::from_utf8_lossy(&buf).trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(reply: &Reply, enhanced: bool) -> String {
+        let mut buf = BytesMut::new();
+        reply.encode(enhanced, &mut buf);
+        String::from_utf8(buf.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn single_line_with_and_without_enhanced_code() {
+        assert_eq!(
+            wire(&Reply::no_such_user(), true),
+            "550 5.1.1 No such user here\r\n"
+        );
+        assert_eq!(
+            wire(&Reply::no_such_user(), false),
+            "550 No such user here\r\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_uses_continuations() {
+        let reply = Reply::ehlo("c.example", &["PIPELINING".into(), "8BITMIME".into()]);
+        assert_eq!(
+            wire(&reply, true),
+            "250-MailLaser greets c.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
+    }
+
+    #[test]
+    fn greeting_with_hostname() {
+        assert_eq!(
+            wire(&Reply::greeting(Some("mx.example")), true),
+            "220 mx.example MailLaser SMTP Server Ready\r\n"
+        );
+    }
+}

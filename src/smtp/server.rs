@@ -1,0 +1,218 @@
+//! The accept loop: connection limits (global and per client IP), a task per
+//! connection, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection::{self, ConnectionContext};
+use super::reply::Reply;
+use super::session::SessionConfig;
+use crate::config::{ConnectionLimits, SmtpConfig};
+use crate::stack::SmtpService;
+
+/// A bound SMTP listener with everything its connections need.
+pub struct Server {
+    listener: TcpListener,
+    context: Arc<ConnectionContext>,
+    service: SmtpService,
+    global: Arc<Semaphore>,
+    per_ip: PerIpLimit,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Takes an already-bound listener, so tests can bind port 0.
+    pub fn new(
+        listener: TcpListener,
+        config: &SmtpConfig,
+        tls: Option<TlsAcceptor>,
+        service: SmtpService,
+    ) -> Self {
+        let session = Arc::new(SessionConfig {
+            tls_available: tls.is_some(),
+            ..(*config.session).clone()
+        });
+        let ConnectionLimits {
+            max_connections,
+            max_per_ip,
+        } = config.limits;
+        Self {
+            listener,
+            context: Arc::new(ConnectionContext {
+                session,
+                tls,
+                idle_timeout: config.idle_timeout,
+                max_message_size: config.max_message_size,
+            }),
+            service,
+            global: Arc::new(Semaphore::new(max_connections)),
+            per_ip: PerIpLimit::new(max_per_ip),
+            drain_timeout: config.drain_timeout,
+        }
+    }
+
+    /// Accepts until `shutdown` fires, then stops accepting and waits up to
+    /// the drain timeout for sessions to end: those reading a message finish
+    /// it, the others are answered `421` at their next command.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let connections = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead
+                    // of spinning on a listener that keeps failing.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(slot) = self.admit(peer.ip()) else {
+                refuse(&stream);
+                continue;
+            };
+            // Replies are small and latency-bound: never wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            let context = self.context.clone();
+            let service = self.service.clone();
+            let shutdown = shutdown.clone();
+            connections.spawn(async move {
+                connection::serve(stream, peer, context, service, shutdown).await;
+                drop(slot);
+            });
+        }
+        drop(self.listener);
+        connections.close();
+        tracing::info!(
+            open = connections.len(),
+            "shutting down: waiting for sessions to finish"
+        );
+        if tokio::time::timeout(self.drain_timeout, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = connections.len(),
+                "drain timeout reached, closing remaining sessions"
+            );
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        let Ok(global) = self.global.clone().try_acquire_owned() else {
+            tracing::warn!(%ip, "connection refused: global limit reached");
+            return None;
+        };
+        let Some(per_ip) = self.per_ip.acquire(ip) else {
+            tracing::warn!(%ip, "connection refused: per-IP limit reached");
+            return None;
+        };
+        Some(Slot {
+            _global: global,
+            _per_ip: per_ip,
+        })
+    }
+}
+
+/// Answers `421` without a task: the reply fits in the empty socket buffer.
+fn refuse(stream: &TcpStream) {
+    let mut reply = BytesMut::new();
+    Reply::too_many_connections().encode(true, &mut reply);
+    let _ = stream.try_write(&reply);
+}
+
+/// Held by a connection task for its lifetime.
+struct Slot {
+    _global: OwnedSemaphorePermit,
+    _per_ip: Option<IpGuard>,
+}
+
+/// Concurrent sessions per client IP.
+#[derive(Debug, Clone)]
+struct PerIpLimit {
+    max: usize,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerIpLimit {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            counts: Arc::default(),
+        }
+    }
+
+    /// `Some(None)` when unlimited, `None` when the IP is at its limit.
+    fn acquire(&self, ip: IpAddr) -> Option<Option<IpGuard>> {
+        if self.max == 0 {
+            return Some(None);
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Some(IpGuard {
+            ip,
+            counts: self.counts.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct IpGuard {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for IpGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_limit_counts_and_releases() {
+        let limit = PerIpLimit::new(2);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = limit.acquire(ip).unwrap();
+        let _second = limit.acquire(ip).unwrap();
+        assert!(limit.acquire(ip).is_none());
+        assert!(limit.acquire("10.0.0.2".parse().unwrap()).is_some());
+        drop(first);
+        assert!(limit.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let limit = PerIpLimit::new(0);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let guards: Vec<_> = (0..1000).map(|_| limit.acquire(ip).unwrap()).collect();
+        assert!(guards.iter().all(Option::is_none));
+        assert!(limit.counts.lock().unwrap().is_empty());
+    }
+}

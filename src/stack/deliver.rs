@@ -1,0 +1,141 @@
+//! The terminal service: accepts what the layers above let through, parses
+//! each message and hands one payload per recipient to the [`Sink`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{self, BoxFuture};
+use tower::Service;
+use tracing::Instrument;
+
+use super::{Envelope, RequestKind, SmtpRequest};
+use crate::mail::{self, Payload};
+use crate::sink::{Delivery, Outcome, SharedSink};
+use crate::smtp::reply::Reply;
+
+/// How messages are turned into payloads.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// Header-name prefixes forwarded in `headers` (`MAIL_LASER_HEADER_PREFIX`).
+    pub header_prefixes: Arc<[String]>,
+}
+
+#[derive(Clone)]
+pub struct Deliver {
+    sink: SharedSink,
+    parse: ParseOptions,
+}
+
+impl Deliver {
+    pub fn new(sink: SharedSink, parse: ParseOptions) -> Self {
+        Self { sink, parse }
+    }
+}
+
+impl Service<SmtpRequest> for Deliver {
+    type Response = Reply;
+    type Error = tower::BoxError;
+    type Future = BoxFuture<'static, Result<Reply, tower::BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: SmtpRequest) -> Self::Future {
+        match request.kind {
+            RequestKind::Mail { .. } => Box::pin(future::ready(Ok(Reply::sender_ok()))),
+            RequestKind::Rcpt { .. } => Box::pin(future::ready(Ok(Reply::recipient_ok()))),
+            RequestKind::Message(envelope) => {
+                Box::pin(deliver(self.sink.clone(), self.parse.clone(), envelope))
+            }
+        }
+    }
+}
+
+async fn deliver(
+    sink: SharedSink,
+    options: ParseOptions,
+    envelope: Envelope,
+) -> Result<Reply, tower::BoxError> {
+    // Parsing is CPU-bound and its cost depends on the client's input (HTML
+    // rendering, deep MIME trees): keep it off the async worker threads.
+    let raw = envelope.message.clone();
+    let span = tracing::info_span!("mail.parse", size = raw.len());
+    let parsed = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        mail::parse(&raw, &options.header_prefixes)
+    })
+    .await?;
+
+    let deliveries = envelope.recipients.iter().map(|recipient| {
+        let delivery = Delivery {
+            payload: Payload::new(&parsed, &envelope.sender, recipient),
+            raw: envelope.message.clone(),
+        };
+        sink.deliver(delivery).in_current_span()
+    });
+    let outcomes = future::join_all(deliveries).await;
+    Ok(reply_for(&outcomes))
+}
+
+/// One reply for all recipients of a message (SPEC §5): any temporary
+/// failure makes the sender retry the whole message (the idempotency key
+/// lets the consumer drop repeats); otherwise a rejection is reported;
+/// `250` only when every recipient was delivered.
+fn reply_for(outcomes: &[Outcome]) -> Reply {
+    if outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Outcome::Deferred { .. }))
+    {
+        return Reply::delivery_deferred();
+    }
+    let rejection = outcomes.iter().find_map(|outcome| match outcome {
+        Outcome::Rejected { reason } => Some(reason.as_deref()),
+        _ => None,
+    });
+    match rejection {
+        Some(reason) => Reply::rejected(reason),
+        None => Reply::message_accepted(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_delivered_is_250() {
+        assert_eq!(
+            reply_for(&[Outcome::Delivered, Outcome::Delivered]),
+            Reply::message_accepted()
+        );
+    }
+
+    #[test]
+    fn any_deferred_is_451() {
+        let outcomes = [
+            Outcome::Delivered,
+            Outcome::Rejected { reason: None },
+            Outcome::Deferred {
+                reason: "webhook down".into(),
+            },
+        ];
+        assert_eq!(reply_for(&outcomes), Reply::delivery_deferred());
+    }
+
+    #[test]
+    fn rejection_carries_reason() {
+        let outcomes = [
+            Outcome::Delivered,
+            Outcome::Rejected {
+                reason: Some("spam".into()),
+            },
+        ];
+        let reply = reply_for(&outcomes);
+        assert_eq!((reply.code, reply.text.as_ref()), (554, "spam"));
+        assert_eq!(
+            reply_for(&[Outcome::Rejected { reason: None }]).text,
+            "Message rejected by webhook"
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The `mail-laser` binary as users run it: configuration errors, the
+//! quick-start (payloads on stdout), the HTTP port, and SIGTERM.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Instant;
+
+use common::{Client, DEADLINE, TARGET, simple_message};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_mail-laser");
+
+/// A command for the binary in an empty directory (no stray `.env`) with
+/// no inherited MailLaser settings.
+fn command(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir).kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MAIL_LASER_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mail-laser-bin-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn config_failure(envs: &[(&str, &str)]) -> String {
+    let dir = scratch_dir("config");
+    let output = command(&dir)
+        .envs(envs.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    stderr
+}
+
+#[tokio::test]
+async fn configuration_errors_exit_2_with_one_line_naming_the_variable() {
+    let missing = config_failure(&[("MAIL_LASER_WEBHOOK_URL", "-")]).await;
+    assert!(missing.contains("MAIL_LASER_TARGET_EMAILS"), "{missing}");
+
+    let bad_port = config_failure(&[
+        ("MAIL_LASER_TARGET_EMAILS", TARGET),
+        ("MAIL_LASER_WEBHOOK_URL", "-"),
+        ("MAIL_LASER_PORT", "seventy"),
+    ])
+    .await;
+    assert!(
+        bad_port.contains("MAIL_LASER_PORT") && bad_port.contains("'seventy'"),
+        "{bad_port}"
+    );
+
+    let bad_size = config_failure(&[
+        ("MAIL_LASER_TARGET_EMAILS", TARGET),
+        ("MAIL_LASER_WEBHOOK_URL", "-"),
+        ("MAIL_LASER_MAX_MESSAGE_SIZE", "-5"),
+    ])
+    .await;
+    assert!(
+        bad_size.contains("MAIL_LASER_MAX_MESSAGE_SIZE"),
+        "{bad_size}"
+    );
+
+    let missing_key = config_failure(&[
+        ("MAIL_LASER_TARGET_EMAILS", TARGET),
+        ("MAIL_LASER_WEBHOOK_URL", "-"),
+        ("MAIL_LASER_TLS_CERT", "/nonexistent/cert.pem"),
+    ])
+    .await;
+    assert!(missing_key.contains("MAIL_LASER_TLS_KEY"), "{missing_key}");
+}
+
+#[tokio::test]
+async fn help_lists_every_variable_with_defaults() {
+    let output = Command::new(BINARY).arg("--help").output().await.unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for variable in [
+        "MAIL_LASER_TARGET_EMAILS",
+        "MAIL_LASER_WEBHOOK_URL",
+        "MAIL_LASER_BIND_ADDRESS",
+        "MAIL_LASER_PORT",
+        "MAIL_LASER_HEALTH_BIND_ADDRESS",
+        "MAIL_LASER_HEALTH_PORT",
+        "MAIL_LASER_HEADER_PREFIX",
+        "MAIL_LASER_MAX_MESSAGE_SIZE",
+        "MAIL_LASER_MAX_CONCURRENT_PER_IP",
+        "MAIL_LASER_MAX_CONNECTIONS",
+        "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
+        "MAIL_LASER_SMTP_TIMEOUT",
+        "MAIL_LASER_TLS_CERT",
+        "MAIL_LASER_TLS_KEY",
+        "MAIL_LASER_REQUIRE_TLS",
+        "MAIL_LASER_HOSTNAME",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {variable}")),
+            "{variable} missing from --help"
+        );
+    }
+    assert!(help.contains("[default: 2525]"));
+    assert!(help.contains("[default: 26214400]"));
+}
+
+/// A running binary with its ports, read from its start-up log line.
+struct Running {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: Lines<BufReader<ChildStderr>>,
+    smtp: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Running {
+    async fn start(name: &str, envs: &[(&str, &str)]) -> Self {
+        let dir = scratch_dir(name);
+        let mut child = command(&dir)
+            .env("MAIL_LASER_TARGET_EMAILS", TARGET)
+            .env("MAIL_LASER_WEBHOOK_URL", "-")
+            .env("MAIL_LASER_BIND_ADDRESS", "127.0.0.1")
+            .env("MAIL_LASER_PORT", "0")
+            .env("MAIL_LASER_HEALTH_BIND_ADDRESS", "127.0.0.1")
+            .env("MAIL_LASER_HEALTH_PORT", "0")
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = wait_for_line(&mut stderr, "MailLaser listening").await;
+        let field = |name: &str| -> SocketAddr {
+            let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            line[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (smtp, http) = (field("smtp"), field("http"));
+        Self {
+            child,
+            stdout,
+            stderr,
+            smtp,
+            http,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+async fn wait_for_line<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut Lines<R>,
+    needle: &str,
+) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line containing {needle:?} in time"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("stream ended before a line containing {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn quick_start_prints_payload_json_on_stdout() {
+    let mut running = Running::start("quickstart", &[]).await;
+    let mut c = Client::greeted(running.smtp).await;
+    let reply = c
+        .send_mail(
+            "alice@example.org",
+            &[TARGET],
+            &simple_message("hello", "Hi there"),
+        )
+        .await;
+    assert_eq!(reply.code, 250);
+    let line = tokio::time::timeout(DEADLINE, running.stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["sender"], "alice@example.org");
+    assert_eq!(json["recipient"], TARGET);
+    assert_eq!(json["subject"], "hello");
+    assert_eq!(json["sender_name"], "Alice Example");
+    assert_eq!(json["body"].as_str().unwrap().trim_end(), "Hi there");
+    assert!(
+        json.get("html_body").is_none(),
+        "optional fields are omitted"
+    );
+    running.signal("INT");
+    let status = tokio::time::timeout(DEADLINE, running.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn health_endpoint_and_not_found() {
+    let mut running = Running::start("http", &[]).await;
+    assert_eq!(
+        http_get(running.http, "/health").await,
+        (200, String::new())
+    );
+    assert_eq!(
+        http_get(running.http, "/nope").await,
+        (404, "Not Found".to_owned())
+    );
+    running.signal("TERM");
+    let status = tokio::time::timeout(DEADLINE, running.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_during_data_delivers_the_message_and_exits_0() {
+    let mut running = Running::start("sigterm", &[]).await;
+    let mut c = Client::greeted(running.smtp).await;
+    c.command("EHLO c").await;
+    c.command("MAIL FROM:<a@example.org>").await;
+    c.command(&format!("RCPT TO:<{TARGET}>")).await;
+    assert_eq!(c.command("DATA").await.code, 354);
+    c.send(simple_message("in-flight", "first half, ")).await;
+
+    running.signal("TERM");
+    // Proceed only once the server has begun shutting down.
+    wait_for_line(&mut running.stderr, "shutting down").await;
+    assert!(
+        tokio::net::TcpStream::connect(running.smtp).await.is_err(),
+        "no new sessions after SIGTERM"
+    );
+
+    c.send("second half").await;
+    c.expect("\r\n.", "250 2.0.0 OK: Message accepted for delivery")
+        .await;
+    assert_eq!(c.reply().await.last(), "421 4.3.2 Service shutting down");
+    let line = tokio::time::timeout(DEADLINE, running.stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["subject"], "in-flight");
+    let status = tokio::time::timeout(DEADLINE, running.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

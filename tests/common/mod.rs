@@ -1,0 +1,292 @@
+//! Test harness: a real MailLaser on ephemeral loopback ports with a
+//! capturing sink, and a raw SMTP client for exact transcripts.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use mail_laser::config::Config;
+use mail_laser::mail::Payload;
+use mail_laser::sink::{Delivery, Outcome, SharedSink, Sink};
+use mail_laser::{Listeners, run};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub const TARGET: &str = "alerts@example.com";
+pub const OTHER_TARGET: &str = "ops@example.com";
+
+/// A sink that records every payload and answers with a chosen outcome.
+#[derive(Clone)]
+pub struct CaptureSink {
+    payloads: Arc<Mutex<Vec<Payload>>>,
+    outcome: Arc<Mutex<Outcome>>,
+    arrived: Arc<Notify>,
+}
+
+impl CaptureSink {
+    pub fn new() -> Self {
+        Self {
+            payloads: Arc::default(),
+            outcome: Arc::new(Mutex::new(Outcome::Delivered)),
+            arrived: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn answer_with(&self, outcome: Outcome) {
+        *self.outcome.lock().unwrap() = outcome;
+    }
+
+    pub fn payloads(&self) -> Vec<Payload> {
+        self.payloads.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` payloads arrived (or the deadline fails the test).
+    pub async fn wait_for(&self, count: usize) -> Vec<Payload> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let notified = self.arrived.notified();
+            let payloads = self.payloads();
+            if payloads.len() >= count {
+                return payloads;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                tokio::time::timeout(left, notified).await.is_ok(),
+                "expected {count} payloads, got {}",
+                payloads.len()
+            );
+        }
+    }
+}
+
+impl Sink for CaptureSink {
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
+        let outcome = self.outcome.lock().unwrap().clone();
+        if outcome == Outcome::Delivered {
+            self.payloads.lock().unwrap().push(delivery.payload);
+            self.arrived.notify_waiters();
+        }
+        Box::pin(async move { outcome })
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    pub smtp: SocketAddr,
+    pub http: SocketAddr,
+    pub sink: CaptureSink,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts a server accepting [`TARGET`] and [`OTHER_TARGET`]; `extra` are
+    /// more command-line flags.
+    pub async fn start(extra: &[&str]) -> Self {
+        let targets = format!("{TARGET},{OTHER_TARGET}");
+        let mut args = vec![
+            "mail-laser",
+            "--target-emails",
+            &targets,
+            "--webhook-url",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        let config = Config::from_args(args).expect("test configuration is valid");
+        Self::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (smtp_addr, http_addr) = (smtp.local_addr().unwrap(), http.local_addr().unwrap());
+        let sink = CaptureSink::new();
+        let shared: SharedSink = Arc::new(sink.clone());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                run(Listeners { smtp, http }, config, shared, shutdown)
+                    .await
+                    .expect("server runs");
+            }
+        });
+        Self {
+            smtp: smtp_addr,
+            http: http_addr,
+            sink,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn client(&self) -> Client<TcpStream> {
+        Client::connect(self.smtp).await
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic");
+    }
+}
+
+/// One SMTP reply: code and lines (text after the code and separator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The last line as the server sent it, e.g. `250 2.0.0 OK`.
+    pub fn last(&self) -> String {
+        format!(
+            "{} {}",
+            self.code,
+            self.lines.last().cloned().unwrap_or_default()
+        )
+    }
+}
+
+/// A raw SMTP client over any stream: exact bytes out, parsed replies in.
+pub struct Client<S> {
+    stream: BufReader<S>,
+}
+
+impl Client<TcpStream> {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Self::new(stream)
+    }
+
+    /// Connects and reads the greeting.
+    pub async fn greeted(addr: SocketAddr) -> Self {
+        let mut client = Self::connect(addr).await;
+        assert_eq!(client.reply().await.code, 220);
+        client
+    }
+
+    pub fn into_inner(self) -> TcpStream {
+        self.stream.into_inner()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream
+            .get_mut()
+            .write_all(bytes.as_ref())
+            .await
+            .unwrap();
+        self.stream.get_mut().flush().await.unwrap();
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub async fn reply(&mut self) -> Reply {
+        self.try_reply()
+            .await
+            .expect("a reply before the connection closed")
+    }
+
+    /// `None` when the server closed the connection.
+    pub async fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(DEADLINE, self.stream.read_line(&mut line))
+                .await
+                .expect("reply in time");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            assert!(line.len() >= 3, "short reply line {line:?}");
+            let code: u16 = line[..3].parse().expect("numeric reply code");
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            lines.push(line.get(4..).unwrap_or_default().to_owned());
+            if !more {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    /// Sends one command line and returns the reply.
+    pub async fn command(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n")).await;
+        self.reply().await
+    }
+
+    /// Sends a command and asserts the last reply line.
+    pub async fn expect(&mut self, line: &str, expected: &str) {
+        let reply = self.command(line).await;
+        assert_eq!(reply.last(), expected, "reply to {line:?}");
+    }
+
+    /// EHLO, MAIL, RCPT for each recipient, DATA, body, end: the final reply.
+    pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> Reply {
+        assert_eq!(self.command("EHLO client.example").await.code, 250);
+        assert_eq!(self.command(&format!("MAIL FROM:<{from}>")).await.code, 250);
+        for rcpt in to {
+            self.command(&format!("RCPT TO:<{rcpt}>")).await;
+        }
+        assert_eq!(self.command("DATA").await.code, 354);
+        self.send(message).await;
+        self.send("\r\n.\r\n").await;
+        self.reply().await
+    }
+
+    /// Asserts the server closed the connection (EOF or reset).
+    pub async fn expect_closed(&mut self) {
+        let mut rest = String::new();
+        let read = tokio::time::timeout(DEADLINE, self.stream.read_line(&mut rest))
+            .await
+            .expect("close in time");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "expected the connection to close, got {rest:?}"
+        );
+    }
+}
+
+/// A small RFC 5322 message.
+pub fn simple_message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Alice Example <alice@example.org>\r\nTo: {TARGET}\r\nSubject: {subject}\r\nMessage-ID: <id-{subject}@example.org>\r\n\r\n{body}"
+    )
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
