@@ -13,6 +13,12 @@ use clap::{ArgAction, Parser};
 
 use crate::smtp::session::SessionConfig;
 use crate::stack::{ParseOptions, RecipientPolicy, StackConfig};
+use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
+
+/// Upper bound on one message's webhook delivery (all attempts and
+/// backoff), well under the 10 minutes a client waits for the end-of-data
+/// reply (RFC 5321 §4.5.3.2.6).
+const DELIVERY_BUDGET: Duration = Duration::from_secs(240);
 
 /// Command line and environment, as clap sees them. `value_name` is the
 /// variable's name so that every error message names it.
@@ -35,6 +41,35 @@ struct Cli {
         value_name = "MAIL_LASER_WEBHOOK_URL"
     )]
     webhook_url: String,
+
+    /// Seconds per webhook attempt.
+    #[arg(long, env = "MAIL_LASER_WEBHOOK_TIMEOUT", value_name = "MAIL_LASER_WEBHOOK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    webhook_timeout: u64,
+
+    /// Retries after the first webhook attempt.
+    #[arg(long, env = "MAIL_LASER_WEBHOOK_MAX_RETRIES", value_name = "MAIL_LASER_WEBHOOK_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    webhook_max_retries: u32,
+
+    /// Consecutive failed deliveries that open the circuit breaker.
+    #[arg(long, env = "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD", value_name = "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    circuit_breaker_threshold: u32,
+
+    /// Seconds the circuit breaker stays open before one probe.
+    #[arg(long, env = "MAIL_LASER_CIRCUIT_BREAKER_RESET", value_name = "MAIL_LASER_CIRCUIT_BREAKER_RESET", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    circuit_breaker_reset: u64,
+
+    /// Enables HMAC-SHA256 signing of webhook requests.
+    #[arg(
+        long,
+        env = "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
+        value_name = "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
+        hide_env_values = true
+    )]
+    webhook_signing_secret: Option<String>,
+
+    /// Allow http:// webhooks off loopback.
+    #[arg(long, env = "MAIL_LASER_ALLOW_INSECURE_WEBHOOK", value_name = "MAIL_LASER_ALLOW_INSECURE_WEBHOOK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    allow_insecure_webhook: bool,
 
     /// SMTP listen address.
     #[arg(
@@ -160,12 +195,11 @@ pub enum ConfigError {
 }
 
 /// Where payloads go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SinkTarget {
     /// `-`: JSON lines on stdout.
     Stdout,
-    /// An `http(s)://` URL.
-    Webhook(String),
+    Webhook(WebhookConfig),
 }
 
 /// Connection-level limits enforced by the accept loop.
@@ -256,7 +290,24 @@ impl Cli {
                 expected: "at least one email address",
             });
         }
-        let sink = parse_sink(self.webhook_url.trim())?;
+        let sink = match self.webhook_url.trim() {
+            "-" => SinkTarget::Stdout,
+            url => SinkTarget::Webhook(WebhookConfig {
+                url: parse_webhook_url(url, self.allow_insecure_webhook)?,
+                attempt_timeout: Duration::from_secs(self.webhook_timeout),
+                max_retries: self.webhook_max_retries,
+                backoff: Backoff::default(),
+                budget: DELIVERY_BUDGET,
+                breaker: BreakerConfig {
+                    threshold: self.circuit_breaker_threshold,
+                    reset: Duration::from_secs(self.circuit_breaker_reset),
+                },
+                signing_secret: self
+                    .webhook_signing_secret
+                    .filter(|secret| !secret.is_empty())
+                    .map(SigningSecret::new),
+            }),
+        };
         let header_prefixes: Arc<[String]> = self
             .header_prefix
             .iter()
@@ -304,30 +355,50 @@ impl Cli {
             stack: StackConfig {
                 recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session),
                 parse: ParseOptions { header_prefixes },
-                request_timeout: Duration::from_secs(300),
+                // Delivery is bounded by its budget plus one attempt; this
+                // only catches what escapes it.
+                request_timeout: DELIVERY_BUDGET
+                    + Duration::from_secs(self.webhook_timeout)
+                    + Duration::from_secs(10),
             },
             sink,
         })
     }
 }
 
-fn parse_sink(url: &str) -> Result<SinkTarget, ConfigError> {
-    if url == "-" {
-        return Ok(SinkTarget::Stdout);
+/// `https://` anywhere; `http://` only to loopback unless allowed. The host
+/// is judged after URL parsing (an IP literal or `localhost`), never by
+/// string prefix: `http://127.0.0.1.evil.example` is not loopback.
+fn parse_webhook_url(url: &str, allow_insecure: bool) -> Result<reqwest::Url, ConfigError> {
+    let invalid = |expected| ConfigError::Value {
+        variable: "MAIL_LASER_WEBHOOK_URL",
+        value: url.to_owned(),
+        expected,
+    };
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| invalid("an http:// or https:// URL, or - for stdout"))?;
+    let Some(host) = parsed.host_str() else {
+        return Err(invalid("a URL with a host"));
+    };
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if allow_insecure || is_loopback(host) => Ok(parsed),
+        "http" => Err(invalid(
+            "https://, or http:// to a loopback address (set MAIL_LASER_ALLOW_INSECURE_WEBHOOK=true to allow other hosts)",
+        )),
+        _ => Err(invalid("an http:// or https:// URL, or - for stdout")),
     }
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => {
-            Ok(SinkTarget::Webhook(url.to_owned()))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        // RFC 6761: localhost and its subdomains resolve to loopback.
+        Err(_) => {
+            let host = host.to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
         }
-        _ => Err(ConfigError::Value {
-            variable: "MAIL_LASER_WEBHOOK_URL",
-            value: url.to_owned(),
-            expected: "an http:// or https:// URL, or - for stdout",
-        }),
     }
 }
 
@@ -416,7 +487,7 @@ mod tests {
             }
         );
         assert!(!config.smtp.session.require_tls);
-        assert_eq!(config.sink, SinkTarget::Stdout);
+        assert!(matches!(config.sink, SinkTarget::Stdout));
         assert!(config.stack.recipients.accepts("alerts@example.com"));
         assert!(config.stack.recipients.accepts("OPS@example.com"));
     }
@@ -476,6 +547,72 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.starts_with("MAIL_LASER_TARGET_EMAILS"), "{error}");
+    }
+
+    fn webhook(url: &str, extra: &[&str]) -> Result<WebhookConfig, String> {
+        let mut args = vec!["mail-laser", "--target-emails", "a@b", "--webhook-url", url];
+        args.extend_from_slice(extra);
+        match Config::from_args(args) {
+            Ok(Config {
+                sink: SinkTarget::Webhook(webhook),
+                ..
+            }) => Ok(webhook),
+            Ok(_) => Err("not a webhook".into()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    #[test]
+    fn webhook_settings() {
+        let config = webhook("https://hooks.example.com/mail", &[]).unwrap();
+        assert_eq!(config.url.as_str(), "https://hooks.example.com/mail");
+        assert_eq!(config.attempt_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_retries, 3);
+        assert_eq!(config.breaker.threshold, 5);
+        assert_eq!(config.breaker.reset, Duration::from_secs(60));
+        assert!(config.signing_secret.is_none());
+        let config = webhook(
+            "https://h.example",
+            &[
+                "--webhook-signing-secret",
+                "s3cret",
+                "--webhook-max-retries",
+                "0",
+            ],
+        )
+        .unwrap();
+        assert_eq!(format!("{:?}", config.signing_secret), "Some(<set>)");
+        assert_eq!(config.max_retries, 0);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for url in [
+            "http://127.0.0.1:9000/hook",
+            "http://127.1/hook",
+            "http://[::1]:8080/",
+            "http://localhost/",
+            "http://LOCALHOST:1/",
+            "http://app.localhost/",
+        ] {
+            assert!(webhook(url, &[]).is_ok(), "{url}");
+        }
+        for url in [
+            "http://example.com/",
+            "http://127.0.0.1.nip.io/",
+            "http://localhost.example.com/",
+            "http://127.0.0.1@evil.example/",
+            "http://10.0.0.1/",
+        ] {
+            let error = webhook(url, &[]).unwrap_err();
+            assert!(
+                error.starts_with("MAIL_LASER_WEBHOOK_URL"),
+                "{url}: {error}"
+            );
+        }
+        assert!(webhook("http://example.com/", &["--allow-insecure-webhook", "true"]).is_ok());
+        assert!(webhook("ftp://example.com/", &[]).is_err());
+        assert!(webhook("not a url", &[]).is_err());
     }
 
     #[test]

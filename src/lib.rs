@@ -13,6 +13,7 @@ pub mod sink;
 pub mod smtp;
 pub mod stack;
 pub mod tls;
+pub mod webhook;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

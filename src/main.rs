@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use mail_laser::config::{Config, ConfigError, SinkTarget};
 use mail_laser::sink::{SharedSink, StdoutSink};
+use mail_laser::webhook::WebhookSink;
 use mail_laser::{Listeners, RunError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -65,10 +66,8 @@ fn init_logging() {
 async fn run(config: Config) -> anyhow::Result<()> {
     let sink: SharedSink = match &config.sink {
         SinkTarget::Stdout => Arc::new(StdoutSink::new()),
-        SinkTarget::Webhook(url) => {
-            anyhow::bail!(
-                "MAIL_LASER_WEBHOOK_URL: webhook delivery to {url} is not available yet; use '-' to print payloads"
-            )
+        SinkTarget::Webhook(webhook) => {
+            Arc::new(WebhookSink::new(webhook).context("cannot set up the webhook client")?)
         }
     };
     let smtp = TcpListener::bind(config.smtp.bind)
@@ -80,7 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         smtp = %smtp.local_addr()?,
         http = %http.local_addr()?,
-        sink = ?config.sink,
+        sink = %sink_name(&config.sink),
         "MailLaser listening"
     );
 
@@ -89,6 +88,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     mail_laser::run(Listeners { smtp, http }, config, sink, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// For the start-up log: where payloads go, without secrets.
+fn sink_name(sink: &SinkTarget) -> String {
+    match sink {
+        SinkTarget::Stdout => "stdout".to_owned(),
+        SinkTarget::Webhook(webhook) => format!(
+            "{} (signing {})",
+            webhook.url,
+            if webhook.signing_secret.is_some() {
+                "<set>"
+            } else {
+                "<not set>"
+            }
+        ),
+    }
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown (SPEC §2).

@@ -72,6 +72,17 @@ async fn configuration_errors_exit_2_with_one_line_naming_the_variable() {
         "{bad_size}"
     );
 
+    let insecure = config_failure(&[
+        ("MAIL_LASER_TARGET_EMAILS", TARGET),
+        ("MAIL_LASER_WEBHOOK_URL", "http://hooks.example.com/mail"),
+    ])
+    .await;
+    assert!(
+        insecure.contains("MAIL_LASER_WEBHOOK_URL")
+            && insecure.contains("MAIL_LASER_ALLOW_INSECURE_WEBHOOK"),
+        "{insecure}"
+    );
+
     let missing_key = config_failure(&[
         ("MAIL_LASER_TARGET_EMAILS", TARGET),
         ("MAIL_LASER_WEBHOOK_URL", "-"),
@@ -103,6 +114,12 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_TLS_KEY",
         "MAIL_LASER_REQUIRE_TLS",
         "MAIL_LASER_HOSTNAME",
+        "MAIL_LASER_WEBHOOK_TIMEOUT",
+        "MAIL_LASER_WEBHOOK_MAX_RETRIES",
+        "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD",
+        "MAIL_LASER_CIRCUIT_BREAKER_RESET",
+        "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
+        "MAIL_LASER_ALLOW_INSECURE_WEBHOOK",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),

@@ -2,6 +2,8 @@
 //! capturing sink, and a raw SMTP client for exact transcripts.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,6 +80,21 @@ impl Sink for CaptureSink {
     }
 }
 
+/// A configuration accepting [`TARGET`] and [`OTHER_TARGET`], delivering to
+/// `webhook_url`, with `extra` command-line flags.
+pub fn config(webhook_url: &str, extra: &[&str]) -> Config {
+    let targets = format!("{TARGET},{OTHER_TARGET}");
+    let mut args = vec![
+        "mail-laser",
+        "--target-emails",
+        &targets,
+        "--webhook-url",
+        webhook_url,
+    ];
+    args.extend_from_slice(extra);
+    Config::from_args(args).expect("test configuration is valid")
+}
+
 /// A running server.
 pub struct TestServer {
     pub smtp: SocketAddr,
@@ -91,25 +108,20 @@ impl TestServer {
     /// Starts a server accepting [`TARGET`] and [`OTHER_TARGET`]; `extra` are
     /// more command-line flags.
     pub async fn start(extra: &[&str]) -> Self {
-        let targets = format!("{TARGET},{OTHER_TARGET}");
-        let mut args = vec![
-            "mail-laser",
-            "--target-emails",
-            &targets,
-            "--webhook-url",
-            "-",
-        ];
-        args.extend_from_slice(extra);
-        let config = Config::from_args(args).expect("test configuration is valid");
-        Self::start_with(config).await
+        Self::start_with(config("-", extra)).await
     }
 
+    /// Starts a server whose payloads go to the [`CaptureSink`] in `sink`.
     pub async fn start_with(config: Config) -> Self {
+        let sink = CaptureSink::new();
+        Self::start_with_sink(config, Arc::new(sink.clone()), sink).await
+    }
+
+    /// Starts a server delivering to `shared` (e.g. a real webhook sink).
+    pub async fn start_with_sink(config: Config, shared: SharedSink, sink: CaptureSink) -> Self {
         let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (smtp_addr, http_addr) = (smtp.local_addr().unwrap(), http.local_addr().unwrap());
-        let sink = CaptureSink::new();
-        let shared: SharedSink = Arc::new(sink.clone());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
             let shutdown = shutdown.clone();

@@ -1,0 +1,324 @@
+//! The circuit breaker: after `threshold` consecutive failed deliveries the
+//! webhook is given a rest. While open, deliveries fail at once (`451`, the
+//! sender retries later) without a request; after `reset` one probe is let
+//! through, and its outcome closes or re-opens the breaker.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::{DeliveryError, WebhookRequest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failed deliveries that open the breaker (≥ 1).
+    pub threshold: u32,
+    /// How long it stays open before a probe.
+    pub reset: Duration,
+}
+
+/// What the breaker currently lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    /// `reset` has passed; the next (or current) delivery is the probe.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Shared breaker state; clones observe and drive the same breaker.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    config: BreakerConfig,
+    state: Arc<Mutex<State>>,
+}
+
+/// Whether a delivery may go ahead, and as what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Pass,
+    Probe,
+    Refuse,
+}
+
+impl Breaker {
+    pub fn new(config: BreakerConfig) -> Self {
+        Self {
+            config,
+            state: Arc::new(Mutex::new(State::Closed { failures: 0 })),
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match &*self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { until } if Instant::now() < *until => BreakerState::Open,
+            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admit(&self) -> Admission {
+        let mut state = self.lock();
+        match &*state {
+            State::Closed { .. } => Admission::Pass,
+            State::Open { until } if Instant::now() < *until => Admission::Refuse,
+            State::Open { .. } | State::HalfOpen { probing: false } => {
+                *state = State::HalfOpen { probing: true };
+                Admission::Probe
+            }
+            State::HalfOpen { probing: true } => Admission::Refuse,
+        }
+    }
+
+    /// Records a finished delivery. A success (or a rejection: the webhook
+    /// is up, it just refused) closes; a temporary failure counts.
+    fn record(&self, admission: Admission, healthy: bool) {
+        let mut state = self.lock();
+        let open = State::Open {
+            until: Instant::now() + self.config.reset,
+        };
+        match (&*state, admission, healthy) {
+            (_, Admission::Probe, true) => *state = State::Closed { failures: 0 },
+            (_, Admission::Probe, false) => {
+                tracing::warn!("webhook probe failed, circuit breaker stays open");
+                *state = open;
+            }
+            (State::Closed { .. }, _, true) => *state = State::Closed { failures: 0 },
+            (State::Closed { failures }, _, false) => {
+                let failures = failures + 1;
+                if failures >= self.config.threshold {
+                    tracing::warn!(failures, "circuit breaker opened");
+                    *state = open;
+                } else {
+                    *state = State::Closed { failures };
+                }
+            }
+            // A delivery that started before the breaker opened: the
+            // probe decides, not stragglers.
+            _ => {}
+        }
+    }
+
+    /// A probe that never finished (its caller went away) must not leave
+    /// the breaker half-open forever.
+    fn abandon_probe(&self) {
+        let mut state = self.lock();
+        if let State::HalfOpen { probing: true } = *state {
+            *state = State::HalfOpen { probing: false };
+        }
+    }
+}
+
+/// Puts a [`Breaker`] in front of a delivery service.
+#[derive(Debug, Clone)]
+pub struct BreakerLayer {
+    breaker: Breaker,
+}
+
+impl BreakerLayer {
+    pub fn new(breaker: Breaker) -> Self {
+        Self { breaker }
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = BreakerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
+// === impl BreakerService ===
+
+#[derive(Debug, Clone)]
+pub struct BreakerService<S> {
+    inner: S,
+    breaker: Breaker,
+}
+
+impl<S> Service<WebhookRequest> for BreakerService<S>
+where
+    S: Service<WebhookRequest, Response = (), Error = DeliveryError>,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = DeliveryError;
+    type Future = BoxFuture<'static, Result<(), DeliveryError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: WebhookRequest) -> Self::Future {
+        let admission = self.breaker.admit();
+        if admission == Admission::Refuse {
+            return Box::pin(std::future::ready(Err(DeliveryError::BreakerOpen)));
+        }
+        let future = self.inner.call(request);
+        let guard = ProbeGuard {
+            breaker: self.breaker.clone(),
+            admission,
+            recorded: false,
+        };
+        Box::pin(async move {
+            let mut guard = guard;
+            let result = future.await;
+            let healthy = result
+                .as_ref()
+                .map_or_else(|e| !e.is_temporary(), |()| true);
+            guard.breaker.record(admission, healthy);
+            guard.recorded = true;
+            result
+        })
+    }
+}
+
+struct ProbeGuard {
+    breaker: Breaker,
+    admission: Admission,
+    recorded: bool,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if !self.recorded && self.admission == Admission::Probe {
+            self.breaker.abandon_probe();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::test_support::{MockWebhook, mock_webhook, request};
+    use tower::ServiceExt;
+    use tower_test::mock;
+
+    type Handle = mock::Handle<WebhookRequest, ()>;
+
+    fn service(threshold: u32) -> (BreakerService<MockWebhook>, Handle, Breaker) {
+        let (inner, handle) = mock_webhook();
+        let breaker = Breaker::new(BreakerConfig {
+            threshold,
+            reset: Duration::from_secs(60),
+        });
+        (
+            BreakerLayer::new(breaker.clone()).layer(inner),
+            handle,
+            breaker,
+        )
+    }
+
+    /// Sends one delivery; `answer` is what the webhook says if asked.
+    /// Returns the result and whether the webhook was asked at all.
+    async fn deliver(
+        service: &BreakerService<MockWebhook>,
+        handle: &mut Handle,
+        answer: Result<(), DeliveryError>,
+    ) -> (Result<(), DeliveryError>, bool) {
+        let mut call = tokio::spawn(service.clone().oneshot(request()));
+        tokio::select! {
+            next = handle.next_request() => {
+                let (_, respond) = next.expect("mock alive");
+                match answer {
+                    Ok(()) => respond.send_response(()),
+                    Err(error) => respond.send_error(error),
+                }
+                (call.await.unwrap(), true)
+            }
+            result = &mut call => (result.unwrap(), false),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_then_one_probe_closes_it() {
+        let (service, mut handle, breaker) = service(3);
+        for _ in 0..2 {
+            let failed = deliver(&service, &mut handle, Err(DeliveryError::Status(500))).await;
+            assert_eq!(failed, (Err(DeliveryError::Status(500)), true));
+            assert_eq!(breaker.state(), BreakerState::Closed);
+        }
+        // A success in between resets the count.
+        assert_eq!(deliver(&service, &mut handle, Ok(())).await, (Ok(()), true));
+        for _ in 0..3 {
+            let failed = deliver(&service, &mut handle, Err(DeliveryError::Timeout)).await;
+            assert_eq!(failed, (Err(DeliveryError::Timeout), true));
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+
+        // Open: refused without a request.
+        assert_eq!(
+            deliver(&service, &mut handle, Ok(())).await,
+            (Err(DeliveryError::BreakerOpen), false)
+        );
+
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        // Exactly one probe: a second delivery during the probe is refused.
+        let probe = tokio::spawn(service.clone().oneshot(request()));
+        let (_, respond) = handle.next_request().await.unwrap();
+        assert_eq!(
+            deliver(&service, &mut handle, Ok(())).await,
+            (Err(DeliveryError::BreakerOpen), false)
+        );
+        respond.send_response(());
+        assert_eq!(probe.await.unwrap(), Ok(()));
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_probe_reopens_and_rejections_count_as_healthy() {
+        let (service, mut handle, breaker) = service(1);
+        let failed = deliver(&service, &mut handle, Err(DeliveryError::Status(503))).await;
+        assert_eq!(failed, (Err(DeliveryError::Status(503)), true));
+        assert_eq!(breaker.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let probe = deliver(&service, &mut handle, Err(DeliveryError::Status(503))).await;
+        assert_eq!(probe, (Err(DeliveryError::Status(503)), true));
+        assert_eq!(breaker.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let rejected = Err(DeliveryError::Rejected {
+            status: 422,
+            reason: None,
+        });
+        assert_eq!(
+            deliver(&service, &mut handle, rejected.clone()).await,
+            (rejected, true)
+        );
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_lets_the_next_delivery_probe() {
+        let (service, mut handle, breaker) = service(1);
+        let failed = deliver(&service, &mut handle, Err(DeliveryError::Status(500))).await;
+        assert_eq!(failed, (Err(DeliveryError::Status(500)), true));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let probe = tokio::spawn(service.clone().oneshot(request()));
+        let _pending = handle.next_request().await.unwrap();
+        probe.abort();
+        let _ = probe.await;
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        assert_eq!(deliver(&service, &mut handle, Ok(())).await, (Ok(()), true));
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+}

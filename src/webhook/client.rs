@@ -1,0 +1,109 @@
+//! The innermost service: one HTTP POST with the shared `reqwest::Client`.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::{StatusCode, Url};
+use tower::Service;
+
+use super::WebhookRequest;
+use super::classify::{is_rejection, rejection_reason};
+
+/// How much of a rejection's body is read for its reason.
+const MAX_REASON_BODY: usize = 4096;
+/// How much of any other body is drained so the connection can be reused.
+const MAX_DRAINED_BODY: usize = 64 * 1024;
+
+/// What the webhook answered, reduced to what classification needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookResponse {
+    pub status: StatusCode,
+    /// First line of a `text/plain` body, for rejections only.
+    pub reason: Option<String>,
+}
+
+/// POSTs to one URL. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    url: Url,
+}
+
+impl HttpClient {
+    /// One client for the process: pooled keep-alive connections, HTTP/2
+    /// where the server offers it (ALPN), no redirects (a `3xx` is a
+    /// temporary failure, not a new destination for mail).
+    ///
+    /// # Errors
+    /// The TLS configuration could not be loaded.
+    pub fn new(url: Url, attempt_timeout: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("MailLaser/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(attempt_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { client, url })
+    }
+}
+
+impl Service<WebhookRequest> for HttpClient {
+    type Response = WebhookResponse;
+    type Error = reqwest::Error;
+    type Future = BoxFuture<'static, Result<WebhookResponse, reqwest::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: WebhookRequest) -> Self::Future {
+        let pending = self
+            .client
+            .post(self.url.clone())
+            .headers(request.headers)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(request.body)
+            .send();
+        Box::pin(async move {
+            let mut response = pending.await?;
+            let status = response.status();
+            let reason = if is_rejection(status) && is_text_plain(&response) {
+                let body = read_prefix(&mut response, MAX_REASON_BODY).await?;
+                rejection_reason(&body)
+            } else {
+                read_prefix(&mut response, MAX_DRAINED_BODY).await?;
+                None
+            };
+            Ok(WebhookResponse { status, reason })
+        })
+    }
+}
+
+fn is_text_plain(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/plain"))
+}
+
+/// Reads at most `limit` bytes of the body; the rest is dropped with the
+/// connection rather than read without bound.
+async fn read_prefix(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await? {
+            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            None => break,
+        }
+    }
+    Ok(body)
+}

@@ -1,0 +1,153 @@
+//! The webhook sink: each payload is POSTed through its own Tower stack over
+//! a shared `reqwest::Client` (SPEC §4–§5, `sync` mode).
+//!
+//! [`build`] is the one place the outbound layers are ordered, outermost
+//! first:
+//!
+//! ```text
+//! Breaker   consecutive failed deliveries open it; while open, no request
+//! Retry     tower's machinery, our policy: exponential backoff, full jitter
+//! Classify  response/error → delivered, rejected (permanent) or temporary
+//! Timeout   per attempt
+//! Sign      HMAC headers, fresh timestamp per attempt
+//! Http      reqwest
+//! ```
+
+mod breaker;
+mod classify;
+mod client;
+mod error;
+mod request;
+mod retry;
+mod sign;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+pub use breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerState};
+pub use classify::{ClassifyLayer, rejection_reason};
+pub use client::{HttpClient, WebhookResponse};
+pub use error::DeliveryError;
+pub use request::{WebhookRequest, idempotency_key};
+pub use retry::{Backoff, RetryPolicy};
+pub use sign::{SignLayer, SigningSecret, signature};
+
+use crate::sink::{Delivery, Outcome, Sink};
+
+/// Everything the webhook side needs, validated at start.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `https://…`, or `http://…` to loopback (or anywhere when allowed).
+    pub url: reqwest::Url,
+    /// Bound on one attempt (`MAIL_LASER_WEBHOOK_TIMEOUT`).
+    pub attempt_timeout: Duration,
+    /// Retries after the first attempt (`MAIL_LASER_WEBHOOK_MAX_RETRIES`).
+    pub max_retries: u32,
+    pub backoff: Backoff,
+    /// No retry starts once it could not finish within this much time from
+    /// the first attempt: the SMTP client is waiting for its reply.
+    pub budget: Duration,
+    pub breaker: BreakerConfig,
+    pub signing_secret: Option<SigningSecret>,
+}
+
+/// The assembled outbound stack.
+pub type WebhookService = BoxCloneSyncService<WebhookRequest, (), DeliveryError>;
+
+/// Builds the outbound stack. The only place its layers are ordered.
+///
+/// # Errors
+/// The HTTP client could not be built (TLS roots unavailable).
+pub fn build(config: &WebhookConfig) -> Result<(WebhookService, Breaker), reqwest::Error> {
+    let http = HttpClient::new(config.url.clone(), config.attempt_timeout)?;
+    let breaker = Breaker::new(config.breaker);
+    let service = ServiceBuilder::new()
+        .layer(BreakerLayer::new(breaker.clone()))
+        .retry(RetryPolicy::new(
+            config.max_retries,
+            config.backoff,
+            config.budget,
+            config.attempt_timeout,
+        ))
+        .layer(ClassifyLayer)
+        .timeout(config.attempt_timeout)
+        .layer(SignLayer::new(config.signing_secret.clone()))
+        .service(http);
+    Ok((BoxCloneSyncService::new(service), breaker))
+}
+
+/// A [`Sink`] that resolves only once the webhook answered `2xx`.
+#[derive(Clone)]
+pub struct WebhookSink {
+    service: WebhookService,
+    breaker: Breaker,
+}
+
+impl WebhookSink {
+    /// # Errors
+    /// As [`build`].
+    pub fn new(config: &WebhookConfig) -> Result<Self, reqwest::Error> {
+        let (service, breaker) = build(config)?;
+        Ok(Self { service, breaker })
+    }
+
+    /// The circuit breaker, for readiness and metrics.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
+
+impl Sink for WebhookSink {
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
+        let request = WebhookRequest::new(&delivery);
+        let service = self.service.clone();
+        Box::pin(async move {
+            match service.oneshot(request).await {
+                Ok(()) => Outcome::Delivered,
+                Err(DeliveryError::Rejected { reason, .. }) => Outcome::Rejected { reason },
+                Err(error) => {
+                    tracing::warn!(%error, "webhook delivery failed");
+                    Outcome::Deferred {
+                        reason: error.to_string(),
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A `tower_test` mock standing in for the layers below the one tested.
+
+    use bytes::Bytes;
+    use tower::ServiceExt;
+    use tower::util::MapErr;
+    use tower_test::mock;
+
+    use super::{DeliveryError, WebhookRequest};
+
+    pub type MockWebhook =
+        MapErr<mock::Mock<WebhookRequest, ()>, fn(tower::BoxError) -> DeliveryError>;
+
+    pub fn mock_webhook() -> (MockWebhook, mock::Handle<WebhookRequest, ()>) {
+        let (service, handle) = mock::pair::<WebhookRequest, ()>();
+        let to_delivery_error: fn(tower::BoxError) -> DeliveryError =
+            |error| match error.downcast::<DeliveryError>() {
+                Ok(error) => *error,
+                Err(other) => DeliveryError::Transport(other.to_string()),
+            };
+        (service.map_err(to_delivery_error), handle)
+    }
+
+    pub fn request() -> WebhookRequest {
+        WebhookRequest {
+            body: Bytes::from_static(b"{}"),
+            headers: Default::default(),
+            attempt: 1,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The webhook path end to end: SMTP client → MailLaser → a real HTTP
+//! receiver on loopback. A `250` only ever follows the receiver's `2xx`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::receiver::{Answer, Receiver};
+use common::{
+    CaptureSink, Client, OTHER_TARGET, TARGET, TestServer, config, eventually, simple_message,
+};
+use hmac::{KeyInit, Mac};
+use mail_laser::config::SinkTarget;
+use mail_laser::webhook::{BreakerState, WebhookSink};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+
+const DEFERRED: &str = "451 4.3.0 Temporary delivery failure, try again later";
+const ACCEPTED: &str = "250 2.0.0 OK: Message accepted for delivery";
+
+/// A server posting to `receiver`, with `extra` flags; returns the sink so
+/// tests can watch its breaker.
+async fn server(receiver: &Receiver, extra: &[&str]) -> (TestServer, WebhookSink) {
+    server_at(&receiver.url(), extra).await
+}
+
+async fn server_at(url: &str, extra: &[&str]) -> (TestServer, WebhookSink) {
+    let mut config = config(url, extra);
+    let SinkTarget::Webhook(webhook) = &mut config.sink else {
+        unreachable!("a URL configures the webhook sink");
+    };
+    // Keep retries quick; the policy itself is unit-tested with a paused clock.
+    webhook.backoff.base = Duration::from_millis(20);
+    webhook.breaker.reset = Duration::from_millis(300);
+    let sink = WebhookSink::new(webhook).unwrap();
+    let server =
+        TestServer::start_with_sink(config, Arc::new(sink.clone()), CaptureSink::new()).await;
+    (server, sink)
+}
+
+async fn send(server: &TestServer, subject: &str, to: &[&str]) -> String {
+    let mut client = Client::greeted(server.smtp).await;
+    client
+        .send_mail(
+            "sender@example.org",
+            to,
+            &simple_message(subject, "body text"),
+        )
+        .await
+        .last()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn payload_headers_idempotency_key_and_signature() {
+    let receiver = Receiver::start().await;
+    let (server, _) = server(&receiver, &["--webhook-signing-secret", "s3cret"]).await;
+    assert_eq!(send(&server, "signed", &[TARGET]).await, ACCEPTED);
+
+    let request = &receiver.wait_for(1).await[0];
+    assert_eq!(request.header("content-type"), "application/json");
+    assert_eq!(
+        request.header("user-agent"),
+        format!("MailLaser/{}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let json = request.json();
+    assert_eq!(json["sender"], "sender@example.org");
+    assert_eq!(json["recipient"], TARGET);
+    assert_eq!(json["subject"], "signed");
+    assert_eq!(json["sender_name"], "Alice Example");
+    assert_eq!(json["message_id"], "<id-signed@example.org>");
+    assert_eq!(json["body"].as_str().unwrap().trim_end(), "body text");
+
+    // Idempotency-Key: sha256(lower(recipient) NUL message-id), lowercase hex.
+    let expected_key = hex(&Sha256::digest(format!(
+        "{TARGET}\0<id-signed@example.org>"
+    )));
+    assert_eq!(request.header("idempotency-key"), expected_key);
+
+    // The signature verifies with the secret over "<timestamp>.<raw body>".
+    let timestamp = request.header("x-maillaser-timestamp");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(timestamp.parse().unwrap()) < 300);
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&request.body);
+    assert_eq!(
+        request.header("x-maillaser-signature-256"),
+        format!("sha256={}", hex(&mac.finalize().into_bytes()))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unsigned_without_a_secret() {
+    let receiver = Receiver::start().await;
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(send(&server, "plain", &[TARGET]).await, ACCEPTED);
+    let request = &receiver.wait_for(1).await[0];
+    assert!(request.headers.get("x-maillaser-signature-256").is_none());
+    assert!(request.headers.get("x-maillaser-timestamp").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_500s_then_success_is_one_delivery_and_250() {
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500), Answer::Status(500)]);
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(send(&server, "retried", &[TARGET]).await, ACCEPTED);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 3, "two failures and one success");
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(
+        keys.iter().all(|key| *key == keys[0]),
+        "one key across retries: {keys:?}"
+    );
+    assert!(requests.iter().all(|r| r.body == requests[0].body));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_failing_every_attempt_is_451() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let (server, _) = server(&receiver, &["--webhook-max-retries", "2"]).await;
+    assert_eq!(send(&server, "down", &[TARGET]).await, DEFERRED);
+    assert_eq!(
+        receiver.requests().len(),
+        3,
+        "first attempt and two retries"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn closed_port_is_451() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let (server, _) = server_at(&url, &["--webhook-max-retries", "1"]).await;
+    assert_eq!(send(&server, "nobody-listens", &[TARGET]).await, DEFERRED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn receiver_hanging_past_the_timeout_is_451() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Hang);
+    let (server, _) = server(
+        &receiver,
+        &["--webhook-timeout", "1", "--webhook-max-retries", "0"],
+    )
+    .await;
+    assert_eq!(send(&server, "slow", &[TARGET]).await, DEFERRED);
+    assert_eq!(receiver.requests().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rejection_with_reason_is_554_carrying_it() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Text(
+        422,
+        "Unknown ticket queue\r\nstack trace follows",
+    ));
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(
+        send(&server, "rejected", &[TARGET]).await,
+        "554 5.6.0 Unknown ticket queue"
+    );
+    assert_eq!(receiver.requests().len(), 1, "a rejection is never retried");
+
+    receiver.answer_with(Answer::Status(410));
+    assert_eq!(
+        send(&server, "gone", &[TARGET]).await,
+        "554 5.6.0 Message rejected by webhook"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unauthorized_is_temporary() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Text(401, "bad token"));
+    let (server, _) = server(&receiver, &["--webhook-max-retries", "1"]).await;
+    assert_eq!(send(&server, "unauthorized", &[TARGET]).await, DEFERRED);
+    assert_eq!(receiver.requests().len(), 2, "401 is retried");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn breaker_opens_then_one_probe_closes_it() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(503));
+    let (server, sink) = server(
+        &receiver,
+        &[
+            "--webhook-max-retries",
+            "0",
+            "--circuit-breaker-threshold",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(send(&server, "fail-1", &[TARGET]).await, DEFERRED);
+    assert_eq!(send(&server, "fail-2", &[TARGET]).await, DEFERRED);
+    assert_eq!(sink.breaker().state(), BreakerState::Open);
+
+    // Open: answered 451 without calling the webhook.
+    assert_eq!(send(&server, "short-circuit", &[TARGET]).await, DEFERRED);
+    assert_eq!(receiver.requests().len(), 2);
+
+    receiver.answer_with(Answer::Status(200));
+    eventually("the breaker to half-open", || async {
+        sink.breaker().state() == BreakerState::HalfOpen
+    })
+    .await;
+    assert_eq!(send(&server, "probe", &[TARGET]).await, ACCEPTED);
+    assert_eq!(receiver.requests().len(), 3, "exactly one probe");
+    assert_eq!(sink.breaker().state(), BreakerState::Closed);
+    assert_eq!(send(&server, "after", &[TARGET]).await, ACCEPTED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_recipients_are_two_posts() {
+    let receiver = Receiver::start().await;
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(
+        send(&server, "both", &[TARGET, OTHER_TARGET]).await,
+        ACCEPTED
+    );
+    let requests = receiver.wait_for(2).await;
+    let mut recipients: Vec<_> = requests
+        .iter()
+        .map(|r| r.json()["recipient"].as_str().unwrap().to_owned())
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, [TARGET, OTHER_TARGET]);
+    assert_ne!(
+        requests[0].header("idempotency-key"),
+        requests[1].header("idempotency-key")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_reply_waits_for_the_webhook() {
+    let receiver = Receiver::start().await;
+    let gate = Arc::new(Notify::new());
+    receiver.answer_with(Answer::Gate(gate.clone()));
+    let (server, _) = server(&receiver, &[]).await;
+    let mut client = Client::greeted(server.smtp).await;
+    client.command("EHLO c").await;
+    client.command("MAIL FROM:<a@example.org>").await;
+    client.command(&format!("RCPT TO:<{TARGET}>")).await;
+    client.command("DATA").await;
+    client.send(simple_message("held", "x")).await;
+    client.send("\r\n.\r\n").await;
+    receiver.wait_for(1).await;
+
+    // The webhook holds the request: no reply may have been sent yet.
+    let mut stream = client.into_inner();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await;
+    assert!(
+        early.is_err(),
+        "a reply arrived before the webhook answered"
+    );
+
+    gate.notify_one();
+    let mut client = Client::new(stream);
+    assert_eq!(client.reply().await.last(), ACCEPTED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_delivery_in_flight() {
+    let receiver = Receiver::start().await;
+    let gate = Arc::new(Notify::new());
+    receiver.answer_with(Answer::Gate(gate.clone()));
+    let (server, _) = server(&receiver, &[]).await;
+    let mut client = Client::greeted(server.smtp).await;
+    client.command("EHLO c").await;
+    client.command("MAIL FROM:<a@example.org>").await;
+    client.command(&format!("RCPT TO:<{TARGET}>")).await;
+    client.command("DATA").await;
+    client.send(simple_message("in-flight", "x")).await;
+    client.send("\r\n.\r\n").await;
+    receiver.wait_for(1).await;
+
+    server.shutdown.cancel();
+    eventually("the listener to close", || async {
+        tokio::net::TcpStream::connect(server.smtp).await.is_err()
+    })
+    .await;
+    gate.notify_one();
+    assert_eq!(client.reply().await.last(), ACCEPTED);
+    assert_eq!(
+        client.reply().await.last(),
+        "421 4.3.2 Service shutting down"
+    );
+    tokio::time::timeout(common::DEADLINE, server.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
