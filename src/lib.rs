@@ -12,6 +12,7 @@ pub mod mail;
 pub mod sink;
 pub mod smtp;
 pub mod stack;
+pub mod telemetry;
 pub mod tls;
 pub mod webhook;
 
@@ -19,8 +20,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
+use http::Readiness;
 use sink::SharedSink;
 use smtp::server::Server;
+use telemetry::Observability;
 
 /// Listeners bound by the caller (tests bind port 0 and hand them over).
 pub struct Listeners {
@@ -37,6 +40,8 @@ pub enum RunError {
 }
 
 /// Runs MailLaser until `shutdown` fires and the sessions have drained.
+/// `observability` carries the instruments (build the sink with the same
+/// [`telemetry::Metrics`]).
 ///
 /// # Errors
 /// A TLS set-up failure at start, or the HTTP server failing.
@@ -44,12 +49,22 @@ pub async fn run(
     listeners: Listeners,
     config: Config,
     sink: SharedSink,
+    observability: Observability,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let acceptor = tls::acceptor(&config.smtp.tls)?;
-    let service = stack::build(config.stack, sink);
-    let server = Server::new(listeners.smtp, &config.smtp, Some(acceptor), service);
-    let http = http::serve(listeners.http, shutdown.clone());
-    let ((), http) = tokio::join!(server.run(shutdown.clone()), http);
+    let metrics = observability.metrics().clone();
+    let readiness = Readiness::new(sink.clone());
+    let service = stack::build(config.stack, sink, metrics.clone());
+    let server = Server::new(
+        listeners.smtp,
+        &config.smtp,
+        Some(acceptor),
+        service,
+        metrics,
+    );
+    let router = http::router(readiness.clone(), observability);
+    let http = http::serve(listeners.http, router, shutdown.clone());
+    let ((), http) = tokio::join!(server.run(readiness, shutdown.clone()), http);
     http.map_err(RunError::Http)
 }

@@ -1,4 +1,4 @@
-//! The `mail-laser` binary: configuration, logging, listeners, signals.
+//! The `mail-laser` binary: configuration, telemetry, listeners, signals.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use mail_laser::config::{Config, ConfigError, SinkTarget};
 use mail_laser::sink::{SharedSink, StdoutSink};
+use mail_laser::telemetry::{self, Observability, TelemetryConfig};
 use mail_laser::webhook::WebhookSink;
 use mail_laser::{Listeners, RunError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// Exit status for a configuration error (SPEC §1).
 const CONFIG_ERROR: u8 = 2;
@@ -28,7 +28,13 @@ fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    init_logging();
+    let telemetry = match TelemetryConfig::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("mail-laser: {error}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -36,39 +42,44 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("mail-laser: {error:#}");
-            if error
-                .downcast_ref::<RunError>()
-                .is_some_and(|e| matches!(e, RunError::Tls(_)))
-            {
-                ExitCode::from(CONFIG_ERROR)
-            } else {
-                ExitCode::FAILURE
+    runtime.block_on(async {
+        // Logs go to stderr: stdout is reserved for payloads when the sink is `-`.
+        let tracing = match telemetry::init_tracing(&telemetry, std::io::stderr().is_terminal()) {
+            Ok(tracing) => tracing,
+            Err(error) => {
+                eprintln!("mail-laser: {error}");
+                return ExitCode::from(CONFIG_ERROR);
             }
-        }
-    }
+        };
+        let status = match run(config, &telemetry).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                eprintln!("mail-laser: {error:#}");
+                if error
+                    .downcast_ref::<RunError>()
+                    .is_some_and(|e| matches!(e, RunError::Tls(_)))
+                {
+                    ExitCode::from(CONFIG_ERROR)
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        };
+        // Flushing waits on the exporter tasks: keep it off the workers.
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+        status
+    })
 }
 
-/// Logs go to stderr: stdout is reserved for payloads when the sink is `-`.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, telemetry: &TelemetryConfig) -> anyhow::Result<()> {
+    let observability = Observability::new(telemetry)?;
     let sink: SharedSink = match &config.sink {
         SinkTarget::Stdout => Arc::new(StdoutSink::new()),
-        SinkTarget::Webhook(webhook) => {
-            Arc::new(WebhookSink::new(webhook).context("cannot set up the webhook client")?)
-        }
+        SinkTarget::Webhook(webhook) => Arc::new(
+            WebhookSink::new(webhook, observability.metrics())
+                .context("cannot set up the webhook client")?,
+        ),
     };
     let smtp = TcpListener::bind(config.smtp.bind)
         .await
@@ -80,12 +91,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         smtp = %smtp.local_addr()?,
         http = %http.local_addr()?,
         sink = %sink_name(&config.sink),
+        otlp = telemetry.endpoint.as_deref().unwrap_or("<not set>"),
         "MailLaser listening"
     );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    mail_laser::run(Listeners { smtp, http }, config, sink, shutdown).await?;
+    let result = mail_laser::run(
+        Listeners { smtp, http },
+        config,
+        sink,
+        observability.clone(),
+        shutdown,
+    )
+    .await;
+    let _ = tokio::task::spawn_blocking(move || observability.shutdown()).await;
+    result?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -96,7 +117,7 @@ fn sink_name(sink: &SinkTarget) -> String {
         SinkTarget::Stdout => "stdout".to_owned(),
         SinkTarget::Webhook(webhook) => format!(
             "{} (signing {})",
-            webhook.url,
+            mail_laser::webhook::redacted(&webhook.url),
             if webhook.signing_secret.is_some() {
                 "<set>"
             } else {

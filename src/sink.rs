@@ -32,6 +32,11 @@ pub enum Outcome {
 /// payload is safely delivered (or durably stored), never before.
 pub trait Sink: Send + Sync + 'static {
     fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome>;
+
+    /// Whether deliveries can be expected to succeed now (`/ready`).
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 pub type SharedSink = Arc<dyn Sink>;

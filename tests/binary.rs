@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Instant;
 
-use common::{Client, DEADLINE, TARGET, simple_message};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use common::{Client, DEADLINE, TARGET, http_get, simple_message};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mail-laser");
@@ -239,29 +239,6 @@ async fn quick_start_prints_payload_json_on_stdout() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
 }
 
 #[tokio::test]

@@ -34,9 +34,15 @@ async fn server_at(url: &str, extra: &[&str]) -> (TestServer, WebhookSink) {
     // Keep retries quick; the policy itself is unit-tested with a paused clock.
     webhook.backoff.base = Duration::from_millis(20);
     webhook.breaker.reset = Duration::from_millis(300);
-    let sink = WebhookSink::new(webhook).unwrap();
-    let server =
-        TestServer::start_with_sink(config, Arc::new(sink.clone()), CaptureSink::new()).await;
+    let observability = common::observability();
+    let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
+    let server = TestServer::start_with_sink(
+        config,
+        observability,
+        Arc::new(sink.clone()),
+        CaptureSink::new(),
+    )
+    .await;
     (server, sink)
 }
 
@@ -128,6 +134,18 @@ async fn two_500s_then_success_is_one_delivery_and_250() {
         "one key across retries: {keys:?}"
     );
     assert!(requests.iter().all(|r| r.body == requests[0].body));
+
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    for line in [
+        "maillaser_messages_total{outcome=\"delivered\"} 1",
+        "maillaser_webhook_retries_total 2",
+        "maillaser_webhook_request_duration_seconds_count{status_class=\"5xx\"} 2",
+        "maillaser_webhook_request_duration_seconds_count{status_class=\"2xx\"} 1",
+        "maillaser_smtp_commands_total{reply_class=\"2xx\",verb=\"DATA\"} 1",
+        "maillaser_smtp_commands_total{reply_class=\"3xx\",verb=\"DATA\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
     server.stop().await;
 }
 
@@ -215,9 +233,21 @@ async fn breaker_opens_then_one_probe_closes_it() {
         ],
     )
     .await;
+    assert_eq!(common::http_get(server.http, "/ready").await.0, 200);
     assert_eq!(send(&server, "fail-1", &[TARGET]).await, DEFERRED);
     assert_eq!(send(&server, "fail-2", &[TARGET]).await, DEFERRED);
     assert_eq!(sink.breaker().state(), BreakerState::Open);
+    // Not ready while the breaker is open (SPEC §6).
+    assert_eq!(common::http_get(server.http, "/ready").await.0, 503);
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    assert!(
+        metrics.contains("maillaser_circuit_breaker_state 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("maillaser_circuit_breaker_transitions_total{to=\"open\"} 1"),
+        "{metrics}"
+    );
 
     // Open: answered 451 without calling the webhook.
     assert_eq!(send(&server, "short-circuit", &[TARGET]).await, DEFERRED);
@@ -231,6 +261,7 @@ async fn breaker_opens_then_one_probe_closes_it() {
     assert_eq!(send(&server, "probe", &[TARGET]).await, ACCEPTED);
     assert_eq!(receiver.requests().len(), 3, "exactly one probe");
     assert_eq!(sink.breaker().state(), BreakerState::Closed);
+    assert_eq!(common::http_get(server.http, "/ready").await.0, 200);
     assert_eq!(send(&server, "after", &[TARGET]).await, ACCEPTED);
     server.stop().await;
 }

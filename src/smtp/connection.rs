@@ -15,10 +15,12 @@ use tower::{Service, ServiceExt};
 use tracing::{Instrument, field};
 
 use super::codec::{CodecError, Frame, Outbound, SmtpCodec};
+use super::command::Command;
 use super::reply::Reply;
 use super::session::{Action, Session, SessionConfig};
 use super::transport::Transport;
 use crate::stack::{RequestKind, SmtpRequest, SmtpService, reply_for_error};
+use crate::telemetry::Metrics;
 
 type SmtpFramed = Framed<Transport, SmtpCodec>;
 
@@ -29,6 +31,7 @@ pub struct ConnectionContext {
     pub tls: Option<TlsAcceptor>,
     pub idle_timeout: Duration,
     pub max_message_size: usize,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +68,14 @@ pub async fn serve(
 ) {
     let span = tracing::info_span!(
         "smtp.session",
-        peer = %peer,
-        tls = false,
-        helo = field::Empty
+        "client.address" = %peer.ip(),
+        "client.port" = peer.port(),
+        "smtp.tls" = false,
+        "smtp.helo" = field::Empty,
     );
-    let connection = Connection {
+    let metrics = context.metrics.clone();
+    metrics.session_opened();
+    let mut connection = Connection {
         session: Session::new(context.session.clone(), peer),
         context,
         service,
@@ -78,6 +84,7 @@ pub async fn serve(
     if let Err(error) = connection.run(stream).instrument(span).await {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
+    metrics.session_closed(connection.session.is_tls());
 }
 
 struct Connection {
@@ -88,7 +95,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream) -> Result<(), ConnectionError> {
+    async fn run(&mut self, stream: TcpStream) -> Result<(), ConnectionError> {
         let mut framed = Framed::new(
             Transport::plain(stream),
             SmtpCodec::new(self.context.max_message_size),
@@ -108,6 +115,7 @@ impl Connection {
                     return self.close_with(&mut framed, &Reply::shutting_down()).await;
                 }
             };
+            let verb = verb_label(&frame);
             let reply = match self.session.on_frame(frame) {
                 Action::Reply(reply) => reply,
                 Action::Call(kind) => {
@@ -115,17 +123,20 @@ impl Connection {
                     self.session.on_response(reply)
                 }
                 Action::StartData(reply) => {
+                    self.context.metrics.command(verb, &reply);
                     self.send(&mut framed, &reply).await?;
                     framed.codec_mut().start_data();
                     continue;
                 }
                 Action::StartTls(reply) => {
+                    self.context.metrics.command(verb, &reply);
                     self.send(&mut framed, &reply).await?;
                     framed.flush().await?;
                     framed = self.start_tls(framed).await?;
                     continue;
                 }
             };
+            self.context.metrics.command(verb, &reply);
             if reply.closes_connection() {
                 return self.close_with(&mut framed, &reply).await;
             }
@@ -177,7 +188,7 @@ impl Connection {
     /// Queues a reply; [`Self::next_event`] decides when to flush.
     async fn send(&self, framed: &mut SmtpFramed, reply: &Reply) -> Result<(), ConnectionError> {
         if let Some(helo) = self.session.helo() {
-            tracing::Span::current().record("helo", helo);
+            tracing::Span::current().record("smtp.helo", helo);
         }
         tracing::trace!(reply = %reply, "reply");
         framed
@@ -224,10 +235,21 @@ impl Connection {
             .map_err(|_| ConnectionError::HandshakeTimeout)?
             .map_err(ConnectionError::Handshake)?;
         self.session.on_tls_established();
-        tracing::Span::current().record("tls", true);
+        tracing::Span::current().record("smtp.tls", true);
         let mut codec = parts.codec;
         codec.reset();
         Ok(Framed::new(Transport::tls(tls, bytes_read), codec))
+    }
+}
+
+/// The `verb` label of `maillaser_smtp_commands_total`: a bounded set, so a
+/// client cannot create series at will. The end of data counts as `DATA`.
+fn verb_label(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Command(Ok(Command::NotImplemented(_))) => "OTHER",
+        Frame::Command(Ok(command)) => command.verb(),
+        Frame::Message(_) | Frame::MessageTooLarge => "DATA",
+        Frame::Command(Err(_)) | Frame::LineTooLong => "OTHER",
     }
 }
 

@@ -17,7 +17,9 @@ use super::connection::{self, ConnectionContext};
 use super::reply::Reply;
 use super::session::SessionConfig;
 use crate::config::{ConnectionLimits, SmtpConfig};
+use crate::http::Readiness;
 use crate::stack::SmtpService;
+use crate::telemetry::Metrics;
 
 /// A bound SMTP listener with everything its connections need.
 pub struct Server {
@@ -27,6 +29,7 @@ pub struct Server {
     global: Arc<Semaphore>,
     per_ip: PerIpLimit,
     drain_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl Server {
@@ -36,6 +39,7 @@ impl Server {
         config: &SmtpConfig,
         tls: Option<TlsAcceptor>,
         service: SmtpService,
+        metrics: Metrics,
     ) -> Self {
         let session = Arc::new(SessionConfig {
             tls_available: tls.is_some(),
@@ -52,19 +56,22 @@ impl Server {
                 tls,
                 idle_timeout: config.idle_timeout,
                 max_message_size: config.max_message_size,
+                metrics: metrics.clone(),
             }),
             service,
             global: Arc::new(Semaphore::new(max_connections)),
             per_ip: PerIpLimit::new(max_per_ip),
             drain_timeout: config.drain_timeout,
+            metrics,
         }
     }
 
     /// Accepts until `shutdown` fires, then stops accepting and waits up to
     /// the drain timeout for sessions to end: those reading a message finish
     /// it, the others are answered `421` at their next command.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(self, readiness: Readiness, shutdown: CancellationToken) {
         let connections = TaskTracker::new();
+        readiness.set_accepting(true);
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -94,6 +101,7 @@ impl Server {
                 drop(slot);
             });
         }
+        readiness.set_accepting(false);
         drop(self.listener);
         connections.close();
         tracing::info!(
@@ -114,10 +122,12 @@ impl Server {
     fn admit(&self, ip: IpAddr) -> Option<Slot> {
         let Ok(global) = self.global.clone().try_acquire_owned() else {
             tracing::warn!(%ip, "connection refused: global limit reached");
+            self.metrics.connection_refused("global_limit");
             return None;
         };
         let Some(per_ip) = self.per_ip.acquire(ip) else {
             tracing::warn!(%ip, "connection refused: per-IP limit reached");
+            self.metrics.connection_refused("per_ip_limit");
             return None;
         };
         Some(Slot {

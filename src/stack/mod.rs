@@ -2,7 +2,7 @@
 //! decides the answer.
 //!
 //! [`build`] is the one place the stack is assembled, so the order of the
-//! layers can be read top to bottom: tracing outermost, then the timeout that
+//! layers can be read top to bottom: tracing and metrics outermost, then the timeout that
 //! bounds everything below it, then policy (recipient validation), then the
 //! terminal [`Deliver`] service.
 
@@ -26,6 +26,7 @@ pub use trace::TraceLayer;
 use crate::sink::SharedSink;
 use crate::smtp::command::MailParams;
 use crate::smtp::reply::Reply;
+use crate::telemetry::Metrics;
 
 /// What the connection knows about the client, carried by every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +90,9 @@ pub struct StackConfig {
 }
 
 /// Builds the stack. The only place layers are ordered.
-pub fn build(config: StackConfig, sink: SharedSink) -> SmtpService {
+pub fn build(config: StackConfig, sink: SharedSink, metrics: Metrics) -> SmtpService {
     let service = ServiceBuilder::new()
-        .layer(TraceLayer)
+        .layer(TraceLayer::new(metrics))
         .timeout(config.request_timeout)
         .layer(RecipientLayer::new(config.recipients))
         .service(Deliver::new(sink, config.parse));

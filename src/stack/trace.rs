@@ -1,4 +1,5 @@
-//! A span per stack request, with the reply code recorded when it completes.
+//! A span per stack request, with the reply code recorded when it completes,
+//! and the message metrics (outcome, size) counted in the same place.
 
 use std::task::{Context, Poll};
 
@@ -8,16 +9,28 @@ use tracing::{Instrument, field};
 
 use super::{RequestKind, SmtpRequest};
 use crate::smtp::reply::Reply;
+use crate::telemetry::{MessageOutcome, Metrics};
 
 /// Wraps every request in a span (`smtp.transaction` for messages).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
+#[derive(Debug, Clone)]
+pub struct TraceLayer {
+    metrics: Metrics,
+}
+
+impl TraceLayer {
+    pub const fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Trace { inner }
+        Trace {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -26,6 +39,7 @@ impl<S> Layer<S> for TraceLayer {
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
+    metrics: Metrics,
 }
 
 impl<S> Service<SmtpRequest> for Trace<S>
@@ -43,19 +57,24 @@ where
     }
 
     fn call(&mut self, request: SmtpRequest) -> Self::Future {
+        let message_size = match &request.kind {
+            RequestKind::Message(envelope) => Some(envelope.message.len()),
+            _ => None,
+        };
         let span = match &request.kind {
             RequestKind::Message(envelope) => tracing::info_span!(
                 "smtp.transaction",
-                sender = %envelope.sender,
-                recipients = envelope.recipients.len(),
-                size = envelope.message.len(),
-                reply_code = field::Empty,
-                outcome = field::Empty,
+                "smtp.sender" = %envelope.sender,
+                "smtp.recipient_count" = envelope.recipients.len(),
+                "smtp.message_size" = envelope.message.len(),
+                "smtp.reply_code" = field::Empty,
+                "smtp.outcome" = field::Empty,
             ),
             other => tracing::debug_span!(
                 "smtp.command",
-                verb = other.name(),
-                reply_code = field::Empty
+                "smtp.verb" = other.name(),
+                "smtp.reply_code" = field::Empty,
+                "smtp.outcome" = field::Empty,
             ),
         };
         let future = {
@@ -63,30 +82,31 @@ where
             self.inner.call(request)
         };
         let recorded = span.clone();
+        let metrics = self.metrics.clone();
         Box::pin(
             async move {
                 let result = future.await;
                 match &result {
                     Ok(reply) => {
-                        recorded.record("reply_code", reply.code);
-                        recorded.record("outcome", outcome(reply));
+                        let outcome = MessageOutcome::of(reply);
+                        recorded.record("smtp.reply_code", reply.code);
+                        recorded.record("smtp.outcome", outcome.as_str());
+                        if let Some(size) = message_size {
+                            metrics.message(outcome, size);
+                        }
                     }
                     Err(error) => {
-                        recorded.record("outcome", "error");
+                        recorded.record("smtp.outcome", "error");
                         tracing::warn!(%error, "request failed");
+                        // The connection answers a stack error with 451.
+                        if let Some(size) = message_size {
+                            metrics.message(MessageOutcome::Deferred, size);
+                        }
                     }
                 }
                 result
             }
             .instrument(span),
         )
-    }
-}
-
-fn outcome(reply: &Reply) -> &'static str {
-    match reply.code / 100 {
-        2 => "accepted",
-        4 => "deferred",
-        _ => "rejected",
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::{DeliveryError, WebhookRequest};
+use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -30,6 +31,17 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The value of `maillaser_circuit_breaker_state`.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::HalfOpen => 1,
+            Self::Open => 2,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum State {
     Closed { failures: u32 },
@@ -42,6 +54,7 @@ enum State {
 pub struct Breaker {
     config: BreakerConfig,
     state: Arc<Mutex<State>>,
+    metrics: Metrics,
 }
 
 /// Whether a delivery may go ahead, and as what.
@@ -53,19 +66,33 @@ enum Admission {
 }
 
 impl Breaker {
-    pub fn new(config: BreakerConfig) -> Self {
+    pub fn new(config: BreakerConfig, metrics: Metrics) -> Self {
         Self {
             config,
             state: Arc::new(Mutex::new(State::Closed { failures: 0 })),
+            metrics,
         }
     }
 
+    /// Exposes the state as `maillaser_circuit_breaker_state`, read at
+    /// collection time (so an elapsed reset shows as half-open).
+    pub fn observe_state(&self, metrics: &Metrics) {
+        // Only the state, not the breaker: the meter must not own itself.
+        let state = Arc::downgrade(&self.state);
+        let _gauge = metrics
+            .meter()
+            .i64_observable_gauge("maillaser.circuit_breaker.state")
+            .with_description("Circuit breaker: 0 closed, 1 half-open, 2 open")
+            .with_callback(move |observer| {
+                if let Some(state) = state.upgrade() {
+                    observer.observe(public_state(&state).gauge(), &[]);
+                }
+            })
+            .build();
+    }
+
     pub fn state(&self) -> BreakerState {
-        match &*self.lock() {
-            State::Closed { .. } => BreakerState::Closed,
-            State::Open { until } if Instant::now() < *until => BreakerState::Open,
-            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
-        }
+        public_state(&self.state)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -77,7 +104,12 @@ impl Breaker {
         match &*state {
             State::Closed { .. } => Admission::Pass,
             State::Open { until } if Instant::now() < *until => Admission::Refuse,
-            State::Open { .. } | State::HalfOpen { probing: false } => {
+            State::Open { .. } => {
+                *state = State::HalfOpen { probing: true };
+                self.metrics.breaker_transition("half_open");
+                Admission::Probe
+            }
+            State::HalfOpen { probing: false } => {
                 *state = State::HalfOpen { probing: true };
                 Admission::Probe
             }
@@ -93,9 +125,14 @@ impl Breaker {
             until: Instant::now() + self.config.reset,
         };
         match (&*state, admission, healthy) {
-            (_, Admission::Probe, true) => *state = State::Closed { failures: 0 },
+            (_, Admission::Probe, true) => {
+                tracing::info!("webhook probe succeeded, circuit breaker closed");
+                self.metrics.breaker_transition("closed");
+                *state = State::Closed { failures: 0 };
+            }
             (_, Admission::Probe, false) => {
                 tracing::warn!("webhook probe failed, circuit breaker stays open");
+                self.metrics.breaker_transition("open");
                 *state = open;
             }
             (State::Closed { .. }, _, true) => *state = State::Closed { failures: 0 },
@@ -103,6 +140,7 @@ impl Breaker {
                 let failures = failures + 1;
                 if failures >= self.config.threshold {
                     tracing::warn!(failures, "circuit breaker opened");
+                    self.metrics.breaker_transition("open");
                     *state = open;
                 } else {
                     *state = State::Closed { failures };
@@ -121,6 +159,14 @@ impl Breaker {
         if let State::HalfOpen { probing: true } = *state {
             *state = State::HalfOpen { probing: false };
         }
+    }
+}
+
+fn public_state(state: &Mutex<State>) -> BreakerState {
+    match &*state.lock().unwrap_or_else(PoisonError::into_inner) {
+        State::Closed { .. } => BreakerState::Closed,
+        State::Open { until } if Instant::now() < *until => BreakerState::Open,
+        State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
     }
 }
 
@@ -217,10 +263,13 @@ mod tests {
 
     fn service(threshold: u32) -> (BreakerService<MockWebhook>, Handle, Breaker) {
         let (inner, handle) = mock_webhook();
-        let breaker = Breaker::new(BreakerConfig {
-            threshold,
-            reset: Duration::from_secs(60),
-        });
+        let breaker = Breaker::new(
+            BreakerConfig {
+                threshold,
+                reset: Duration::from_secs(60),
+            },
+            Metrics::disabled(),
+        );
         (
             BreakerLayer::new(breaker.clone()).layer(inner),
             handle,

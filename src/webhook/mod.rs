@@ -8,11 +8,13 @@
 //! Breaker   consecutive failed deliveries open it; while open, no request
 //! Retry     tower's machinery, our policy: exponential backoff, full jitter
 //! Classify  response/error → delivered, rejected (permanent) or temporary
+//! Attempt   span, latency metric and `traceparent` per attempt
 //! Timeout   per attempt
 //! Sign      HMAC headers, fresh timestamp per attempt
 //! Http      reqwest
 //! ```
 
+mod attempt;
 mod breaker;
 mod classify;
 mod client;
@@ -27,6 +29,7 @@ use futures_util::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
+pub use attempt::{AttemptLayer, redacted};
 pub use breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerState};
 pub use classify::{ClassifyLayer, rejection_reason};
 pub use client::{HttpClient, WebhookResponse};
@@ -36,6 +39,7 @@ pub use retry::{Backoff, RetryPolicy};
 pub use sign::{SignLayer, SigningSecret, signature};
 
 use crate::sink::{Delivery, Outcome, Sink};
+use crate::telemetry::Metrics;
 
 /// Everything the webhook side needs, validated at start.
 #[derive(Debug, Clone)]
@@ -61,18 +65,25 @@ pub type WebhookService = BoxCloneSyncService<WebhookRequest, (), DeliveryError>
 ///
 /// # Errors
 /// The HTTP client could not be built (TLS roots unavailable).
-pub fn build(config: &WebhookConfig) -> Result<(WebhookService, Breaker), reqwest::Error> {
+pub fn build(
+    config: &WebhookConfig,
+    metrics: &Metrics,
+) -> Result<(WebhookService, Breaker), reqwest::Error> {
     let http = HttpClient::new(config.url.clone(), config.attempt_timeout)?;
-    let breaker = Breaker::new(config.breaker);
+    let breaker = Breaker::new(config.breaker, metrics.clone());
     let service = ServiceBuilder::new()
         .layer(BreakerLayer::new(breaker.clone()))
-        .retry(RetryPolicy::new(
-            config.max_retries,
-            config.backoff,
-            config.budget,
-            config.attempt_timeout,
-        ))
+        .retry(
+            RetryPolicy::new(
+                config.max_retries,
+                config.backoff,
+                config.budget,
+                config.attempt_timeout,
+            )
+            .with_metrics(metrics.clone()),
+        )
         .layer(ClassifyLayer)
+        .layer(AttemptLayer::new(&config.url, metrics.clone()))
         .timeout(config.attempt_timeout)
         .layer(SignLayer::new(config.signing_secret.clone()))
         .service(http);
@@ -89,8 +100,9 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// # Errors
     /// As [`build`].
-    pub fn new(config: &WebhookConfig) -> Result<Self, reqwest::Error> {
-        let (service, breaker) = build(config)?;
+    pub fn new(config: &WebhookConfig, metrics: &Metrics) -> Result<Self, reqwest::Error> {
+        let (service, breaker) = build(config, metrics)?;
+        breaker.observe_state(metrics);
         Ok(Self { service, breaker })
     }
 
@@ -101,6 +113,11 @@ impl WebhookSink {
 }
 
 impl Sink for WebhookSink {
+    /// Ready while the breaker is closed (SPEC §6).
+    fn is_ready(&self) -> bool {
+        self.breaker.state() == BreakerState::Closed
+    }
+
     fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
         let request = WebhookRequest::new(&delivery);
         let service = self.service.clone();

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tower::retry::Policy;
 
 use super::{DeliveryError, WebhookRequest};
+use crate::telemetry::Metrics;
 
 /// Exponential backoff with full jitter: the n-th retry waits a uniformly
 /// random time in `[0, min(max, base · 2ⁿ⁻¹)]`, so a recovering webhook is
@@ -61,6 +62,7 @@ pub struct RetryPolicy {
     attempt_timeout: Duration,
     /// When this delivery's budget ends; set when the first attempt starts.
     deadline: Option<Instant>,
+    metrics: Option<Metrics>,
 }
 
 impl RetryPolicy {
@@ -76,7 +78,14 @@ impl RetryPolicy {
             budget,
             attempt_timeout,
             deadline: None,
+            metrics: None,
         }
+    }
+
+    /// Counts retries in `maillaser_webhook_retries_total`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -106,6 +115,9 @@ impl Policy<WebhookRequest, (), DeliveryError> for RetryPolicy {
         }
         tracing::debug!(attempt = retry, %error, ?delay, "retrying webhook delivery");
         request.attempt += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.webhook_retry();
+        }
         Some(Box::pin(tokio::time::sleep(delay)))
     }
 

@@ -12,6 +12,7 @@ use futures_util::future::BoxFuture;
 use mail_laser::config::Config;
 use mail_laser::mail::Payload;
 use mail_laser::sink::{Delivery, Outcome, SharedSink, Sink};
+use mail_laser::telemetry::{Observability, TelemetryConfig};
 use mail_laser::{Listeners, run};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,6 +96,11 @@ pub fn config(webhook_url: &str, extra: &[&str]) -> Config {
     Config::from_args(args).expect("test configuration is valid")
 }
 
+/// Metrics of one test server (its own registry), no export.
+pub fn observability() -> Observability {
+    Observability::new(&TelemetryConfig::disabled()).expect("metrics pipeline builds")
+}
+
 /// A running server.
 pub struct TestServer {
     pub smtp: SocketAddr,
@@ -102,6 +108,7 @@ pub struct TestServer {
     pub sink: CaptureSink,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
+    pub observability: Observability,
 }
 
 impl TestServer {
@@ -114,21 +121,33 @@ impl TestServer {
     /// Starts a server whose payloads go to the [`CaptureSink`] in `sink`.
     pub async fn start_with(config: Config) -> Self {
         let sink = CaptureSink::new();
-        Self::start_with_sink(config, Arc::new(sink.clone()), sink).await
+        Self::start_with_sink(config, observability(), Arc::new(sink.clone()), sink).await
     }
 
-    /// Starts a server delivering to `shared` (e.g. a real webhook sink).
-    pub async fn start_with_sink(config: Config, shared: SharedSink, sink: CaptureSink) -> Self {
+    /// Starts a server delivering to `shared` (e.g. a real webhook sink built
+    /// with `observability`'s metrics).
+    pub async fn start_with_sink(
+        config: Config,
+        observability: Observability,
+        shared: SharedSink,
+        sink: CaptureSink,
+    ) -> Self {
         let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (smtp_addr, http_addr) = (smtp.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
-            let shutdown = shutdown.clone();
+            let (shutdown, observability) = (shutdown.clone(), observability.clone());
             async move {
-                run(Listeners { smtp, http }, config, shared, shutdown)
-                    .await
-                    .expect("server runs");
+                run(
+                    Listeners { smtp, http },
+                    config,
+                    shared,
+                    observability,
+                    shutdown,
+                )
+                .await
+                .expect("server runs");
             }
         });
         Self {
@@ -137,6 +156,7 @@ impl TestServer {
             sink,
             shutdown,
             task,
+            observability,
         }
     }
 
@@ -301,4 +321,28 @@ where
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A plain HTTP/1.1 GET: status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
+        .await
+        .expect("HTTP response in time")
+        .unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -1,0 +1,183 @@
+//! The one set of instruments, exposed on `/metrics` (Prometheus) and via
+//! OTLP when an endpoint is set. Names follow Prometheus conventions once
+//! exported: `maillaser.messages` becomes `maillaser_messages_total`,
+//! a histogram in `s` gets `_seconds`, one in `By` gets `_bytes`.
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+
+use crate::smtp::reply::Reply;
+
+/// Message size buckets: 1 KiB … 64 MiB.
+const SIZE_BUCKETS: &[f64] = &[
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+/// Webhook latency buckets: 1 ms … 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The instruments. Cheap to clone (each is a handle).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    meter: Meter,
+    sessions_active: UpDownCounter<i64>,
+    sessions: Counter<u64>,
+    commands: Counter<u64>,
+    messages: Counter<u64>,
+    message_size: Histogram<u64>,
+    webhook_duration: Histogram<f64>,
+    webhook_retries: Counter<u64>,
+    breaker_transitions: Counter<u64>,
+    refused: Counter<u64>,
+}
+
+/// How a transaction ended, as counted in `maillaser_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Delivered,
+    Rejected,
+    Deferred,
+    Spooled,
+}
+
+impl MessageOutcome {
+    /// The outcome a final reply stands for.
+    pub fn of(reply: &Reply) -> Self {
+        match reply.code / 100 {
+            2 => Self::Delivered,
+            4 => Self::Deferred,
+            _ => Self::Rejected,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Rejected => "rejected",
+            Self::Deferred => "deferred",
+            Self::Spooled => "spooled",
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new(meter: Meter) -> Self {
+        Self {
+            sessions_active: meter
+                .i64_up_down_counter("maillaser.sessions.active")
+                .with_description("SMTP sessions open now")
+                .build(),
+            sessions: meter
+                .u64_counter("maillaser.sessions")
+                .with_description("SMTP sessions ended, by whether they used TLS")
+                .build(),
+            commands: meter
+                .u64_counter("maillaser.smtp.commands")
+                .with_description("SMTP commands answered, by verb and reply class")
+                .build(),
+            messages: meter
+                .u64_counter("maillaser.messages")
+                .with_description("Messages by delivery outcome")
+                .build(),
+            message_size: meter
+                .u64_histogram("maillaser.message.size")
+                .with_unit("By")
+                .with_description("Size of received messages")
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build(),
+            webhook_duration: meter
+                .f64_histogram("maillaser.webhook.request.duration")
+                .with_unit("s")
+                .with_description("Duration of webhook attempts, by status class")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            webhook_retries: meter
+                .u64_counter("maillaser.webhook.retries")
+                .with_description("Webhook attempts that were retries")
+                .build(),
+            breaker_transitions: meter
+                .u64_counter("maillaser.circuit_breaker.transitions")
+                .with_description("Circuit breaker state changes, by new state")
+                .build(),
+            refused: meter
+                .u64_counter("maillaser.connections.refused")
+                .with_description("Connections refused by a limit")
+                .build(),
+            meter,
+        }
+    }
+
+    /// Instruments that record nothing (no provider): for tools and tests
+    /// that don't look at metrics.
+    pub fn disabled() -> Self {
+        Self::new(opentelemetry_sdk::metrics::SdkMeterProvider::default().meter("mail-laser"))
+    }
+
+    /// For instruments registered by their owner (observable gauges).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    pub fn session_opened(&self) {
+        self.sessions_active.add(1, &[]);
+    }
+
+    pub fn session_closed(&self, tls: bool) {
+        self.sessions_active.add(-1, &[]);
+        self.sessions.add(1, &[KeyValue::new("tls", tls)]);
+    }
+
+    pub fn command(&self, verb: &'static str, reply: &Reply) {
+        self.commands.add(
+            1,
+            &[
+                KeyValue::new("verb", verb),
+                KeyValue::new("reply_class", reply_class(reply.code)),
+            ],
+        );
+    }
+
+    pub fn message(&self, outcome: MessageOutcome, size: usize) {
+        self.messages
+            .add(1, &[KeyValue::new("outcome", outcome.as_str())]);
+        self.message_size.record(size as u64, &[]);
+    }
+
+    /// One webhook attempt; `status` is `None` for a timeout or transport error.
+    pub fn webhook_attempt(&self, status: Option<u16>, seconds: f64) {
+        let class = status.map_or("error", reply_class);
+        self.webhook_duration
+            .record(seconds, &[KeyValue::new("status_class", class)]);
+    }
+
+    pub fn webhook_retry(&self) {
+        self.webhook_retries.add(1, &[]);
+    }
+
+    pub fn breaker_transition(&self, to: &'static str) {
+        self.breaker_transitions.add(1, &[KeyValue::new("to", to)]);
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.refused.add(1, &[KeyValue::new("reason", reason)]);
+    }
+}
+
+fn reply_class(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
