@@ -119,6 +119,10 @@ impl Connection {
                     framed.codec_mut().start_data();
                     continue;
                 }
+                Action::ReadChunk { size, keep } => {
+                    framed.codec_mut().start_chunk(size, keep);
+                    continue;
+                }
                 Action::StartTls(reply) => {
                     self.send(&mut framed, &reply).await?;
                     framed.flush().await?;
