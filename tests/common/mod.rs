@@ -290,3 +290,18 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The path of an external tool a test drives. A missing tool fails the test
+/// with a message naming it; it never skips (`scripts/test` installs it).
+pub fn require_tool(tool: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{tool}` is not installed: run scripts/test, which installs it (Debian package)"
+            )
+        })
+}
