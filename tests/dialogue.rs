@@ -26,6 +26,7 @@ async fn greeting_and_ehlo_extensions() {
             "8BITMIME",
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
+            "CHUNKING",
             "STARTTLS"
         ]
     );

@@ -1,15 +1,17 @@
-//! Framing of the SMTP byte stream (SPEC §2): command lines and DATA bodies
-//! in, replies out.
+//! Framing of the SMTP byte stream (SPEC §2): command lines, DATA bodies and
+//! BDAT chunks in, replies out.
 //!
 //! The codec only turns bytes into [`Frame`]s; it makes no protocol
 //! decisions. The session, which knows when it answered `354`, switches it to
-//! data mode with [`SmtpCodec::start_data`]. Every limit is enforced here, so
-//! whatever a client sends, the read buffer stays bounded: about
+//! data mode with [`SmtpCodec::start_data`]; after `BDAT n` it switches it to
+//! chunk mode with [`SmtpCodec::start_chunk`]. Every limit is enforced here,
+//! so whatever a client sends, the read buffer stays bounded: about
 //! [`MAX_LINE`] octets in command mode and the message size limit (plus one
-//! read) in data mode.
+//! read) in data and chunk mode.
 //!
 //! A body ends only at `<CRLF>.<CRLF>`; a dot framed by a bare LF or CR is
-//! body text (no SMTP smuggling).
+//! body text (no SMTP smuggling). A BDAT chunk is exactly `n` octets, taken
+//! as they are: no dot processing, no line parsing (RFC 3030 §2).
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -39,6 +41,11 @@ pub enum Frame {
     /// The body exceeded the size limit: it was read to its end and
     /// discarded (never buffered beyond the limit).
     MessageTooLarge,
+    /// The octets of one BDAT chunk, exactly as sent.
+    Chunk(Bytes),
+    /// A BDAT chunk the session asked to skip (refused, or over the limit):
+    /// its octets were read and dropped, so the command stream stays in sync.
+    ChunkSkipped,
 }
 
 /// Errors of the transport underneath; the framing itself never fails.
@@ -87,9 +94,30 @@ impl SmtpCodec {
         }
     }
 
-    /// Whether the codec is between `start_data` and the end of that body.
+    /// Switches to chunk mode: the next `size` octets are one BDAT chunk,
+    /// yielded as [`Frame::Chunk`] when `keep` is set, otherwise dropped as
+    /// they arrive and reported as [`Frame::ChunkSkipped`]. A chunk larger
+    /// than the message size limit is never kept, whatever `keep` says, so
+    /// the buffer stays bounded. Called by the connection right after the
+    /// session accepted (or refused) `BDAT size`; bytes already buffered
+    /// after the BDAT line belong to the chunk.
+    pub fn start_chunk(&mut self, size: u64, keep: bool) {
+        let kept = usize::try_from(size)
+            .ok()
+            .filter(|&size| keep && size <= self.max_message_size);
+        self.mode = match kept {
+            Some(size) => Mode::Chunk(size),
+            None => Mode::SkipChunk(size),
+        };
+    }
+
+    /// Whether the codec is between `start_data` and the end of that body,
+    /// or between `start_chunk` and the end of that chunk.
     pub fn is_reading_data(&self) -> bool {
-        matches!(self.mode, Mode::Data(_) | Mode::Draining(_))
+        matches!(
+            self.mode,
+            Mode::Data(_) | Mode::Draining(_) | Mode::Chunk(_) | Mode::SkipChunk(_)
+        )
     }
 
     /// Back to command mode, forgetting how far the buffer was scanned. The
@@ -111,6 +139,8 @@ impl Decoder for SmtpCodec {
                 Mode::Discarding => discard_line(src),
                 Mode::Data(body) => body.decode(src, self.max_message_size),
                 Mode::Draining(scan) => drain(scan, src),
+                Mode::Chunk(size) => take_chunk(*size, src),
+                Mode::SkipChunk(remaining) => skip_chunk(remaining, src),
             };
             match step {
                 Step::Pending => return Ok(None),
@@ -157,6 +187,10 @@ enum Mode {
     Data(Body),
     /// An oversize body: looking for its terminator while keeping nothing.
     Draining(Scan),
+    /// A BDAT chunk of this many octets, collected at the front of the buffer.
+    Chunk(usize),
+    /// A BDAT chunk being dropped; this many octets are still to come.
+    SkipChunk(u64),
 }
 
 impl Mode {
@@ -238,6 +272,29 @@ fn drain(scan: &mut Scan, src: &mut BytesMut) -> Step {
                 return Step::Pending;
             }
         }
+    }
+}
+
+/// Yields the chunk once all `size` octets are buffered. Nothing is scanned:
+/// a chunk is opaque.
+fn take_chunk(size: usize, src: &mut BytesMut) -> Step {
+    if src.len() < size {
+        return Step::Pending;
+    }
+    Step::Yield(Frame::Chunk(src.split_to(size).freeze()))
+}
+
+/// Drops chunk octets as they arrive; the last one yields [`Frame::ChunkSkipped`].
+fn skip_chunk(remaining: &mut u64, src: &mut BytesMut) -> Step {
+    let buffered = u64::try_from(src.len()).unwrap_or(u64::MAX);
+    let dropped = buffered.min(*remaining);
+    // `dropped <= src.len()`, so it fits in usize.
+    src.advance(usize::try_from(dropped).unwrap_or(src.len()));
+    *remaining -= dropped;
+    if *remaining == 0 {
+        Step::Yield(Frame::ChunkSkipped)
+    } else {
+        Step::Pending
     }
 }
 
@@ -398,27 +455,39 @@ mod tests {
 
     const LIMIT: usize = 10_000;
 
-    fn push(codec: &mut SmtpCodec, frames: &mut Vec<Frame>, frame: Frame) {
-        // As the connection does: the 354 is queued, then data mode.
-        if frame == Frame::Command(Ok(Command::Data)) {
-            codec.start_data();
+    /// Does what the connection does after each frame: after DATA the 354
+    /// is queued, then data mode; after `BDAT n` chunk mode, keeping the
+    /// chunk when `keep` says so (the session's decision).
+    fn push(codec: &mut SmtpCodec, frames: &mut Vec<Frame>, frame: Frame, keep: bool) {
+        match frame {
+            Frame::Command(Ok(Command::Data)) => codec.start_data(),
+            Frame::Command(Ok(Command::Bdat { size, .. })) => codec.start_chunk(size, keep),
+            _ => {}
         }
         frames.push(frame);
     }
 
     /// Feeds `chunks` one after another, decoding after each, then ends the stream.
     fn decode_chunks<'a>(limit: usize, chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<Frame> {
+        decode_chunks_keeping(limit, true, chunks)
+    }
+
+    fn decode_chunks_keeping<'a>(
+        limit: usize,
+        keep: bool,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Vec<Frame> {
         let mut codec = SmtpCodec::new(limit);
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
         for chunk in chunks {
             buf.extend_from_slice(chunk);
             while let Some(frame) = codec.decode(&mut buf).unwrap() {
-                push(&mut codec, &mut frames, frame);
+                push(&mut codec, &mut frames, frame, keep);
             }
         }
         while let Some(frame) = codec.decode_eof(&mut buf).unwrap() {
-            push(&mut codec, &mut frames, frame);
+            push(&mut codec, &mut frames, frame, keep);
         }
         assert!(buf.is_empty());
         frames
@@ -427,16 +496,29 @@ mod tests {
     /// Decodes `transcript` whole, split in two at every `step`-th position
     /// and one byte at a time; all must yield the same frames.
     fn decode_all_ways_step(limit: usize, transcript: &[u8], step: usize) -> Vec<Frame> {
-        let whole = decode_chunks(limit, [transcript]);
+        decode_all_ways_keeping(limit, true, transcript, step)
+    }
+
+    fn decode_all_ways_keeping(
+        limit: usize,
+        keep: bool,
+        transcript: &[u8],
+        step: usize,
+    ) -> Vec<Frame> {
+        let whole = decode_chunks_keeping(limit, keep, [transcript]);
         let positions = (0..=transcript.len())
             .step_by(step)
             .chain([transcript.len()]);
         for at in positions {
             let (head, tail) = transcript.split_at(at);
-            assert_eq!(decode_chunks(limit, [head, tail]), whole, "split at {at}");
+            assert_eq!(
+                decode_chunks_keeping(limit, keep, [head, tail]),
+                whole,
+                "split at {at}"
+            );
         }
         assert_eq!(
-            decode_chunks(limit, transcript.chunks(1)),
+            decode_chunks_keeping(limit, keep, transcript.chunks(1)),
             whole,
             "byte by byte"
         );
@@ -687,7 +769,7 @@ mod tests {
         for chunk in input.chunks(CHUNK).chain([&b"\r\nQUIT\r\n"[..]]) {
             buf.extend_from_slice(chunk);
             while let Some(frame) = codec.decode(&mut buf).unwrap() {
-                push(&mut codec, &mut frames, frame);
+                push(&mut codec, &mut frames, frame, true);
             }
             assert!(buf.len() <= 2 * MAX_LINE + CHUNK, "buffered {}", buf.len());
         }
@@ -809,7 +891,7 @@ mod tests {
         match &codec.mode {
             Mode::Command { next_index } => *next_index,
             Mode::Data(body) => body.next_index,
-            Mode::Discarding | Mode::Draining(_) => 0,
+            Mode::Discarding | Mode::Draining(_) | Mode::Chunk(_) | Mode::SkipChunk(_) => 0,
         }
     }
 
@@ -883,6 +965,130 @@ mod tests {
         buf.clear();
         buf.extend_from_slice(b".\r\n");
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(message(b"")));
+    }
+
+    fn bdat(size: u64, last: bool) -> Frame {
+        Frame::Command(Ok(Command::Bdat { size, last }))
+    }
+
+    fn chunk(octets: &[u8]) -> Frame {
+        Frame::Chunk(Bytes::copy_from_slice(octets))
+    }
+
+    #[test]
+    fn bdat_chunks_are_taken_raw() {
+        // Dots, bare CRs and LFs, a terminator look-alike and command lines
+        // inside a chunk are octets like any other.
+        let transcript =
+            b"BDAT 12\r\n.\r\n..x\rRSET\nBDAT 0\r\nBDAT 13 LAST\r\nQUIT\r\n\r\n.\r\nxyNOOP\r\n";
+        assert_eq!(
+            decode_all_ways(LIMIT, transcript),
+            [
+                bdat(12, false),
+                chunk(b".\r\n..x\rRSET\n"),
+                bdat(0, false),
+                chunk(b""),
+                bdat(13, true),
+                chunk(b"QUIT\r\n\r\n.\r\nxy"),
+                Frame::Command(Ok(Command::Noop)),
+            ]
+        );
+    }
+
+    #[test]
+    fn bdat_0_last_is_an_empty_chunk() {
+        assert_eq!(
+            decode_all_ways(LIMIT, b"BDAT 0 LAST\r\nQUIT\r\n"),
+            [bdat(0, true), chunk(b""), QUIT]
+        );
+    }
+
+    #[test]
+    fn pipelined_bdat_transaction() {
+        let transcript = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n\
+            BDAT 5\r\nHello BDAT 7 LAST\r\n, world\r\nQUIT\r\n";
+        let frames = decode_all_ways(LIMIT, transcript);
+        assert_eq!(
+            frames[2..],
+            [
+                bdat(5, false),
+                chunk(b"Hello"),
+                bdat(7, true),
+                chunk(b", world"),
+                Frame::Command(Err(CommandError::UnknownCommand)),
+                QUIT
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_chunk_is_read_and_dropped() {
+        // The session refused BDAT (no transaction): the chunk's octets must
+        // not be taken for commands.
+        assert_eq!(
+            decode_all_ways_keeping(LIMIT, false, b"BDAT 10\r\nRSET\r\nRSETNOOP\r\n", 1),
+            [
+                bdat(10, false),
+                Frame::ChunkSkipped,
+                Frame::Command(Ok(Command::Noop))
+            ]
+        );
+        assert_eq!(
+            decode_all_ways_keeping(LIMIT, false, b"BDAT 0 LAST\r\nNOOP\r\n", 1),
+            [
+                bdat(0, true),
+                Frame::ChunkSkipped,
+                Frame::Command(Ok(Command::Noop))
+            ]
+        );
+    }
+
+    #[test]
+    fn chunk_over_the_limit_is_skipped_even_when_kept() {
+        let mut transcript = b"BDAT 1001\r\n".to_vec();
+        transcript.extend_from_slice(&[b'x'; 1001]);
+        transcript.extend_from_slice(b"BDAT 1000 LAST\r\n");
+        transcript.extend_from_slice(&[b'y'; 1000]);
+        transcript.extend_from_slice(b"QUIT\r\n");
+        assert_eq!(
+            decode_all_ways_step(1_000, &transcript, 7),
+            [
+                bdat(1001, false),
+                Frame::ChunkSkipped,
+                bdat(1000, true),
+                chunk(&[b'y'; 1000]),
+                QUIT
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_chunk_does_not_stay_buffered() {
+        let mut codec = SmtpCodec::new(1_000);
+        codec.start_chunk(u64::MAX, true);
+        assert!(codec.is_reading_data());
+        let mut buf = BytesMut::new();
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'z'; 4096]);
+            assert_eq!(codec.decode(&mut buf).unwrap(), None);
+            assert!(buf.is_empty());
+        }
+        let mut codec = SmtpCodec::new(1_000);
+        codec.start_chunk(5000, false);
+        buf.extend_from_slice(&[b'z'; 4999]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b"zQUIT\r\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::ChunkSkipped));
+        assert!(!codec.is_reading_data());
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(QUIT));
+    }
+
+    #[test]
+    fn partial_chunk_at_eof_is_dropped_quietly() {
+        assert_eq!(
+            decode_all_ways(LIMIT, b"BDAT 10 LAST\r\nshort"),
+            [bdat(10, true)]
+        );
     }
 
     #[test]

@@ -243,6 +243,18 @@ mod tests {
     }
 
     #[test]
+    fn rcpt_dsn_parameters_are_unsupported() {
+        assert!(matches!(
+            parse("RCPT TO:<a@b.example> NOTIFY=NEVER\r\n"),
+            Err(CommandError::UnsupportedParameter(_))
+        ));
+        assert!(matches!(
+            parse("RCPT TO:<a@b.example> ORCPT=rfc822;a@b.example\r\n"),
+            Err(CommandError::UnsupportedParameter(_))
+        ));
+    }
+
+    #[test]
     fn bad_syntax() {
         assert!(matches!(
             parse("MAIL TO:<a@b>\r\n"),

@@ -128,6 +128,10 @@ impl Connection {
                     framed.codec_mut().start_data();
                     continue;
                 }
+                Action::ReadChunk { size, keep } => {
+                    framed.codec_mut().start_chunk(size, keep);
+                    continue;
+                }
                 Action::StartTls(reply) => {
                     self.context.metrics.command(verb, &reply);
                     self.send(&mut framed, &reply).await?;
@@ -243,12 +247,14 @@ impl Connection {
 }
 
 /// The `verb` label of `maillaser_smtp_commands_total`: a bounded set, so a
-/// client cannot create series at will. The end of data counts as `DATA`.
+/// client cannot create series at will. The end of data counts as `DATA`,
+/// a chunk (answered once read) as `BDAT`.
 fn verb_label(frame: &Frame) -> &'static str {
     match frame {
         Frame::Command(Ok(Command::NotImplemented(_))) => "OTHER",
         Frame::Command(Ok(command)) => command.verb(),
         Frame::Message(_) | Frame::MessageTooLarge => "DATA",
+        Frame::Chunk(_) | Frame::ChunkSkipped => "BDAT",
         Frame::Command(Err(_)) | Frame::LineTooLong => "OTHER",
     }
 }

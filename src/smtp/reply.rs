@@ -96,6 +96,10 @@ impl Reply {
             "Cannot VRFY user, but will accept message and attempt delivery",
         )
     }
+    /// The reply to a BDAT chunk that is not the last one (RFC 3030 §2).
+    pub fn chunk_received(size: u64) -> Self {
+        Self::new(250, e(2, 0, 0), format!("{size} octets received"))
+    }
     pub const fn start_data() -> Self {
         reply(354, None, "Start mail input; end with <CRLF>.<CRLF>")
     }
@@ -164,6 +168,9 @@ impl Reply {
     }
     pub const fn bad_sequence() -> Self {
         reply(503, e(5, 5, 1), "Bad sequence of commands")
+    }
+    pub const fn data_after_bdat() -> Self {
+        reply(503, e(5, 5, 1), "DATA not allowed after BDAT")
     }
     pub const fn nested_mail() -> Self {
         reply(503, e(5, 5, 1), "Sender already specified")

@@ -2,7 +2,7 @@
 //!
 //! A [`Session`] is fed one decoded [`Frame`] at a time and answers with an
 //! [`Action`]: a reply to write, a request for the Tower stack, or a change of
-//! mode (DATA, STARTTLS). It owns the dialogue's sequencing and nothing else:
+//! mode (DATA, a BDAT chunk, STARTTLS). It owns the dialogue's sequencing and nothing else:
 //! no I/O, no business decisions (which recipients exist, what delivery
 //! means), so every transition of SPEC §2 is a unit test without a socket.
 
@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::codec::Frame;
 use super::command::{Command, CommandError, MailParams};
@@ -44,6 +44,11 @@ pub enum Action {
     Call(RequestKind),
     /// Write this `354` and switch the codec to data mode.
     StartData(Reply),
+    /// Switch the codec to chunk mode for the `size` octets after `BDAT`
+    /// (RFC 3030), keeping them or, when the BDAT was refused or the message
+    /// is already over the limit, reading and dropping them. No reply yet:
+    /// it follows the chunk.
+    ReadChunk { size: u64, keep: bool },
     /// Write this `220`, discard buffered input and upgrade to TLS; then
     /// call [`Session::on_tls_established`].
     StartTls(Reply),
@@ -67,6 +72,37 @@ enum State {
     Mail(Transaction),
     /// `354` sent; the codec is reading the body.
     Data(Transaction),
+    /// At least one `BDAT` chunk received; more may follow until `LAST`.
+    Chunking(Chunking),
+}
+
+/// A message being received in BDAT chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunking {
+    transaction: Transaction,
+    /// The chunks so far, concatenated; never longer than the size limit.
+    message: BytesMut,
+    /// A chunk overflowed the size limit: later chunks are dropped and
+    /// `LAST` is answered `552`.
+    too_large: bool,
+}
+
+/// The `BDAT` whose chunk the codec is reading, and what its octets are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingChunk {
+    size: u64,
+    last: bool,
+    fate: ChunkFate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkFate {
+    /// Append to the message.
+    Keep,
+    /// The message is over the limit: drop, answer `552` at `LAST`.
+    TooLarge,
+    /// The BDAT is out of sequence: drop, answer `503`.
+    Refuse,
 }
 
 /// Which stack request is in flight, so its reply can update the state.
@@ -84,6 +120,8 @@ pub struct Session {
     peer: SocketAddr,
     state: State,
     pending: Option<Pending>,
+    /// Set between `BDAT` and the end of its chunk.
+    chunk: Option<PendingChunk>,
     helo: Option<String>,
     /// EHLO (not HELO) was used: enhanced status codes are in effect.
     esmtp: bool,
@@ -99,6 +137,7 @@ impl Session {
             peer,
             state: State::Fresh,
             pending: None,
+            chunk: None,
             helo: None,
             esmtp: false,
             tls: false,
@@ -146,6 +185,8 @@ impl Session {
                 self.reset_transaction();
                 Action::Reply(Reply::message_too_large())
             }
+            Frame::Chunk(octets) => self.on_chunk(Some(octets)),
+            Frame::ChunkSkipped => self.on_chunk(None),
         };
         match action {
             Action::Reply(reply) => Action::Reply(self.count_errors(reply)),
@@ -191,9 +232,10 @@ impl Session {
         Reply::idle_timeout()
     }
 
-    /// Whether the body of a message is being read (shutdown lets it finish).
+    /// Whether the body of a message is being read, after DATA or in BDAT
+    /// chunks (shutdown lets it finish).
     pub fn in_data(&self) -> bool {
-        matches!(self.state, State::Data(_))
+        matches!(self.state, State::Data(_) | State::Chunking(_)) || self.chunk.is_some()
     }
 
     fn on_command(&mut self, command: Command) -> Action {
@@ -203,6 +245,7 @@ impl Session {
             Command::Mail { from, params } => return self.mail(from, params),
             Command::Rcpt { to } => return self.rcpt(to),
             Command::Data => return self.data(),
+            Command::Bdat { size, last } => return self.bdat(size, last),
             Command::Rset => {
                 self.reset_transaction();
                 Reply::ok()
@@ -212,8 +255,7 @@ impl Session {
             Command::Help => Reply::help(),
             Command::Quit => Reply::bye(),
             Command::StartTls => return self.starttls(),
-            // CHUNKING is not advertised yet: BDAT is not implemented.
-            Command::Bdat { .. } | Command::NotImplemented(_) => Reply::not_implemented(),
+            Command::NotImplemented(_) => Reply::not_implemented(),
         };
         Action::Reply(reply)
     }
@@ -239,6 +281,7 @@ impl Session {
             "8BITMIME".into(),
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
         ];
         if self.config.tls_available && !self.tls {
             extensions.push("STARTTLS".into());
@@ -249,7 +292,7 @@ impl Session {
     fn mail(&mut self, sender: String, params: MailParams) -> Action {
         let reply = match self.state {
             State::Fresh => Reply::need_ehlo(),
-            State::Mail(_) | State::Data(_) => Reply::nested_mail(),
+            State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::nested_mail(),
             State::Idle if self.config.require_tls && !self.tls => Reply::tls_required(),
             State::Idle
                 if params
@@ -270,8 +313,11 @@ impl Session {
     }
 
     fn rcpt(&mut self, recipient: String) -> Action {
-        let State::Mail(transaction) = &self.state else {
-            return Action::Reply(Reply::need_mail());
+        let transaction = match &self.state {
+            State::Mail(transaction) => transaction,
+            // Recipients are closed once the message started (RFC 3030 §3).
+            State::Chunking(_) => return Action::Reply(Reply::bad_sequence()),
+            _ => return Action::Reply(Reply::need_mail()),
         };
         if transaction
             .recipients
@@ -296,11 +342,96 @@ impl Session {
                 self.state = State::Data(transaction);
                 Action::StartData(Reply::start_data())
             }
+            // RFC 3030 §3: DATA and BDAT do not mix in one transaction. The
+            // chunks so far stay; the client may go on with BDAT or RSET.
+            State::Chunking(chunking) => {
+                self.state = State::Chunking(chunking);
+                Action::Reply(Reply::data_after_bdat())
+            }
             other => {
                 self.state = other;
                 Action::Reply(Reply::bad_sequence())
             }
         }
+    }
+
+    /// `BDAT size [LAST]`: decides what the chunk's octets are for. Even a
+    /// refused BDAT has its chunk read (and dropped): the octets are already
+    /// on their way and must not be taken for commands.
+    fn bdat(&mut self, size: u64, last: bool) -> Action {
+        let max = self.config.max_message_size as u64;
+        let fate = match std::mem::replace(&mut self.state, State::Fresh) {
+            State::Mail(transaction) if !transaction.recipients.is_empty() => {
+                let fits = size <= max;
+                self.state = State::Chunking(Chunking {
+                    transaction,
+                    message: BytesMut::new(),
+                    too_large: !fits,
+                });
+                if fits {
+                    ChunkFate::Keep
+                } else {
+                    ChunkFate::TooLarge
+                }
+            }
+            State::Chunking(mut chunking) => {
+                let total = (chunking.message.len() as u64).saturating_add(size);
+                chunking.too_large |= total > max;
+                let fate = if chunking.too_large {
+                    ChunkFate::TooLarge
+                } else {
+                    ChunkFate::Keep
+                };
+                self.state = State::Chunking(chunking);
+                fate
+            }
+            other => {
+                self.state = other;
+                ChunkFate::Refuse
+            }
+        };
+        self.chunk = Some(PendingChunk { size, last, fate });
+        Action::ReadChunk {
+            size,
+            keep: fate == ChunkFate::Keep,
+        }
+    }
+
+    /// The chunk announced by the last `BDAT` was read (`None`: dropped).
+    fn on_chunk(&mut self, octets: Option<Bytes>) -> Action {
+        let Some(chunk) = self.chunk.take() else {
+            // Only a BDAT puts the codec in chunk mode.
+            return Action::Reply(Reply::bad_sequence());
+        };
+        if chunk.fate == ChunkFate::Refuse {
+            return Action::Reply(Reply::bad_sequence());
+        }
+        let State::Chunking(chunking) = &mut self.state else {
+            return Action::Reply(Reply::bad_sequence());
+        };
+        match octets {
+            Some(octets) if !chunking.too_large => chunking.message.extend_from_slice(&octets),
+            // The codec dropped a chunk the session meant to keep (it was
+            // over the codec's own limit): the message cannot be complete.
+            _ => chunking.too_large = true,
+        }
+        if !chunk.last {
+            return Action::Reply(Reply::chunk_received(chunk.size));
+        }
+        let State::Chunking(chunking) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Action::Reply(Reply::bad_sequence());
+        };
+        if chunking.too_large {
+            return Action::Reply(Reply::message_too_large());
+        }
+        let transaction = chunking.transaction;
+        self.pending = Some(Pending::Message);
+        Action::Call(RequestKind::Message(Envelope {
+            sender: transaction.sender,
+            recipients: transaction.recipients,
+            smtputf8: transaction.params.smtputf8,
+            message: chunking.message.freeze(),
+        }))
     }
 
     fn on_message(&mut self, message: Bytes) -> Action {
@@ -330,7 +461,7 @@ impl Session {
             match self.state {
                 State::Idle => return Action::StartTls(Reply::tls_go_ahead()),
                 State::Fresh => Reply::need_ehlo(),
-                State::Mail(_) | State::Data(_) => Reply::bad_sequence(),
+                State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::bad_sequence(),
             }
         };
         Action::Reply(reply)
@@ -405,6 +536,37 @@ mod tests {
             }
             Action::Call(RequestKind::Rcpt { .. }) => session.on_response(Reply::recipient_ok()),
             Action::Call(RequestKind::Message(_)) => session.on_response(Reply::message_accepted()),
+            Action::ReadChunk { .. } => panic!("use `bdat` for BDAT"),
+        }
+    }
+
+    /// Steps `BDAT …` and then its chunk as the codec would yield it
+    /// (`octets` kept or dropped as the session asked); returns the action
+    /// after the chunk.
+    fn bdat(session: &mut Session, line: &str, octets: &[u8]) -> Action {
+        let Action::ReadChunk { size, keep } = cmd(session, line) else {
+            panic!("BDAT must always read its chunk");
+        };
+        assert_eq!(size, octets.len() as u64, "test chunk size");
+        let frame = if keep {
+            Frame::Chunk(Bytes::copy_from_slice(octets))
+        } else {
+            Frame::ChunkSkipped
+        };
+        session.on_frame(frame)
+    }
+
+    fn bdat_reply(session: &mut Session, line: &str, octets: &[u8]) -> String {
+        match bdat(session, line, octets) {
+            Action::Reply(reply) => wire(&reply),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn bdat_message(session: &mut Session, line: &str, octets: &[u8]) -> Envelope {
+        match bdat(session, line, octets) {
+            Action::Call(RequestKind::Message(envelope)) => envelope,
+            other => panic!("expected a message, got {other:?}"),
         }
     }
 
@@ -440,7 +602,7 @@ mod tests {
         let ehlo = reply(&mut s, "EHLO client.example");
         assert_eq!(
             ehlo.text,
-            "MailLaser greets client.example\nPIPELINING\nSIZE 1000\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nSTARTTLS"
+            "MailLaser greets client.example\nPIPELINING\nSIZE 1000\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nCHUNKING\nSTARTTLS"
         );
         assert_eq!(ehlo.code, 250);
         assert!(s.enhanced_codes());
@@ -725,6 +887,167 @@ mod tests {
             wire(&reply_451),
             "451 4.3.0 Temporary delivery failure, try again later"
         );
+        assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+    }
+
+    #[test]
+    fn bdat_chunks_make_one_message() {
+        let mut s = session();
+        ready_for_data(&mut s);
+        assert_eq!(
+            bdat_reply(&mut s, "BDAT 9", b"Subject: "),
+            "250 2.0.0 9 octets received"
+        );
+        assert!(s.in_data());
+        assert_eq!(
+            bdat_reply(&mut s, "BDAT 0", b""),
+            "250 2.0.0 0 octets received"
+        );
+        let envelope = bdat_message(&mut s, "bdat 11 last", b"x\r\n\r\n..hi\r\n");
+        assert_eq!(&envelope.message[..], b"Subject: x\r\n\r\n..hi\r\n");
+        assert_eq!(envelope.sender, "a@example.com");
+        assert_eq!(envelope.recipients, ["b@example.com"]);
+        assert!(!s.in_data());
+        assert_eq!(
+            wire(&s.on_response(Reply::message_accepted())),
+            "250 2.0.0 OK: Message accepted for delivery"
+        );
+        // The transaction is over; another one may follow.
+        assert_eq!(reply(&mut s, "RCPT TO:<b@example.com>").code, 503);
+        assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+    }
+
+    #[test]
+    fn bdat_0_last_delivers_an_empty_message() {
+        let mut s = session();
+        ready_for_data(&mut s);
+        assert!(bdat_message(&mut s, "BDAT 0 LAST", b"").message.is_empty());
+    }
+
+    #[test]
+    fn bdat_without_transaction_is_refused_after_its_chunk() {
+        let mut s = session();
+        reply(&mut s, "EHLO c");
+        assert_eq!(
+            cmd(&mut s, "BDAT 4"),
+            Action::ReadChunk {
+                size: 4,
+                keep: false
+            }
+        );
+        assert_eq!(
+            s.on_frame(Frame::ChunkSkipped),
+            Action::Reply(Reply::bad_sequence())
+        );
+        // Without accepted recipients too.
+        reply(&mut s, "MAIL FROM:<a@example.com>");
+        reply(&mut s, "RCPT TO:<unknown@example.com>");
+        assert_eq!(
+            bdat_reply(&mut s, "BDAT 3 LAST", b"abc"),
+            "503 5.5.1 Bad sequence of commands"
+        );
+        // The transaction is still open for a recipient and a real BDAT.
+        reply(&mut s, "RCPT TO:<b@example.com>");
+        assert_eq!(bdat_message(&mut s, "BDAT 2 LAST", b"ok").message, "ok");
+    }
+
+    #[test]
+    fn data_after_bdat_is_refused_and_chunks_stay() {
+        let mut s = session();
+        ready_for_data(&mut s);
+        bdat_reply(&mut s, "BDAT 3", b"one");
+        assert_eq!(
+            wire(&reply(&mut s, "DATA")),
+            "503 5.5.1 DATA not allowed after BDAT"
+        );
+        // Neither MAIL, RCPT nor STARTTLS belong inside a BDAT transaction.
+        assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 503);
+        assert_eq!(
+            wire(&reply(&mut s, "RCPT TO:<b@example.com>")),
+            "503 5.5.1 Bad sequence of commands"
+        );
+        assert_eq!(reply(&mut s, "STARTTLS").code, 503);
+        assert_eq!(
+            bdat_message(&mut s, "BDAT 3 LAST", b"two").message,
+            "onetwo"
+        );
+    }
+
+    #[test]
+    fn rset_clears_the_chunks() {
+        let mut s = session();
+        ready_for_data(&mut s);
+        bdat_reply(&mut s, "BDAT 3", b"old");
+        assert_eq!(wire(&reply(&mut s, "RSET")), "250 2.0.0 OK");
+        assert!(!s.in_data());
+        assert_eq!(
+            bdat_reply(&mut s, "BDAT 3 LAST", b"new"),
+            "503 5.5.1 Bad sequence of commands"
+        );
+        ready_for_data(&mut s);
+        assert_eq!(bdat_message(&mut s, "BDAT 3 LAST", b"new").message, "new");
+    }
+
+    #[test]
+    fn oversize_bdat_is_drained_and_refused_at_last() {
+        // The limit is 1000 octets: 600 + 400 fits, one more does not.
+        let mut s = session();
+        ready_for_data(&mut s);
+        bdat_reply(&mut s, "BDAT 600", &[b'a'; 600]);
+        let message = bdat_message(&mut s, "BDAT 400 LAST", &[b'b'; 400]);
+        assert_eq!(message.message.len(), 1000);
+        s.on_response(Reply::message_accepted());
+
+        reply(&mut s, "MAIL FROM:<a@example.com>");
+        reply(&mut s, "RCPT TO:<b@example.com>");
+        bdat_reply(&mut s, "BDAT 600", &[b'a'; 600]);
+        assert_eq!(
+            cmd(&mut s, "BDAT 401"),
+            Action::ReadChunk {
+                size: 401,
+                keep: false
+            }
+        );
+        assert_eq!(
+            s.on_frame(Frame::ChunkSkipped),
+            Action::Reply(Reply::chunk_received(401))
+        );
+        // Later chunks are dropped too, whatever their size.
+        assert_eq!(
+            cmd(&mut s, "BDAT 1"),
+            Action::ReadChunk {
+                size: 1,
+                keep: false
+            }
+        );
+        assert_eq!(
+            wire(&match s.on_frame(Frame::ChunkSkipped) {
+                Action::Reply(reply) => reply,
+                other => panic!("{other:?}"),
+            }),
+            "250 2.0.0 1 octets received"
+        );
+        assert_eq!(
+            bdat_reply(&mut s, "BDAT 0 LAST", b""),
+            "552 5.3.4 Message size exceeds limit"
+        );
+        // Reset: a new transaction works.
+        assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+
+        // A single first chunk over the limit.
+        reply(&mut s, "RCPT TO:<b@example.com>");
+        assert_eq!(
+            bdat_reply(&mut s, "BDAT 1001 LAST", &[b'c'; 1001]),
+            "552 5.3.4 Message size exceeds limit"
+        );
+    }
+
+    #[test]
+    fn bdat_delivery_failure_resets_transaction() {
+        let mut s = session();
+        ready_for_data(&mut s);
+        bdat_message(&mut s, "BDAT 1 LAST", b"x");
+        assert_eq!(s.on_response(Reply::delivery_deferred()).code, 451);
         assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
     }
 }

@@ -346,3 +346,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The path of an external tool a test drives. A missing tool fails the test
+/// with a message naming it; it never skips (`scripts/test` installs it).
+pub fn require_tool(tool: &str) -> std::path::PathBuf {
+    find_tool(tool).unwrap_or_else(|| {
+        panic!("`{tool}` is not installed: run scripts/test, which installs it (Debian package)")
+    })
+}
+
+/// Looks for `tool` in `PATH` and the sbin folders (not always in `PATH`).
+pub fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
