@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use common::{DEADLINE, OTHER_TARGET, TARGET, TestServer, find_tool, require_tool};
 use mail_laser::mail::Payload;
-use mail_laser::sink::Outcome;
+use std::sync::Arc;
+
+use common::receiver::{Answer, Receiver};
+use mail_laser::config::SinkTarget;
+use mail_laser::webhook::WebhookSink;
 
 /// A private Postfix instance, stopped (and its folder removed) on drop,
 /// whether the test passed or not.
@@ -463,10 +467,25 @@ async fn pipelining_with_several_recipients_in_one_transaction() {
 
 #[tokio::test]
 async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
-    let server = TestServer::start(&[]).await;
-    server.sink.answer_with(Outcome::Deferred {
-        reason: "webhook answered 500".into(),
-    });
+    // A real webhook receiver that fails with 500 until it "recovers".
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let mut config = common::config(&receiver.url(), &["--webhook-max-retries", "1"]);
+    if let SinkTarget::Webhook(webhook) = &mut config.sink {
+        webhook.backoff.base = Duration::from_millis(10);
+    }
+    let SinkTarget::Webhook(webhook) = &config.sink else {
+        unreachable!("a URL configures the webhook sink");
+    };
+    let observability = common::observability();
+    let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
+    let server = TestServer::start_with_sink(
+        config,
+        observability,
+        Arc::new(sink),
+        common::CaptureSink::new(),
+    )
+    .await;
     // Long back-off: only our flush may retry.
     let postfix = Postfix::start(
         "retry",
@@ -486,12 +505,14 @@ async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
         .sendmail("carol@example.org", &[], &[TARGET], message.as_bytes())
         .await;
 
-    // MailLaser answered 451 and Postfix kept the message.
+    // The webhook answered 500 twice (first attempt and one retry), MailLaser
+    // answered 451 and Postfix kept the message.
     let log = postfix.wait_log("status=deferred", 1).await;
     assert!(
         log.contains("451 4.3.0 Temporary delivery failure, try again later"),
         "{log}"
     );
+    assert_eq!(receiver.requests().len(), 2);
     let queue = postfix.queue().await;
     assert_eq!(queue.len(), 1, "{queue:?}");
     assert_eq!(queue[0]["queue_name"], "deferred");
@@ -506,24 +527,30 @@ async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
             .contains("451 4.3.0"),
         "{queue:?}"
     );
-    assert!(server.sink.payloads().is_empty());
 
     // The webhook recovers; a flush delivers the message exactly as sent.
-    server.sink.answer_with(Outcome::Delivered);
+    receiver.answer_with(Answer::Status(200));
     postfix.flush().await;
-    let payloads = server.sink.wait_for(1).await;
     postfix.wait_log("status=sent", 1).await;
     postfix.wait_queue_empty().await;
-    assert_eq!(server.sink.payloads().len(), 1, "delivered exactly once");
-    let payload = &payloads[0];
-    assert_eq!(payload.sender, "carol@example.org");
-    assert_eq!(payload.recipient, TARGET);
-    assert_eq!(payload.subject, "must not be lost");
-    assert_eq!(payload.sender_name.as_deref(), Some("Carol"));
+    let requests = receiver.wait_for(3).await;
     assert_eq!(
-        payload.message_id.as_deref(),
-        Some("<no-loss-1@example.org>")
+        requests.len(),
+        3,
+        "one successful delivery after two failures"
     );
-    assert_eq!(payload.body, "keep me safe\r\n");
+    // Postfix's re-send carries the same Idempotency-Key as our failed attempts.
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(keys.iter().all(|key| *key == keys[0]), "{keys:?}");
+    let payload = requests[2].json();
+    assert_eq!(payload["sender"], "carol@example.org");
+    assert_eq!(payload["recipient"], TARGET);
+    assert_eq!(payload["subject"], "must not be lost");
+    assert_eq!(payload["sender_name"], "Carol");
+    assert_eq!(payload["message_id"], "<no-loss-1@example.org>");
+    assert_eq!(payload["body"], "keep me safe\r\n");
     server.stop().await;
 }

@@ -104,7 +104,7 @@ where
                         let status = response.status.as_u16();
                         recorded.record("http.response.status_code", status);
                         if !response.status.is_success() {
-                            recorded.record("error.type", status);
+                            recorded.record("error.type", field::display(status));
                             recorded.record("otel.status_code", "error");
                         }
                         metrics.webhook_attempt(Some(status), elapsed);
