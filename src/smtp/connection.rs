@@ -69,7 +69,7 @@ pub async fn serve(
     let span = tracing::info_span!(
         "smtp.session",
         "client.address" = %peer.ip(),
-        "client.port" = peer.port(),
+        "client.port" = i64::from(peer.port()),
         "smtp.tls" = false,
         "smtp.helo" = field::Empty,
     );

@@ -65,8 +65,8 @@ where
             RequestKind::Message(envelope) => tracing::info_span!(
                 "smtp.transaction",
                 "smtp.sender" = %envelope.sender,
-                "smtp.recipient_count" = envelope.recipients.len(),
-                "smtp.message_size" = envelope.message.len(),
+                "smtp.recipient_count" = envelope.recipients.len() as i64,
+                "smtp.message_size" = envelope.message.len() as i64,
                 "smtp.reply_code" = field::Empty,
                 "smtp.outcome" = field::Empty,
             ),
@@ -89,7 +89,7 @@ where
                 match &result {
                     Ok(reply) => {
                         let outcome = MessageOutcome::of(reply);
-                        recorded.record("smtp.reply_code", reply.code);
+                        recorded.record("smtp.reply_code", i64::from(reply.code));
                         recorded.record("smtp.outcome", outcome.as_str());
                         if let Some(size) = message_size {
                             metrics.message(outcome, size);

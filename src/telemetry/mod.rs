@@ -5,6 +5,9 @@
 //! into [`TelemetryConfig`]. Without an endpoint nothing is exported and
 //! nothing is paid for beyond `tracing`'s own bookkeeping. Span and metric
 //! export run on the Tokio runtime in batches, off the request path.
+//!
+//! Numeric span fields are recorded as `i64`: tracing-opentelemetry exports
+//! unsigned integers as strings.
 
 mod metrics;
 

@@ -84,8 +84,8 @@ where
             otel.status_code = field::Empty,
             "http.request.method" = "POST",
             "url.full" = %self.layer.url,
-            "http.request.resend_count" = request.attempt.saturating_sub(1),
-            "maillaser.webhook.attempt" = request.attempt,
+            "http.request.resend_count" = i64::from(request.attempt.saturating_sub(1)),
+            "maillaser.webhook.attempt" = i64::from(request.attempt),
             "http.response.status_code" = field::Empty,
             "error.type" = field::Empty,
         );
@@ -102,7 +102,7 @@ where
                 match &result {
                     Ok(response) => {
                         let status = response.status.as_u16();
-                        recorded.record("http.response.status_code", status);
+                        recorded.record("http.response.status_code", i64::from(status));
                         if !response.status.is_success() {
                             recorded.record("error.type", field::display(status));
                             recorded.record("otel.status_code", "error");
