@@ -115,7 +115,7 @@ async fn flush_until(
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         let flush = flush.clone();
-        tokio::task::spawn_blocking(move || flush()).await.unwrap();
+        tokio::task::spawn_blocking(flush).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
