@@ -30,7 +30,8 @@ struct Prometheus {
 impl Prometheus {
     async fn scraping(target: std::net::SocketAddr) -> Self {
         let binary = require_tool("prometheus");
-        let dir = std::env::temp_dir().join(format!("mail-laser-prometheus-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mail-laser-prometheus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
@@ -44,7 +45,10 @@ impl Prometheus {
         .unwrap();
         let mut child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -80,7 +84,10 @@ impl Prometheus {
         let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
         let response: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(response["status"], "success", "{expr}: {response}");
-        response["data"]["result"].as_array().cloned().unwrap_or_default()
+        response["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Polls `expr` until it returns data satisfying `check`.
@@ -91,7 +98,10 @@ impl Prometheus {
             if check(&result) {
                 return result;
             }
-            assert!(Instant::now() < deadline, "{expr} never satisfied: {result:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{expr} never satisfied: {result:?}"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -161,7 +171,8 @@ async fn prometheus_scrapes_the_counters_and_every_dashboard_query_has_data() {
     let observability = common::observability();
     let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
     let server =
-        TestServer::start_with_sink(config, observability, Arc::new(sink), CaptureSink::new()).await;
+        TestServer::start_with_sink(config, observability, Arc::new(sink), CaptureSink::new())
+            .await;
     let prometheus = Prometheus::scraping(server.http).await;
     prometheus.value("up", 1.0).await;
 
@@ -170,36 +181,67 @@ async fn prometheus_scrapes_the_counters_and_every_dashboard_query_has_data() {
     let mut client = Client::greeted(server.smtp).await;
     for n in 0..5 {
         let reply = client
-            .send_mail("a@example.org", &[TARGET], &simple_message(&format!("m{n}"), "x"))
+            .send_mail(
+                "a@example.org",
+                &[TARGET],
+                &simple_message(&format!("m{n}"), "x"),
+            )
             .await;
         assert_eq!(reply.code, 250);
     }
     receiver.script([Answer::Text(422, "no")]);
-    let reply = client.send_mail("a@example.org", &[TARGET], &simple_message("r", "x")).await;
+    let reply = client
+        .send_mail("a@example.org", &[TARGET], &simple_message("r", "x"))
+        .await;
     assert_eq!(reply.code, 554);
     receiver.script([Answer::Status(503), Answer::Status(503)]);
-    let reply = client.send_mail("a@example.org", &[TARGET], &simple_message("d", "x")).await;
+    let reply = client
+        .send_mail("a@example.org", &[TARGET], &simple_message("d", "x"))
+        .await;
     assert_eq!(reply.code, 451);
     let _second = Client::greeted(server.smtp).await;
     let mut refused = Client::connect(server.smtp).await;
     assert_eq!(refused.reply().await.code, 421);
+    client.expect("QUIT", "221 2.0.0 Bye").await;
+    client.expect_closed().await;
 
-    prometheus.value("maillaser_messages_total{outcome=\"delivered\"}", 5.0).await;
-    prometheus.value("maillaser_messages_total{outcome=\"rejected\"}", 1.0).await;
-    prometheus.value("maillaser_messages_total{outcome=\"deferred\"}", 1.0).await;
-    prometheus.value("maillaser_webhook_retries_total", 1.0).await;
-    prometheus.value("maillaser_message_size_bytes_count", 7.0).await;
+    prometheus
+        .value("maillaser_messages_total{outcome=\"delivered\"}", 5.0)
+        .await;
+    prometheus
+        .value("maillaser_messages_total{outcome=\"rejected\"}", 1.0)
+        .await;
+    prometheus
+        .value("maillaser_messages_total{outcome=\"deferred\"}", 1.0)
+        .await;
+    prometheus
+        .value("maillaser_webhook_retries_total", 1.0)
+        .await;
+    prometheus
+        .value("maillaser_message_size_bytes_count", 7.0)
+        .await;
     prometheus
         .value("sum(maillaser_webhook_request_duration_seconds_count)", 8.0)
         .await;
     prometheus
-        .value("maillaser_connections_refused_total{reason=\"per_ip_limit\"}", 1.0)
+        .value(
+            "maillaser_connections_refused_total{reason=\"per_ip_limit\"}",
+            1.0,
+        )
         .await;
-    prometheus.value("maillaser_sessions_active", 2.0).await;
+    prometheus.value("maillaser_sessions_active", 1.0).await;
     prometheus
-        .value("maillaser_smtp_commands_total{verb=\"RCPT\",reply_class=\"2xx\"}", 7.0)
+        .value("maillaser_sessions_total{tls=\"false\"}", 1.0)
         .await;
-    prometheus.value("maillaser_circuit_breaker_state", 0.0).await;
+    prometheus
+        .value(
+            "maillaser_smtp_commands_total{verb=\"RCPT\",reply_class=\"2xx\"}",
+            7.0,
+        )
+        .await;
+    prometheus
+        .value("maillaser_circuit_breaker_state", 0.0)
+        .await;
 
     // Every panel works against the real metric names.
     for expr in &exprs {
