@@ -264,10 +264,7 @@ async fn health_endpoint_and_not_found() {
 async fn sigterm_during_data_delivers_the_message_and_exits_0() {
     let mut running = Running::start("sigterm", &[]).await;
     let mut c = Client::greeted(running.smtp).await;
-    c.command("EHLO c").await;
-    c.command("MAIL FROM:<a@example.org>").await;
-    c.command(&format!("RCPT TO:<{TARGET}>")).await;
-    assert_eq!(c.command("DATA").await.code, 354);
+    c.open_data("a@example.org", &[TARGET]).await;
     c.send(simple_message("in-flight", "first half, ")).await;
 
     running.signal("TERM");

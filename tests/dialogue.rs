@@ -346,10 +346,7 @@ async fn client_vanishing_in_data_ends_the_session() {
     // abandoned session has really ended.
     let server = TestServer::start(&["--max-concurrent-per-ip", "1"]).await;
     let mut c = Client::greeted(server.smtp).await;
-    c.command("EHLO c").await;
-    c.command("MAIL FROM:<a@example.org>").await;
-    c.command(&format!("RCPT TO:<{TARGET}>")).await;
-    assert_eq!(c.command("DATA").await.code, 354);
+    c.open_data("a@example.org", &[TARGET]).await;
     c.send("Subject: half\r\n\r\nhalf a bod").await;
     drop(c);
     eventually("the abandoned session to end", || async {
@@ -482,10 +479,7 @@ async fn shutdown_answers_idle_sessions_and_finishes_data() {
     let mut idle = Client::greeted(server.smtp).await;
     idle.command("EHLO idle").await;
     let mut busy = Client::greeted(server.smtp).await;
-    busy.command("EHLO busy").await;
-    busy.command("MAIL FROM:<a@example.org>").await;
-    busy.command(&format!("RCPT TO:<{TARGET}>")).await;
-    assert_eq!(busy.command("DATA").await.code, 354);
+    busy.open_data("a@example.org", &[TARGET]).await;
     busy.send(simple_message("in-flight", "first half ")).await;
 
     server.shutdown.cancel();

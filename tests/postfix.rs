@@ -15,11 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::{DEADLINE, OTHER_TARGET, TARGET, TestServer, find_tool, require_tool};
 use mail_laser::mail::Payload;
-use std::sync::Arc;
 
 use common::receiver::{Answer, Receiver};
-use mail_laser::config::SinkTarget;
-use mail_laser::webhook::WebhookSink;
 
 /// A private Postfix instance, stopped (and its folder removed) on drop,
 /// whether the test passed or not.
@@ -470,20 +467,10 @@ async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
     // A real webhook receiver that fails with 500 until it "recovers".
     let receiver = Receiver::start().await;
     receiver.answer_with(Answer::Status(500));
-    let mut config = common::config(&receiver.url(), &["--webhook-max-retries", "1"]);
-    if let SinkTarget::Webhook(webhook) = &mut config.sink {
-        webhook.backoff.base = Duration::from_millis(10);
-    }
-    let SinkTarget::Webhook(webhook) = &config.sink else {
-        unreachable!("a URL configures the webhook sink");
-    };
-    let observability = common::observability();
-    let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
-    let server = TestServer::start_with_sink(
-        config,
-        observability,
-        Arc::new(sink),
-        common::CaptureSink::new(),
+    let (server, _) = TestServer::start_webhook(
+        &receiver.url(),
+        &["--webhook-max-retries", "1"],
+        common::observability(),
     )
     .await;
     // Long back-off: only our flush may retry.

@@ -6,13 +6,10 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::receiver::{Answer, Receiver};
-use common::{CaptureSink, Client, DEADLINE, TARGET, TestServer, require_tool, simple_message};
-use mail_laser::config::SinkTarget;
-use mail_laser::webhook::WebhookSink;
+use common::{Client, DEADLINE, TARGET, TestServer, require_tool, simple_message};
 use reqwest::Url;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -160,19 +157,12 @@ async fn prometheus_scrapes_the_counters_and_every_dashboard_query_has_data() {
     assert!(exprs.len() >= 10, "the dashboard has its panels: {exprs:?}");
 
     let receiver = Receiver::start().await;
-    let mut config = common::config(
+    let (server, _) = TestServer::start_webhook(
         &receiver.url(),
         &["--webhook-max-retries", "1", "--max-concurrent-per-ip", "2"],
-    );
-    let SinkTarget::Webhook(webhook) = &mut config.sink else {
-        unreachable!("a URL configures the webhook sink");
-    };
-    webhook.backoff.base = Duration::from_millis(10);
-    let observability = common::observability();
-    let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
-    let server =
-        TestServer::start_with_sink(config, observability, Arc::new(sink), CaptureSink::new())
-            .await;
+        common::observability(),
+    )
+    .await;
     let prometheus = Prometheus::scraping(server.http).await;
     prometheus.value("up", 1.0).await;
 

@@ -14,10 +14,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use common::receiver::{Answer, Receiver};
-use common::{CaptureSink, Client, DEADLINE, TARGET, TestServer, simple_message};
-use mail_laser::config::SinkTarget;
+use common::{Client, DEADLINE, TARGET, TestServer, simple_message};
 use mail_laser::telemetry::{self, Observability, OtlpProtocol, TelemetryConfig};
-use mail_laser::webhook::WebhookSink;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -137,19 +135,7 @@ async fn spans_form_one_trace_per_session_and_the_webhook_joins_it() {
     // The webhook fails once, then takes the message: two attempts.
     let receiver = Receiver::start().await;
     receiver.script([Answer::Status(500)]);
-    let mut server_config = common::config(&receiver.url(), &[]);
-    let SinkTarget::Webhook(webhook) = &mut server_config.sink else {
-        unreachable!("a URL configures the webhook sink");
-    };
-    webhook.backoff.base = Duration::from_millis(10);
-    let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
-    let server = TestServer::start_with_sink(
-        server_config,
-        observability.clone(),
-        Arc::new(sink),
-        CaptureSink::new(),
-    )
-    .await;
+    let (server, _) = TestServer::start_webhook(&receiver.url(), &[], observability.clone()).await;
 
     let mut client = Client::greeted(server.smtp).await;
     let reply = client

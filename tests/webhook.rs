@@ -7,14 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::receiver::{Answer, Receiver};
-use common::{
-    CaptureSink, Client, OTHER_TARGET, TARGET, TestServer, config, eventually, simple_message,
-};
+use common::{Client, OTHER_TARGET, TARGET, TestServer, eventually, simple_message};
 use hmac::{KeyInit, Mac};
-use mail_laser::config::SinkTarget;
 use mail_laser::webhook::{BreakerState, WebhookSink};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 const DEFERRED: &str = "451 4.3.0 Temporary delivery failure, try again later";
@@ -27,23 +25,7 @@ async fn server(receiver: &Receiver, extra: &[&str]) -> (TestServer, WebhookSink
 }
 
 async fn server_at(url: &str, extra: &[&str]) -> (TestServer, WebhookSink) {
-    let mut config = config(url, extra);
-    let SinkTarget::Webhook(webhook) = &mut config.sink else {
-        unreachable!("a URL configures the webhook sink");
-    };
-    // Keep retries quick; the policy itself is unit-tested with a paused clock.
-    webhook.backoff.base = Duration::from_millis(20);
-    webhook.breaker.reset = Duration::from_millis(300);
-    let observability = common::observability();
-    let sink = WebhookSink::new(webhook, observability.metrics()).unwrap();
-    let server = TestServer::start_with_sink(
-        config,
-        observability,
-        Arc::new(sink.clone()),
-        CaptureSink::new(),
-    )
-    .await;
-    (server, sink)
+    TestServer::start_webhook(url, extra, common::observability()).await
 }
 
 async fn send(server: &TestServer, subject: &str, to: &[&str]) -> String {
@@ -288,20 +270,24 @@ async fn two_recipients_are_two_posts() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn the_reply_waits_for_the_webhook() {
+/// A message whose webhook request is held until the returned gate opens;
+/// returns once the webhook has the request.
+async fn held_delivery(subject: &str) -> (Receiver, Arc<Notify>, TestServer, Client<TcpStream>) {
     let receiver = Receiver::start().await;
     let gate = Arc::new(Notify::new());
     receiver.answer_with(Answer::Gate(gate.clone()));
     let (server, _) = server(&receiver, &[]).await;
     let mut client = Client::greeted(server.smtp).await;
-    client.command("EHLO c").await;
-    client.command("MAIL FROM:<a@example.org>").await;
-    client.command(&format!("RCPT TO:<{TARGET}>")).await;
-    client.command("DATA").await;
-    client.send(simple_message("held", "x")).await;
+    client.open_data("a@example.org", &[TARGET]).await;
+    client.send(simple_message(subject, "x")).await;
     client.send("\r\n.\r\n").await;
     receiver.wait_for(1).await;
+    (receiver, gate, server, client)
+}
+
+#[tokio::test]
+async fn the_reply_waits_for_the_webhook() {
+    let (_receiver, gate, server, client) = held_delivery("held").await;
 
     // The webhook holds the request: no reply may have been sent yet.
     let mut stream = client.into_inner();
@@ -320,18 +306,7 @@ async fn the_reply_waits_for_the_webhook() {
 
 #[tokio::test]
 async fn shutdown_waits_for_the_delivery_in_flight() {
-    let receiver = Receiver::start().await;
-    let gate = Arc::new(Notify::new());
-    receiver.answer_with(Answer::Gate(gate.clone()));
-    let (server, _) = server(&receiver, &[]).await;
-    let mut client = Client::greeted(server.smtp).await;
-    client.command("EHLO c").await;
-    client.command("MAIL FROM:<a@example.org>").await;
-    client.command(&format!("RCPT TO:<{TARGET}>")).await;
-    client.command("DATA").await;
-    client.send(simple_message("in-flight", "x")).await;
-    client.send("\r\n.\r\n").await;
-    receiver.wait_for(1).await;
+    let (_receiver, gate, server, mut client) = held_delivery("in-flight").await;
 
     server.shutdown.cancel();
     eventually("the listener to close", || async {

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use mail_laser::config::Config;
+use mail_laser::config::SinkTarget;
 use mail_laser::mail::Payload;
 use mail_laser::sink::{Delivery, Outcome, SharedSink, Sink};
 use mail_laser::telemetry::{Observability, TelemetryConfig};
+use mail_laser::webhook::WebhookSink;
 use mail_laser::{Listeners, run};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -164,6 +166,33 @@ impl TestServer {
         Client::connect(self.smtp).await
     }
 
+    /// Starts a server posting to the webhook at `url` (with `extra` flags)
+    /// through a real [`WebhookSink`], returned so tests can watch its
+    /// breaker. Backoff and breaker reset are shortened to keep tests quick;
+    /// the policies themselves are unit-tested with a paused clock.
+    pub async fn start_webhook(
+        url: &str,
+        extra: &[&str],
+        observability: Observability,
+    ) -> (Self, WebhookSink) {
+        let mut config = config(url, extra);
+        let SinkTarget::Webhook(webhook) = &mut config.sink else {
+            unreachable!("a URL configures the webhook sink");
+        };
+        webhook.backoff.base = Duration::from_millis(10);
+        webhook.breaker.reset = Duration::from_millis(300);
+        let sink =
+            WebhookSink::new(webhook, observability.metrics()).expect("webhook client builds");
+        let server = Self::start_with_sink(
+            config,
+            observability,
+            Arc::new(sink.clone()),
+            CaptureSink::new(),
+        )
+        .await;
+        (server, sink)
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -276,14 +305,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         assert_eq!(reply.last(), expected, "reply to {line:?}");
     }
 
-    /// EHLO, MAIL, RCPT for each recipient, DATA, body, end: the final reply.
-    pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> Reply {
+    /// EHLO, MAIL, RCPT for each recipient and DATA, up to the `354`.
+    pub async fn open_data(&mut self, from: &str, to: &[&str]) {
         assert_eq!(self.command("EHLO client.example").await.code, 250);
         assert_eq!(self.command(&format!("MAIL FROM:<{from}>")).await.code, 250);
         for rcpt in to {
             self.command(&format!("RCPT TO:<{rcpt}>")).await;
         }
         assert_eq!(self.command("DATA").await.code, 354);
+    }
+
+    /// A whole transaction: the reply to the end of data.
+    pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> Reply {
+        self.open_data(from, to).await;
         self.send(message).await;
         self.send("\r\n.\r\n").await;
         self.reply().await
