@@ -2,6 +2,8 @@
 //! (SPEC §1), parsed once by clap into typed sub-configs that are handed to
 //! constructors. Nothing reads the environment after start-up.
 
+pub mod duration;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

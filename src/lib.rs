@@ -11,6 +11,7 @@ pub mod http;
 pub mod mail;
 pub mod sink;
 pub mod smtp;
+pub mod spool;
 pub mod stack;
 pub mod telemetry;
 pub mod tls;
