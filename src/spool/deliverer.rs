@@ -250,8 +250,9 @@ impl Attempts {
         let requested = !matches!(error, DeliveryError::BreakerOpen);
         entry.failed(&error.to_string(), requested);
         if entry.age_ms(now_ms()) >= u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX) {
+            let last_error = entry.header.last_error.as_deref().unwrap_or_default();
             let reason = format!(
-                "expired: not delivered within {} ({} attempts); last error: {error}",
+                "expired: not delivered within {} ({} attempts); last error: {last_error}",
                 duration::humane(self.max_age),
                 entry.header.attempts
             );

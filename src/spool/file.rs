@@ -41,7 +41,8 @@ pub struct Header {
     /// Webhook requests made so far (the one during DATA included; a
     /// refusal by the open circuit breaker makes no request and is not counted).
     pub attempts: u32,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed: the webhook's answer, or the breaker's
+    /// refusal while no request has been made yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -83,10 +84,14 @@ impl SpoolEntry {
         }
     }
 
-    /// Records a failed attempt (`counted` is false when no request was made).
-    pub fn failed(&mut self, error: &str, counted: bool) {
-        if counted {
+    /// Records a failed attempt. `requested` is false when no request was
+    /// made (the breaker refused): it is not counted, and it does not hide
+    /// what the webhook last said.
+    pub fn failed(&mut self, error: &str, requested: bool) {
+        if requested {
             self.header.attempts = self.header.attempts.saturating_add(1);
+        } else if self.header.last_error.is_some() {
+            return;
         }
         let mut error: String = error.chars().filter(|c| !c.is_control()).collect();
         if error.len() > MAX_ERROR_LEN {
@@ -183,14 +188,26 @@ mod tests {
     fn errors_stay_on_the_metadata_line() {
         let mut entry = entry();
         entry.failed("line one\nline two\r\t", true);
-        entry.failed(&"é".repeat(400), false);
-        assert_eq!(entry.header.attempts, 1, "an uncounted failure");
+        assert_eq!(entry.header.last_error.as_deref(), Some("line oneline two"));
+        entry.failed("circuit breaker open", false);
+        assert_eq!(entry.header.attempts, 1, "no request, not counted");
+        assert_eq!(
+            entry.header.last_error.as_deref(),
+            Some("line oneline two"),
+            "the webhook's last word is kept"
+        );
+        entry.failed(&"é".repeat(400), true);
         let error = entry.header.last_error.clone().unwrap();
         assert!(error.len() <= MAX_ERROR_LEN && error.starts_with('é'));
         let decoded = SpoolEntry::decode(Bytes::from(entry.encode())).unwrap();
         assert_eq!(decoded, entry);
-        entry.failed("a\nb", true);
-        assert_eq!(entry.header.last_error.as_deref(), Some("ab"));
+        let mut refused = SpoolEntry::new("k".into(), Bytes::new(), 1);
+        refused.failed("circuit breaker open", false);
+        assert_eq!(refused.header.attempts, 0);
+        assert_eq!(
+            refused.header.last_error.as_deref(),
+            Some("circuit breaker open")
+        );
     }
 
     #[test]
