@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use mail_laser::config::{Config, ConfigError, Delivery, SinkTarget};
 use mail_laser::sink::{SharedSink, StdoutSink};
-use mail_laser::spool::SpoolSink;
+use mail_laser::spool::{OpenError, SpoolSink};
 use mail_laser::telemetry::{self, Observability, TelemetryConfig};
 use mail_laser::webhook::WebhookSink;
 use mail_laser::{Listeners, RunError};
@@ -57,9 +57,14 @@ fn main() -> ExitCode {
             Err(error) => {
                 tracing::error!("{error:#}");
                 eprintln!("mail-laser: {error:#}");
+                // A certificate or spool folder that cannot be used is a
+                // configuration error, found once the files are opened.
                 if error
                     .downcast_ref::<RunError>()
                     .is_some_and(|e| matches!(e, RunError::Tls(_)))
+                    || error
+                        .downcast_ref::<OpenError>()
+                        .is_some_and(|e| matches!(e, OpenError::Spool(_)))
                 {
                     ExitCode::from(CONFIG_ERROR)
                 } else {
