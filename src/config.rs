@@ -2,6 +2,8 @@
 //! (SPEC §1), parsed once by clap into typed sub-configs that are handed to
 //! constructors. Nothing reads the environment after start-up.
 
+pub mod duration;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,9 +11,10 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::smtp::session::SessionConfig;
+use crate::spool::{SpoolConfig, SpoolLimits};
 use crate::stack::{ParseOptions, RecipientPolicy, StackConfig};
 use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
 
@@ -176,6 +179,44 @@ struct Cli {
     /// Name used in the greeting and the self-signed certificate.
     #[arg(long, env = "MAIL_LASER_HOSTNAME", value_name = "MAIL_LASER_HOSTNAME")]
     hostname: Option<String>,
+
+    /// sync: the reply waits for the webhook; spool: when the webhook is down, mail is written to disk, answered 250 and delivered later.
+    #[arg(
+        long,
+        env = "MAIL_LASER_DELIVERY",
+        value_name = "MAIL_LASER_DELIVERY",
+        value_enum,
+        default_value_t = DeliveryMode::Sync
+    )]
+    delivery: DeliveryMode,
+
+    /// Spool folder (spool mode); dead letters go to its dead/ subfolder.
+    #[arg(
+        long,
+        env = "MAIL_LASER_SPOOL_DIR",
+        value_name = "MAIL_LASER_SPOOL_DIR",
+        default_value = "./spool"
+    )]
+    spool_dir: PathBuf,
+
+    /// How long spool mode keeps retrying before a message becomes a dead letter (90s, 30m, 72h, 3d).
+    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_AGE", value_name = "MAIL_LASER_SPOOL_MAX_AGE", default_value = "72h", value_parser = duration::parse)]
+    spool_max_age: Duration,
+
+    /// Waiting spool files (one per message and recipient) above which new mail gets 452 4.3.1.
+    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_FILES", value_name = "MAIL_LASER_SPOOL_MAX_FILES", default_value_t = SpoolLimits::default().max_files, value_parser = clap::value_parser!(u64).range(1..))]
+    spool_max_files: u64,
+
+    /// Total bytes of waiting spool files above which new mail gets 452 4.3.1.
+    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_BYTES", value_name = "MAIL_LASER_SPOOL_MAX_BYTES", default_value_t = SpoolLimits::default().max_bytes, value_parser = clap::value_parser!(u64).range(1..))]
+    spool_max_bytes: u64,
+}
+
+/// `MAIL_LASER_DELIVERY` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeliveryMode {
+    Sync,
+    Spool,
 }
 
 /// Why start-up cannot go on; printed as one line, exit status 2.
@@ -200,6 +241,15 @@ pub enum SinkTarget {
     /// `-`: JSON lines on stdout.
     Stdout,
     Webhook(WebhookConfig),
+}
+
+/// How the end-of-data reply relates to the webhook (SPEC §5).
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// The reply waits for the webhook; the sender's queue is the queue.
+    Sync,
+    /// A temporary failure is spooled to disk and answered `250`.
+    Spool(SpoolConfig),
 }
 
 /// Connection-level limits enforced by the accept loop.
@@ -239,6 +289,8 @@ pub struct Config {
     pub http_bind: SocketAddr,
     pub stack: StackConfig,
     pub sink: SinkTarget,
+    /// Applies to the webhook sink; `Spool` never comes with `Stdout`.
+    pub delivery: Delivery,
 }
 
 impl Config {
@@ -308,6 +360,24 @@ impl Cli {
                     .map(SigningSecret::new),
             }),
         };
+        let delivery = match (self.delivery, &sink) {
+            (DeliveryMode::Sync, _) => Delivery::Sync,
+            (DeliveryMode::Spool, SinkTarget::Stdout) => {
+                return Err(ConfigError::Value {
+                    variable: "MAIL_LASER_DELIVERY",
+                    value: "spool".into(),
+                    expected: "sync while MAIL_LASER_WEBHOOK_URL is - (spool mode needs a webhook)",
+                });
+            }
+            (DeliveryMode::Spool, SinkTarget::Webhook(_)) => Delivery::Spool(SpoolConfig::new(
+                self.spool_dir.clone(),
+                self.spool_max_age,
+                SpoolLimits {
+                    max_files: self.spool_max_files,
+                    max_bytes: self.spool_max_bytes,
+                },
+            )),
+        };
         let header_prefixes: Arc<[String]> = self
             .header_prefix
             .iter()
@@ -362,6 +432,7 @@ impl Cli {
                     + Duration::from_secs(10),
             },
             sink,
+            delivery,
         })
     }
 }
@@ -613,6 +684,85 @@ mod tests {
         assert!(webhook("http://example.com/", &["--allow-insecure-webhook", "true"]).is_ok());
         assert!(webhook("ftp://example.com/", &[]).is_err());
         assert!(webhook("not a url", &[]).is_err());
+    }
+
+    #[test]
+    fn delivery_modes() {
+        let config = webhook_config("https://h.example", &[]).unwrap();
+        assert!(matches!(config.delivery, Delivery::Sync));
+
+        let config = webhook_config("https://h.example", &["--delivery", "spool"]).unwrap();
+        let Delivery::Spool(spool) = config.delivery else {
+            panic!("spool mode");
+        };
+        assert_eq!(spool.dir, PathBuf::from("./spool"));
+        assert_eq!(spool.max_age, Duration::from_secs(72 * 3600));
+        assert_eq!(spool.limits, SpoolLimits::default());
+
+        let config = webhook_config(
+            "https://h.example",
+            &[
+                "--delivery",
+                "spool",
+                "--spool-dir",
+                "/var/spool/maillaser",
+                "--spool-max-age",
+                "3d",
+                "--spool-max-files",
+                "10",
+                "--spool-max-bytes",
+                "1000",
+            ],
+        )
+        .unwrap();
+        let Delivery::Spool(spool) = config.delivery else {
+            panic!("spool mode");
+        };
+        assert_eq!(spool.dir, PathBuf::from("/var/spool/maillaser"));
+        assert_eq!(spool.max_age, Duration::from_secs(3 * 86_400));
+        assert_eq!(
+            spool.limits,
+            SpoolLimits {
+                max_files: 10,
+                max_bytes: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_spool_settings_name_the_variable() {
+        for (flag, value, variable) in [
+            ("--delivery", "later", "MAIL_LASER_DELIVERY"),
+            ("--spool-max-age", "72", "MAIL_LASER_SPOOL_MAX_AGE"),
+            ("--spool-max-age", "3 days", "MAIL_LASER_SPOOL_MAX_AGE"),
+            ("--spool-max-files", "0", "MAIL_LASER_SPOOL_MAX_FILES"),
+            ("--spool-max-bytes", "lots", "MAIL_LASER_SPOOL_MAX_BYTES"),
+        ] {
+            let mut args = vec![flag, value];
+            if flag != "--delivery" {
+                args.extend(["--delivery", "spool"]);
+            }
+            let error = webhook_config("https://h.example", &args).unwrap_err();
+            assert!(error.contains(variable), "{flag} {value}: {error}");
+            assert!(error.contains(&format!("'{value}'")), "{error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+        let error = webhook_config("https://h.example", &["--spool-max-age", "soon"]).unwrap_err();
+        assert!(
+            error.contains("a duration such as 90s, 30m, 72h or 3d"),
+            "{error}"
+        );
+        let error = parse(&["--delivery", "spool"]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("MAIL_LASER_DELIVERY: invalid value 'spool'"),
+            "{error}"
+        );
+    }
+
+    fn webhook_config(url: &str, extra: &[&str]) -> Result<Config, String> {
+        let mut args = vec!["mail-laser", "--target-emails", "a@b", "--webhook-url", url];
+        args.extend_from_slice(extra);
+        Config::from_args(args).map_err(|error| error.to_string())
     }
 
     #[test]

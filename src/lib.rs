@@ -11,6 +11,7 @@ pub mod http;
 pub mod mail;
 pub mod sink;
 pub mod smtp;
+pub mod spool;
 pub mod stack;
 pub mod telemetry;
 pub mod tls;
@@ -39,7 +40,8 @@ pub enum RunError {
     Http(std::io::Error),
 }
 
-/// Runs MailLaser until `shutdown` fires and the sessions have drained.
+/// Runs MailLaser until `shutdown` fires and the sessions have drained (and
+/// the sink's background work, if any, has stopped).
 /// `observability` carries the instruments (build the sink with the same
 /// [`telemetry::Metrics`]).
 ///
@@ -55,6 +57,7 @@ pub async fn run(
     let acceptor = tls::acceptor(&config.smtp.tls)?;
     let metrics = observability.metrics().clone();
     let readiness = Readiness::new(sink.clone());
+    let background = sink.background(shutdown.clone());
     let service = stack::build(config.stack, sink, metrics.clone());
     let server = Server::new(
         listeners.smtp,
@@ -65,6 +68,11 @@ pub async fn run(
     );
     let router = http::router(readiness.clone(), observability);
     let http = http::serve(listeners.http, router, shutdown.clone());
-    let ((), http) = tokio::join!(server.run(readiness, shutdown.clone()), http);
+    let background = async {
+        if let Some(background) = background {
+            background.await;
+        }
+    };
+    let ((), http, ()) = tokio::join!(server.run(readiness, shutdown.clone()), http, background);
     http.map_err(RunError::Http)
 }

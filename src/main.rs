@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use mail_laser::config::{Config, ConfigError, SinkTarget};
+use mail_laser::config::{Config, ConfigError, Delivery, SinkTarget};
 use mail_laser::sink::{SharedSink, StdoutSink};
+use mail_laser::spool::{OpenError, SpoolSink};
 use mail_laser::telemetry::{self, Observability, TelemetryConfig};
 use mail_laser::webhook::WebhookSink;
 use mail_laser::{Listeners, RunError};
@@ -56,9 +57,14 @@ fn main() -> ExitCode {
             Err(error) => {
                 tracing::error!("{error:#}");
                 eprintln!("mail-laser: {error:#}");
+                // A certificate or spool folder that cannot be used is a
+                // configuration error, found once the files are opened.
                 if error
                     .downcast_ref::<RunError>()
                     .is_some_and(|e| matches!(e, RunError::Tls(_)))
+                    || error
+                        .downcast_ref::<OpenError>()
+                        .is_some_and(|e| matches!(e, OpenError::Spool(_)))
                 {
                     ExitCode::from(CONFIG_ERROR)
                 } else {
@@ -74,12 +80,23 @@ fn main() -> ExitCode {
 
 async fn run(config: Config, telemetry: &TelemetryConfig) -> anyhow::Result<()> {
     let observability = Observability::new(telemetry)?;
-    let sink: SharedSink = match &config.sink {
-        SinkTarget::Stdout => Arc::new(StdoutSink::new()),
-        SinkTarget::Webhook(webhook) => Arc::new(
+    let sink: SharedSink = match (&config.sink, &config.delivery) {
+        (SinkTarget::Stdout, _) => Arc::new(StdoutSink::new()),
+        (SinkTarget::Webhook(webhook), Delivery::Sync) => Arc::new(
             WebhookSink::new(webhook, observability.metrics())
                 .context("cannot set up the webhook client")?,
         ),
+        (SinkTarget::Webhook(webhook), Delivery::Spool(spool)) => {
+            let sink = SpoolSink::open(webhook, spool, observability.metrics())?;
+            let usage = sink.spool().usage();
+            tracing::info!(
+                dir = %spool.dir.display(),
+                waiting = usage.files,
+                max_age = %mail_laser::config::duration::humane(spool.max_age),
+                "spool mode"
+            );
+            Arc::new(sink)
+        }
     };
     let smtp = TcpListener::bind(config.smtp.bind)
         .await

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::mail::Payload;
 
@@ -26,6 +27,12 @@ pub enum Outcome {
     Rejected { reason: Option<String> },
     /// Not delivered now; the sender must retry (`451`).
     Deferred { reason: String },
+    /// Not delivered yet, but durably spooled: the background deliverer
+    /// owns it now (`250`, `spool` mode).
+    Spooled,
+    /// Not delivered, and the spool is full or unwritable: the sender must
+    /// keep the message and retry (`452 4.3.1`).
+    SpoolUnavailable { reason: String },
 }
 
 /// A destination for payloads. Implementations must resolve only once the
@@ -36,6 +43,14 @@ pub trait Sink: Send + Sync + 'static {
     /// Whether deliveries can be expected to succeed now (`/ready`).
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// Work the sink does besides answering deliveries (the spool's
+    /// background deliverer), run by [`crate::run`] next to the listeners
+    /// until `shutdown`. Handed out once; `None` when there is none.
+    fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
+        let _ = shutdown;
+        None
     }
 }
 

@@ -90,6 +90,44 @@ async fn configuration_errors_exit_2_with_one_line_naming_the_variable() {
     ])
     .await;
     assert!(missing_key.contains("MAIL_LASER_TLS_KEY"), "{missing_key}");
+
+    let bad_age = config_failure(&[
+        ("MAIL_LASER_TARGET_EMAILS", TARGET),
+        ("MAIL_LASER_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+        ("MAIL_LASER_DELIVERY", "spool"),
+        ("MAIL_LASER_SPOOL_MAX_AGE", "72"),
+    ])
+    .await;
+    assert!(
+        bad_age.contains("MAIL_LASER_SPOOL_MAX_AGE")
+            && bad_age.contains("'72'")
+            && bad_age.contains("a duration such as 90s, 30m, 72h or 3d"),
+        "{bad_age}"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_spool_dir_stops_start_up_with_exit_2() {
+    let dir = scratch_dir("spool-dir");
+    let output = command(&dir)
+        .envs([
+            ("MAIL_LASER_TARGET_EMAILS", TARGET),
+            ("MAIL_LASER_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("MAIL_LASER_DELIVERY", "spool"),
+            // A folder cannot be created under a regular file, even by root.
+            ("MAIL_LASER_SPOOL_DIR", "/dev/null/spool"),
+            ("MAIL_LASER_PORT", "0"),
+            ("MAIL_LASER_HEALTH_PORT", "0"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("mail-laser: MAIL_LASER_SPOOL_DIR: cannot create /dev/null/spool/dead"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -120,6 +158,11 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_CIRCUIT_BREAKER_RESET",
         "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
         "MAIL_LASER_ALLOW_INSECURE_WEBHOOK",
+        "MAIL_LASER_DELIVERY",
+        "MAIL_LASER_SPOOL_DIR",
+        "MAIL_LASER_SPOOL_MAX_AGE",
+        "MAIL_LASER_SPOOL_MAX_FILES",
+        "MAIL_LASER_SPOOL_MAX_BYTES",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
@@ -128,6 +171,9 @@ async fn help_lists_every_variable_with_defaults() {
     }
     assert!(help.contains("[default: 2525]"));
     assert!(help.contains("[default: 26214400]"));
+    assert!(help.contains("[default: sync]"));
+    assert!(help.contains("[default: ./spool]"));
+    assert!(help.contains("[default: 72h]"));
 }
 
 /// A running binary with its ports, read from its start-up log line.

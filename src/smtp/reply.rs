@@ -79,6 +79,12 @@ impl Reply {
     pub const fn message_accepted() -> Self {
         reply(250, e(2, 0, 0), "OK: Message accepted for delivery")
     }
+    /// `250` in `spool` mode when the message is on disk but not yet at the
+    /// webhook. Its own text tells the sender's logs (and the metrics, see
+    /// `MessageOutcome::of`) that it was queued, not delivered.
+    pub const fn message_queued() -> Self {
+        reply(250, e(2, 0, 0), "OK: Message queued for delivery")
+    }
     pub const fn bye() -> Self {
         reply(221, e(2, 0, 0), "Bye")
     }
@@ -138,6 +144,14 @@ impl Reply {
             451,
             e(4, 3, 0),
             "Local error in processing, try again later",
+        )
+    }
+    /// RFC 3463 4.3.1 "mail system full": the spool is full or unwritable.
+    pub const fn spool_unavailable() -> Self {
+        reply(
+            452,
+            e(4, 3, 1),
+            "Insufficient system storage, try again later",
         )
     }
     pub const fn too_many_recipients() -> Self {

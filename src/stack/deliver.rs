@@ -80,14 +80,17 @@ async fn deliver(
 
 /// One reply for all recipients of a message (SPEC §5): any temporary
 /// failure makes the sender retry the whole message (the idempotency key
-/// lets the consumer drop repeats); otherwise a rejection is reported;
-/// `250` only when every recipient was delivered.
+/// lets the consumer drop repeats) — `451`, or `452` when it is the spool
+/// that failed; otherwise a rejection is reported; `250` only when every
+/// recipient was delivered or durably spooled, with the queued wording if
+/// any was spooled.
 fn reply_for(outcomes: &[Outcome]) -> Reply {
-    if outcomes
-        .iter()
-        .any(|outcome| matches!(outcome, Outcome::Deferred { .. }))
-    {
+    let any = |wanted: fn(&Outcome) -> bool| outcomes.iter().any(wanted);
+    if any(|outcome| matches!(outcome, Outcome::Deferred { .. })) {
         return Reply::delivery_deferred();
+    }
+    if any(|outcome| matches!(outcome, Outcome::SpoolUnavailable { .. })) {
+        return Reply::spool_unavailable();
     }
     let rejection = outcomes.iter().find_map(|outcome| match outcome {
         Outcome::Rejected { reason } => Some(reason.as_deref()),
@@ -95,6 +98,7 @@ fn reply_for(outcomes: &[Outcome]) -> Reply {
     });
     match rejection {
         Some(reason) => Reply::rejected(reason),
+        None if any(|outcome| *outcome == Outcome::Spooled) => Reply::message_queued(),
         None => Reply::message_accepted(),
     }
 }
@@ -121,6 +125,37 @@ mod tests {
             },
         ];
         assert_eq!(reply_for(&outcomes), Reply::delivery_deferred());
+    }
+
+    #[test]
+    fn spooled_is_250_queued_unless_something_is_worse() {
+        assert_eq!(
+            reply_for(&[Outcome::Delivered, Outcome::Spooled]),
+            Reply::message_queued()
+        );
+        assert_eq!(reply_for(&[Outcome::Spooled]).code, 250);
+        let full = Outcome::SpoolUnavailable {
+            reason: "full".into(),
+        };
+        let spool_failed = reply_for(&[Outcome::Spooled, full.clone()]);
+        assert_eq!(spool_failed, Reply::spool_unavailable());
+        assert_eq!(
+            spool_failed.to_string(),
+            "452 4.3.1 Insufficient system storage, try again later"
+        );
+        assert_eq!(
+            reply_for(&[Outcome::Rejected { reason: None }, full.clone()]).code,
+            452,
+            "a temporary failure makes the sender retry everything"
+        );
+        let deferred = Outcome::Deferred {
+            reason: "down".into(),
+        };
+        assert_eq!(reply_for(&[full, deferred]).code, 451);
+        assert_eq!(
+            reply_for(&[Outcome::Spooled, Outcome::Rejected { reason: None }]).code,
+            554
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct Metrics {
     webhook_retries: Counter<u64>,
     breaker_transitions: Counter<u64>,
     refused: Counter<u64>,
+    dead_letters: Counter<u64>,
 }
 
 /// How a transaction ended, as counted in `maillaser_messages_total`.
@@ -50,9 +51,12 @@ pub enum MessageOutcome {
 }
 
 impl MessageOutcome {
-    /// The outcome a final reply stands for.
+    /// The outcome a final reply stands for. A spooled message is answered
+    /// with its own reply ([`Reply::message_queued`]), which is how it is
+    /// told apart from a delivered one.
     pub fn of(reply: &Reply) -> Self {
         match reply.code / 100 {
+            2 if *reply == Reply::message_queued() => Self::Spooled,
             2 => Self::Delivered,
             4 => Self::Deferred,
             _ => Self::Rejected,
@@ -112,6 +116,10 @@ impl Metrics {
                 .u64_counter("maillaser.connections.refused")
                 .with_description("Connections refused by a limit")
                 .build(),
+            dead_letters: meter
+                .u64_counter("maillaser.spool.dead_letters")
+                .with_description("Spooled messages given up on, by reason")
+                .build(),
             meter,
         }
     }
@@ -167,6 +175,12 @@ impl Metrics {
         self.breaker_transitions.add(1, &[KeyValue::new("to", to)]);
     }
 
+    /// A spooled message moved to the dead-letter folder (`rejected`,
+    /// `expired` or `unreadable`).
+    pub fn spool_dead_letter(&self, reason: &'static str) {
+        self.dead_letters.add(1, &[KeyValue::new("reason", reason)]);
+    }
+
     pub fn connection_refused(&self, reason: &'static str) {
         self.refused.add(1, &[KeyValue::new("reason", reason)]);
     }
@@ -179,5 +193,24 @@ fn reply_class(code: u16) -> &'static str {
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_of_final_replies() {
+        let cases = [
+            (Reply::message_accepted(), MessageOutcome::Delivered),
+            (Reply::message_queued(), MessageOutcome::Spooled),
+            (Reply::delivery_deferred(), MessageOutcome::Deferred),
+            (Reply::spool_unavailable(), MessageOutcome::Deferred),
+            (Reply::rejected(Some("no")), MessageOutcome::Rejected),
+        ];
+        for (reply, outcome) in cases {
+            assert_eq!(MessageOutcome::of(&reply), outcome, "{reply}");
+        }
     }
 }

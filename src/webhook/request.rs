@@ -27,15 +27,28 @@ impl WebhookRequest {
             delivery.payload.message_id.as_deref(),
             &delivery.raw,
         );
+        Self::from_parts(Bytes::from(delivery.payload.to_json()), &key, 1)
+    }
+
+    /// A request for a body and key kept from an earlier attempt (the
+    /// spool): the same bytes under the same `Idempotency-Key`.
+    pub fn from_parts(body: Bytes, key: &str, attempt: u32) -> Self {
         let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&key) {
+        if let Ok(value) = HeaderValue::from_str(key) {
             headers.insert(IDEMPOTENCY_KEY.clone(), value);
         }
         Self {
-            body: Bytes::from(delivery.payload.to_json()),
+            body,
             headers,
-            attempt: 1,
+            attempt,
         }
+    }
+
+    /// The `Idempotency-Key` this request carries.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.headers
+            .get(&IDEMPOTENCY_KEY)
+            .and_then(|value| value.to_str().ok())
     }
 }
 
