@@ -181,7 +181,14 @@ async fn webhook_down_spools_then_the_deliverer_posts_it_with_the_same_key() {
         "one key across every attempt"
     );
     assert!(dir.dead(".msg").is_empty());
-    assert_metric(&metrics(&server).await, "maillaser_spool_depth 0");
+    // The gauge follows the unlink; poll rather than race it.
+    eventually("the spool depth gauge to reach 0", || async {
+        metrics(&server)
+            .await
+            .lines()
+            .any(|line| line == "maillaser_spool_depth 0")
+    })
+    .await;
     server.stop().await;
 }
 
