@@ -23,7 +23,9 @@ RUN mkdir -p src examples benches \
     && echo 'fn main() {}' > src/main.rs \
     && : > src/lib.rs \
     && echo 'fn main() {}' > examples/webhook_sink.rs \
-    && echo 'fn main() {}' > benches/codec.rs \
+    && for bench in $(sed -n '/^\[\[bench\]\]/,/^name/s/^name = "\(.*\)"/\1/p' Cargo.toml); do \
+         echo 'fn main() {}' > "benches/$bench.rs"; \
+       done \
     && cargo build --release --locked --bin mail-laser --example webhook_sink \
     && rm -rf src examples benches
 
