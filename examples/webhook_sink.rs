@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
@@ -34,7 +34,9 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/count", get(count))
         .fallback(post(receive))
-        .with_state(counter);
+        .with_state(counter)
+        // Load tests POST 20 MB messages; axum's default limit is 2 MB.
+        .layer(DefaultBodyLimit::max(256 << 20));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!(
         "webhook sink listening on http://{}",
