@@ -22,6 +22,10 @@ use crate::stack::{RequestKind, SmtpRequest, SmtpService, reply_for_error};
 
 type SmtpFramed = Framed<Transport, SmtpCodec>;
 
+/// Initial capacity of a connection's read and write buffers: a command
+/// line or a batch of replies; DATA grows the read buffer.
+const INITIAL_BUFFER: usize = 1024;
+
 /// What every connection shares, built once by the server.
 #[derive(Clone)]
 pub struct ConnectionContext {
@@ -89,10 +93,15 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self, stream: TcpStream) -> Result<(), ConnectionError> {
-        let mut framed = Framed::new(
+        // Small initial buffers keep idle sessions cheap (Framed::new takes 8 KB
+        // each); the read buffer grows as input needs, and replies are still
+        // batched up to 8 KB before a write.
+        let mut framed = Framed::with_capacity(
             Transport::plain(stream),
             SmtpCodec::new(self.context.max_message_size),
+            INITIAL_BUFFER,
         );
+        framed.set_backpressure_boundary(8 * 1024);
         let greeting = self.session.greeting();
         self.send(&mut framed, &greeting).await?;
 
