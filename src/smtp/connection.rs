@@ -15,6 +15,7 @@ use tower::{Service, ServiceExt};
 use tracing::{Instrument, field};
 
 use super::codec::{CodecError, Frame, Outbound, SmtpCodec};
+use super::command::Command;
 use super::reply::Reply;
 use super::session::{Action, Session, SessionConfig};
 use super::transport::Transport;
@@ -117,7 +118,18 @@ impl Connection {
                     return self.close_with(&mut framed, &Reply::shutting_down()).await;
                 }
             };
-            let reply = match self.session.on_frame(frame) {
+            let greets = matches!(
+                frame,
+                Frame::Command(Ok(Command::Ehlo(_) | Command::Helo(_)))
+            );
+            let action = self.session.on_frame(frame);
+            // Recorded once per greeting: the fmt subscriber appends every
+            // record to the span's text, so a record per reply grew it (and
+            // every log line in the session) by one `helo=` per reply.
+            if let Some(helo) = self.session.helo().filter(|_| greets) {
+                tracing::Span::current().record("helo", helo);
+            }
+            let reply = match action {
                 Action::Reply(reply) => reply,
                 Action::Call(kind) => {
                     let reply = self.call(kind).await;
@@ -185,9 +197,6 @@ impl Connection {
 
     /// Queues a reply; [`Self::next_event`] decides when to flush.
     async fn send(&self, framed: &mut SmtpFramed, reply: &Reply) -> Result<(), ConnectionError> {
-        if let Some(helo) = self.session.helo() {
-            tracing::Span::current().record("helo", helo);
-        }
         tracing::trace!(reply = %reply, "reply");
         framed
             .feed(Outbound {
