@@ -74,20 +74,57 @@ pub struct ParsedMail {
 /// [`HTML_RENDER_BUDGET`]): call it off the async workers. It opens no span
 /// of its own; the caller's `mail.parse` span covers it.
 pub fn parse(raw: &[u8], header_prefixes: &[String]) -> ParsedMail {
+    parse_unrendered(raw, header_prefixes).render()
+}
+
+/// [`parse`] without its one expensive step, the HTML rendering: the work
+/// left is linear in the size of the message (headers, MIME walk, transfer
+/// and charset decoding), so for a small message it is cheap enough to run
+/// on an async worker. Call [`Unrendered::render`] (off the async workers
+/// when [`Unrendered::needs_rendering`]) to finish.
+pub fn parse_unrendered(raw: &[u8], header_prefixes: &[String]) -> Unrendered {
     let raw = skip_mbox_from_line(raw);
     let (headers, body_start) = parse_headers_lenient(raw);
     let mut mail = ParsedMail::default();
     read_top_headers(&headers, header_prefixes, &mut mail);
 
     let found = find_bodies(&headers, &raw[body_start..]);
-    mail.body = match (found.text, &found.html) {
-        (Some(text), Some(html)) if text.trim().is_empty() => render_html(html, HTML_RENDER_BUDGET),
-        (Some(text), _) => text,
-        (None, Some(html)) => render_html(html, HTML_RENDER_BUDGET),
-        (None, None) => String::new(),
+    let render = match (&found.text, &found.html) {
+        (Some(text), Some(_)) => text.trim().is_empty(),
+        (None, Some(_)) => true,
+        (_, None) => false,
     };
+    if !render {
+        mail.body = found.text.unwrap_or_default();
+    }
     mail.html_body = found.html;
-    mail
+    Unrendered { mail, render }
+}
+
+/// A parsed message whose `body` may still have to be rendered from its HTML.
+#[derive(Debug)]
+pub struct Unrendered {
+    mail: ParsedMail,
+    render: bool,
+}
+
+impl Unrendered {
+    /// Whether [`Unrendered::render`] runs html2text (up to
+    /// [`HTML_RENDER_BUDGET`] of CPU) rather than returning at once.
+    pub fn needs_rendering(&self) -> bool {
+        self.render
+    }
+
+    /// The finished [`ParsedMail`]: for HTML-only mail (or a blank text
+    /// part) `body` is the rendering of `html_body`.
+    pub fn render(mut self) -> ParsedMail {
+        if self.render {
+            if let Some(html) = &self.mail.html_body {
+                self.mail.body = render_html(html, HTML_RENDER_BUDGET);
+            }
+        }
+        self.mail
+    }
 }
 
 // === headers ===
@@ -688,6 +725,23 @@ mod tests {
             mail.body
         );
         assert_eq!(mail.body, mail.body.trim());
+    }
+
+    #[test]
+    fn only_html_bodies_are_left_for_rendering() {
+        let plain = crlf("Subject: p\n\nhello\n");
+        let html = crlf("Content-Type: text/html\n\n<p>hi</p>\n");
+        let blank_text = crlf(
+            "Content-Type: multipart/alternative; boundary=b\n\n\
+             --b\nContent-Type: text/plain\n\n \n\
+             --b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n",
+        );
+        for (raw, renders) in [(&plain, false), (&html, true), (&blank_text, true)] {
+            let unrendered = parse_unrendered(raw, &[]);
+            assert_eq!(unrendered.needs_rendering(), renders);
+            assert_eq!(unrendered.render(), parse(raw, &[]));
+        }
+        assert_eq!(parse(&html, &[]).body, "hi");
     }
 
     #[test]

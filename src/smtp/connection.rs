@@ -24,6 +24,10 @@ use crate::telemetry::Metrics;
 
 type SmtpFramed = Framed<Transport, SmtpCodec>;
 
+/// Initial capacity of a connection's read and write buffers: a command
+/// line or a batch of replies; DATA grows the read buffer.
+const INITIAL_BUFFER: usize = 1024;
+
 /// What every connection shares, built once by the server.
 #[derive(Clone)]
 pub struct ConnectionContext {
@@ -96,10 +100,15 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self, stream: TcpStream) -> Result<(), ConnectionError> {
-        let mut framed = Framed::new(
+        // Small initial buffers keep idle sessions cheap (Framed::new takes 8 KB
+        // each); the read buffer grows as input needs, and replies are still
+        // batched up to 8 KB before a write.
+        let mut framed = Framed::with_capacity(
             Transport::plain(stream),
             SmtpCodec::new(self.context.max_message_size),
+            INITIAL_BUFFER,
         );
+        framed.set_backpressure_boundary(8 * 1024);
         let greeting = self.session.greeting();
         self.send(&mut framed, &greeting).await?;
 
@@ -116,7 +125,18 @@ impl Connection {
                 }
             };
             let verb = verb_label(&frame);
-            let reply = match self.session.on_frame(frame) {
+            let greets = matches!(
+                frame,
+                Frame::Command(Ok(Command::Ehlo(_) | Command::Helo(_)))
+            );
+            let action = self.session.on_frame(frame);
+            // Recorded once per greeting: the fmt subscriber appends every
+            // record to the span's text, so a record per reply grew it (and
+            // every log line in the session) by one `helo=` per reply.
+            if let Some(helo) = self.session.helo().filter(|_| greets) {
+                tracing::Span::current().record("smtp.helo", helo);
+            }
+            let reply = match action {
                 Action::Reply(reply) => reply,
                 Action::Call(kind) => {
                     let reply = self.call(kind).await;
@@ -191,9 +211,6 @@ impl Connection {
 
     /// Queues a reply; [`Self::next_event`] decides when to flush.
     async fn send(&self, framed: &mut SmtpFramed, reply: &Reply) -> Result<(), ConnectionError> {
-        if let Some(helo) = self.session.helo() {
-            tracing::Span::current().record("smtp.helo", helo);
-        }
         tracing::trace!(reply = %reply, "reply");
         framed
             .feed(Outbound {
