@@ -336,6 +336,8 @@ const COUNTERS_AND_GAUGES: &[&str] = &[
     "maillaser_circuit_breaker_state",
     "maillaser_circuit_breaker_transitions_total",
     "maillaser_connections_refused_total",
+    "maillaser_spool_depth",
+    "maillaser_spool_dead_letters_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "maillaser_message_size_bytes",
