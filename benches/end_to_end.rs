@@ -17,11 +17,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mail_laser::config::{Config, SinkTarget};
-use mail_laser::sink::{SharedSink, StdoutSink};
+use mail_laser::config::Config;
 use mail_laser::telemetry::{Observability, TelemetryConfig};
-use mail_laser::webhook::WebhookSink;
-use mail_laser::{Listeners, run};
+use mail_laser::{Listeners, open_sink, run};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -55,12 +53,7 @@ async fn start(shutdown: CancellationToken) -> Result<(SocketAddr, Arc<AtomicU64
         "0",
     ])?;
     let observability = Observability::new(&TelemetryConfig::disabled())?;
-    let sink: SharedSink = match &config.sink {
-        SinkTarget::Webhook(webhook) => {
-            Arc::new(WebhookSink::new(webhook, observability.metrics())?)
-        }
-        SinkTarget::Stdout => Arc::new(StdoutSink::new()),
-    };
+    let sink = open_sink(&config.sink, observability.metrics())?;
     let smtp = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let addr = smtp.local_addr()?;

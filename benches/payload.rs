@@ -72,10 +72,10 @@ fn message(shape: &str, len: usize) -> Vec<u8> {
     format!("{HEADERS}{body}").into_bytes()
 }
 
-/// What `Deliver` does per message with one recipient.
+/// What the stack's `Handoff` does per message with one recipient.
 fn parse_and_build(raw: &[u8], prefixes: &[String]) -> Vec<u8> {
     let parsed = parse(raw, prefixes);
-    Payload::new(&parsed, "load@example.org", "bench@example.com").to_json()
+    Payload::new(parsed, "load@example.org", "bench@example.com").to_json()
 }
 
 fn payload(c: &mut Criterion) {
@@ -106,7 +106,7 @@ fn to_json(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for (size, len) in [("2KB", 2 << 10), ("100KB", 100 << 10)] {
         let raw = message("alternative", len);
-        let payload = Payload::new(&parse(&raw, &[]), "load@example.org", "bench@example.com");
+        let payload = Payload::new(parse(&raw, &[]), "load@example.org", "bench@example.com");
         group.throughput(Throughput::Bytes(payload.to_json().len() as u64));
         group.bench_function(format!("{size}/alternative"), |b| {
             b.iter(|| black_box(&payload).to_json());

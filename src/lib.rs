@@ -3,28 +3,38 @@
 //!
 //! Bytes become SMTP frames ([`smtp::codec`]), frames drive a session state
 //! machine ([`smtp::session`]), and every decision the session delegates is a
-//! Tower layer ([`stack`]) ending in a [`sink::Sink`]. [`run`] wires it all
-//! to listeners the caller has already bound.
+//! Tower layer ([`stack`]) ending in a [`sink::Sink`]. The [`server`] drives
+//! connections over listeners the caller has already bound.
+//!
+//! Dependencies between the top-level modules point one way (a test checks
+//! it): `smtp`, `mail`, `telemetry` and `duration` import nothing of the
+//! crate; `sink` builds on `mail`; `webhook` and `spool` on `sink`; `stack`
+//! on `smtp`, `mail` and `sink`; `server` on `smtp`, `stack` and `http`;
+//! `config` builds every module's settings and nothing imports it.
 
 pub mod config;
+pub mod duration;
 pub mod http;
 pub mod mail;
+pub mod server;
 pub mod sink;
 pub mod smtp;
 pub mod spool;
 pub mod stack;
 pub mod telemetry;
-pub mod tls;
 pub mod webhook;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use config::Config;
+use config::{Config, SinkConfig};
 use http::Readiness;
-use sink::SharedSink;
-use smtp::server::Server;
-use telemetry::Observability;
+use server::Server;
+use sink::{SharedSink, StdoutSink};
+use spool::{OpenError, SpoolSink};
+use telemetry::{Metrics, Observability};
+use webhook::WebhookSink;
 
 /// Listeners bound by the caller (tests bind port 0 and hand them over).
 pub struct Listeners {
@@ -32,21 +42,110 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+/// MailLaser with everything that can fail at start already done (the TLS
+/// acceptor built, the sink opened), so that the binary binds its ports and
+/// says it is listening only once nothing else can go wrong.
+pub struct MailLaser {
+    config: Config,
+    sink: SharedSink,
+    observability: Observability,
+    acceptor: TlsAcceptor,
+}
+
+impl MailLaser {
+    /// `observability` carries the instruments (build the sink with the
+    /// same [`telemetry::Metrics`]).
+    ///
+    /// # Errors
+    /// The STARTTLS certificate cannot be loaded or generated.
+    pub fn new(
+        config: Config,
+        sink: SharedSink,
+        observability: Observability,
+    ) -> Result<Self, server::tls::TlsError> {
+        let acceptor = server::tls::acceptor(&config.server.tls)?;
+        Ok(Self {
+            config,
+            sink,
+            observability,
+            acceptor,
+        })
+    }
+
+    /// Serves until `shutdown` fires and the sessions have drained (and the
+    /// sink's background work, if any, has stopped).
+    ///
+    /// # Errors
+    /// The HTTP server failed.
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: CancellationToken,
+    ) -> Result<(), std::io::Error> {
+        let Self {
+            config,
+            sink,
+            observability,
+            acceptor,
+        } = self;
+        let metrics = observability.metrics().clone();
+        let readiness = Readiness::new(sink.clone());
+        let background = sink.background(shutdown.clone());
+        let service = stack::build(config.stack, sink, metrics.clone());
+        let server = Server::new(
+            listeners.smtp,
+            &config.server,
+            Some(acceptor),
+            service,
+            metrics,
+        );
+        let router = http::router(readiness.clone(), observability);
+        let http = http::serve(listeners.http, router, shutdown.clone());
+        let background = async {
+            if let Some(background) = background {
+                background.await;
+            }
+        };
+        let ((), http, ()) =
+            tokio::join!(server.run(readiness, shutdown.clone()), http, background);
+        http
+    }
+}
+
+/// Builds the sink the configuration asks for, instruments it with
+/// `metrics`, and recovers what a previous run left in the spool.
+///
+/// # Errors
+/// The webhook client cannot be built, or the spool folder cannot be used.
+pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, OpenError> {
+    Ok(match config {
+        SinkConfig::Stdout => std::sync::Arc::new(StdoutSink::new()),
+        SinkConfig::Webhook(webhook) => std::sync::Arc::new(WebhookSink::new(webhook, metrics)?),
+        SinkConfig::Spool { webhook, spool } => {
+            let sink = SpoolSink::open(webhook, spool, metrics)?;
+            tracing::info!(
+                dir = %spool.dir.display(),
+                waiting = sink.spool().usage().files,
+                max_age = %duration::humane(spool.max_age),
+                "spool mode"
+            );
+            std::sync::Arc::new(sink)
+        }
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error("HTTP server: {0}")]
-    Http(std::io::Error),
+    Tls(#[from] server::tls::TlsError),
+    #[error("HTTP server failed")]
+    Http(#[source] std::io::Error),
 }
 
-/// Runs MailLaser until `shutdown` fires and the sessions have drained (and
-/// the sink's background work, if any, has stopped).
-/// `observability` carries the instruments (build the sink with the same
-/// [`telemetry::Metrics`]).
+/// [`MailLaser::new`] and [`MailLaser::run`] in one call.
 ///
 /// # Errors
-/// A TLS set-up failure at start, or the HTTP server failing.
+/// As those two.
 pub async fn run(
     listeners: Listeners,
     config: Config,
@@ -54,25 +153,8 @@ pub async fn run(
     observability: Observability,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let acceptor = tls::acceptor(&config.smtp.tls)?;
-    let metrics = observability.metrics().clone();
-    let readiness = Readiness::new(sink.clone());
-    let background = sink.background(shutdown.clone());
-    let service = stack::build(config.stack, sink, metrics.clone());
-    let server = Server::new(
-        listeners.smtp,
-        &config.smtp,
-        Some(acceptor),
-        service,
-        metrics,
-    );
-    let router = http::router(readiness.clone(), observability);
-    let http = http::serve(listeners.http, router, shutdown.clone());
-    let background = async {
-        if let Some(background) = background {
-            background.await;
-        }
-    };
-    let ((), http, ()) = tokio::join!(server.run(readiness, shutdown.clone()), http, background);
-    http.map_err(RunError::Http)
+    MailLaser::new(config, sink, observability)?
+        .run(listeners, shutdown)
+        .await
+        .map_err(RunError::Http)
 }

@@ -1,21 +1,35 @@
 //! The `mail-laser` binary: configuration, telemetry, listeners, signals.
+//!
+//! Every start-up failure prints one line naming the setting concerned and
+//! exits with status 2; `MailLaser listening` is logged only once nothing
+//! else can fail (`docs/configuration.md`).
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context as _;
-use mail_laser::config::{Config, ConfigError, Delivery, SinkTarget};
-use mail_laser::sink::{SharedSink, StdoutSink};
-use mail_laser::spool::{OpenError, SpoolSink};
-use mail_laser::telemetry::{self, Observability, TelemetryConfig};
-use mail_laser::webhook::WebhookSink;
-use mail_laser::{Listeners, RunError};
+use mail_laser::config::{Config, ConfigError, SinkConfig};
+use mail_laser::telemetry::{self, ErrorChain, Observability, TelemetryConfig};
+use mail_laser::{Listeners, MailLaser};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Exit status for a configuration error (SPEC §1).
-const CONFIG_ERROR: u8 = 2;
+/// Exit status for any failure at start (`docs/configuration.md`).
+const START_FAILED: u8 = 2;
+/// Exit status when a running server fails.
+const RUN_FAILED: u8 = 1;
+
+/// Why the process stops with an error, as one line.
+enum Failure {
+    Start(String),
+    Run(String),
+}
+
+impl Failure {
+    fn start(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Start(ErrorChain(error).to_string())
+    }
+}
 
 fn main() -> ExitCode {
     let config = match Config::load() {
@@ -24,53 +38,31 @@ fn main() -> ExitCode {
             let _ = info.print();
             return ExitCode::SUCCESS;
         }
-        Err(error) => {
-            eprintln!("mail-laser: {error}");
-            return ExitCode::from(CONFIG_ERROR);
-        }
+        // The message is one line already; clap's source would add lines.
+        Err(error) => return exit(&Failure::Start(error.to_string())),
     };
     let telemetry = match TelemetryConfig::from_lookup(|name| std::env::var(name).ok()) {
         Ok(telemetry) => telemetry,
-        Err(error) => {
-            eprintln!("mail-laser: {error}");
-            return ExitCode::from(CONFIG_ERROR);
-        }
+        Err(error) => return exit(&Failure::start(&error)),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("mail-laser: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+            return exit(&Failure::Start(format!(
+                "cannot start the runtime: {}",
+                ErrorChain(&error)
+            )));
         }
     };
     runtime.block_on(async {
         // Logs go to stderr: stdout is reserved for payloads when the sink is `-`.
         let tracing = match telemetry::init_tracing(&telemetry, std::io::stderr().is_terminal()) {
             Ok(tracing) => tracing,
-            Err(error) => {
-                eprintln!("mail-laser: {error}");
-                return ExitCode::from(CONFIG_ERROR);
-            }
+            Err(error) => return exit(&Failure::start(&error)),
         };
         let status = match run(config, &telemetry).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error:#}");
-                eprintln!("mail-laser: {error:#}");
-                // A certificate or spool folder that cannot be used is a
-                // configuration error, found once the files are opened.
-                if error
-                    .downcast_ref::<RunError>()
-                    .is_some_and(|e| matches!(e, RunError::Tls(_)))
-                    || error
-                        .downcast_ref::<OpenError>()
-                        .is_some_and(|e| matches!(e, OpenError::Spool(_)))
-                {
-                    ExitCode::from(CONFIG_ERROR)
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
+            Err(failure) => exit(&failure),
         };
         // Flushing waits on the exporter tasks: keep it off the workers.
         let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
@@ -78,73 +70,101 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run(config: Config, telemetry: &TelemetryConfig) -> anyhow::Result<()> {
-    let observability = Observability::new(telemetry)?;
-    let sink: SharedSink = match (&config.sink, &config.delivery) {
-        (SinkTarget::Stdout, _) => Arc::new(StdoutSink::new()),
-        (SinkTarget::Webhook(webhook), Delivery::Sync) => Arc::new(
-            WebhookSink::new(webhook, observability.metrics())
-                .context("cannot set up the webhook client")?,
-        ),
-        (SinkTarget::Webhook(webhook), Delivery::Spool(spool)) => {
-            let sink = SpoolSink::open(webhook, spool, observability.metrics())?;
-            let usage = sink.spool().usage();
-            tracing::info!(
-                dir = %spool.dir.display(),
-                waiting = usage.files,
-                max_age = %mail_laser::config::duration::humane(spool.max_age),
-                "spool mode"
-            );
-            Arc::new(sink)
-        }
+fn exit(failure: &Failure) -> ExitCode {
+    let (line, status) = match failure {
+        Failure::Start(line) => (line, START_FAILED),
+        Failure::Run(line) => (line, RUN_FAILED),
     };
-    let smtp = TcpListener::bind(config.smtp.bind)
-        .await
-        .with_context(|| format!("cannot listen for SMTP on {}", config.smtp.bind))?;
-    let http = TcpListener::bind(config.http_bind)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http_bind))?;
+    eprintln!("mail-laser: {line}");
+    ExitCode::from(status)
+}
+
+async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure> {
+    let observability = Observability::new(telemetry).map_err(|e| Failure::start(&e))?;
+    let sink = mail_laser::open_sink(&config.sink, observability.metrics())
+        .map_err(|e| Failure::start(&e))?;
+    let sink_name = sink_name(&config.sink);
+    let (smtp_bind, http_bind) = (config.server.bind, config.http_bind);
+    let app =
+        MailLaser::new(config, sink, observability.clone()).map_err(|e| Failure::start(&e))?;
+    let smtp = bind(
+        smtp_bind,
+        "MAIL_LASER_BIND_ADDRESS",
+        "MAIL_LASER_PORT",
+        "SMTP",
+    )
+    .await?;
+    let http = bind(
+        http_bind,
+        "MAIL_LASER_HEALTH_BIND_ADDRESS",
+        "MAIL_LASER_HEALTH_PORT",
+        "HTTP",
+    )
+    .await?;
+    // The bound addresses: port 0 becomes the port the system chose.
+    let local = |listener: &TcpListener, configured| listener.local_addr().unwrap_or(configured);
     tracing::info!(
-        smtp = %smtp.local_addr()?,
-        http = %http.local_addr()?,
-        sink = %sink_name(&config.sink),
+        smtp = %local(&smtp, smtp_bind),
+        http = %local(&http, http_bind),
+        sink = %sink_name,
         otlp = telemetry.endpoint.as_deref().unwrap_or("<not set>"),
         "MailLaser listening"
     );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let result = mail_laser::run(
-        Listeners { smtp, http },
-        config,
-        sink,
-        observability.clone(),
-        shutdown,
-    )
-    .await;
+    let result = app.run(Listeners { smtp, http }, shutdown).await;
     let _ = tokio::task::spawn_blocking(move || observability.shutdown()).await;
-    result?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// For the start-up log: where payloads go, without secrets.
-fn sink_name(sink: &SinkTarget) -> String {
-    match sink {
-        SinkTarget::Stdout => "stdout".to_owned(),
-        SinkTarget::Webhook(webhook) => format!(
-            "{} (signing {})",
-            mail_laser::webhook::redacted(&webhook.url),
-            if webhook.signing_secret.is_some() {
-                "<set>"
-            } else {
-                "<not set>"
-            }
-        ),
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Err(error) => Err(Failure::Run(format!(
+            "HTTP server failed: {}",
+            ErrorChain(&error)
+        ))),
     }
 }
 
-/// SIGTERM or SIGINT starts a graceful shutdown (SPEC §2).
+/// Binds a listener; a failure names the setting to change: the port when
+/// it is taken or privileged, the address otherwise.
+async fn bind(
+    address: SocketAddr,
+    address_variable: &str,
+    port_variable: &str,
+    what: &str,
+) -> Result<TcpListener, Failure> {
+    TcpListener::bind(address).await.map_err(|error| {
+        let variable = match error.kind() {
+            std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied => port_variable,
+            _ => address_variable,
+        };
+        Failure::Start(format!(
+            "{variable}: cannot listen for {what} on {address}: {error}"
+        ))
+    })
+}
+
+/// For the start-up log: where payloads go, without secrets.
+fn sink_name(sink: &SinkConfig) -> String {
+    let (webhook, mode) = match sink {
+        SinkConfig::Stdout => return "stdout".to_owned(),
+        SinkConfig::Webhook(webhook) => (webhook, "sync"),
+        SinkConfig::Spool { webhook, .. } => (webhook, "spool"),
+    };
+    format!(
+        "{} ({mode}, signing {})",
+        mail_laser::webhook::redacted(&webhook.url),
+        if webhook.signing_secret.is_some() {
+            "<set>"
+        } else {
+            "<not set>"
+        }
+    )
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown (`docs/smtp.md`).
 async fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {

@@ -11,34 +11,36 @@ use tokio_util::sync::CancellationToken;
 use crate::mail::Payload;
 
 /// One payload for one recipient, with the raw message it came from (the
-/// webhook derives its idempotency key from it when there is no Message-ID).
+/// webhook derives its idempotency key from it).
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct RecipientPayload {
     pub payload: Payload,
     pub raw: Bytes,
 }
 
-/// What became of one delivery; decides the end-of-data reply (SPEC §5).
+/// What became of one payload; the stack derives the end-of-data reply from
+/// the outcomes of all recipients (`docs/delivery.md`). Each sink logs the
+/// cause of a failure where it happens, with its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     /// The consumer has the payload: the only outcome that allows `250`.
     Delivered,
     /// The consumer refused this message for good (`554`), with its reason.
     Rejected { reason: Option<String> },
     /// Not delivered now; the sender must retry (`451`).
-    Deferred { reason: String },
-    /// Not delivered yet, but durably spooled: the background deliverer
+    Deferred,
+    /// Not delivered yet, but durably spooled: the background worker
     /// owns it now (`250`, `spool` mode).
     Spooled,
     /// Not delivered, and the spool is full or unwritable: the sender must
     /// keep the message and retry (`452 4.3.1`).
-    SpoolUnavailable { reason: String },
+    SpoolUnavailable,
 }
 
 /// A destination for payloads. Implementations must resolve only once the
 /// payload is safely delivered (or durably stored), never before.
 pub trait Sink: Send + Sync + 'static {
-    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome>;
+    fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome>;
 
     /// Whether deliveries can be expected to succeed now (`/ready`).
     fn is_ready(&self) -> bool {
@@ -46,7 +48,7 @@ pub trait Sink: Send + Sync + 'static {
     }
 
     /// Work the sink does besides answering deliveries (the spool's
-    /// background deliverer), run by [`crate::run`] next to the listeners
+    /// background worker), run by [`crate::run`] next to the listeners
     /// until `shutdown`. Handed out once; `None` when there is none.
     fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
         let _ = shutdown;
@@ -77,10 +79,10 @@ impl Default for StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
+    fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
         let out = self.out.clone();
         Box::pin(async move {
-            let mut line = delivery.payload.to_json();
+            let mut line = item.payload.to_json();
             line.push(b'\n');
             // One lock per line keeps concurrent payloads from interleaving.
             let mut out = out.lock().await;
@@ -89,10 +91,11 @@ impl Sink for StdoutSink {
                 out.flush().await
             };
             match written.await {
-                Ok(()) => Outcome::Delivered,
-                Err(error) => Outcome::Deferred {
-                    reason: error.to_string(),
-                },
+                Ok(()) => DeliveryOutcome::Delivered,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot write the payload to stdout");
+                    DeliveryOutcome::Deferred
+                }
             }
         })
     }

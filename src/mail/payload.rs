@@ -29,24 +29,10 @@ pub struct Payload {
 }
 
 impl Payload {
-    /// Payload for one recipient of a parsed message. Clones the message
-    /// fields; with a single recipient prefer [`Payload::from_parsed`].
-    pub fn new(mail: &ParsedMail, sender: &str, recipient: &str) -> Self {
-        Self {
-            sender: sender.to_owned(),
-            recipient: recipient.to_owned(),
-            subject: mail.subject.clone(),
-            body: mail.body.clone(),
-            sender_name: mail.sender_name.clone(),
-            html_body: mail.html_body.clone(),
-            headers: Headers::from_pairs(mail.headers.iter().cloned()),
-            message_id: mail.message_id.clone(),
-        }
-    }
-
-    /// Like [`Payload::new`] but takes the message by value, so the (possibly
-    /// large) bodies are moved instead of copied.
-    pub fn from_parsed(mail: ParsedMail, sender: &str, recipient: &str) -> Self {
+    /// Payload for one recipient of a parsed message. Takes the message by
+    /// value so the (possibly large) bodies are moved, not copied: clone it
+    /// for all recipients but the last.
+    pub fn new(mail: ParsedMail, sender: &str, recipient: &str) -> Self {
         Self {
             sender: sender.to_owned(),
             recipient: recipient.to_owned(),
@@ -146,7 +132,7 @@ mod tests {
     #[test]
     fn minimal_payload_omits_optional_fields() {
         let mail = parse(b"\r\nhello\r\n", &[]);
-        let payload = Payload::new(&mail, "", "Ops@Example.com");
+        let payload = Payload::new(mail, "", "Ops@Example.com");
         let json = payload.to_json();
         let mut found = keys(&json);
         found.sort();
@@ -174,8 +160,7 @@ mod tests {
             "--b--\r\n",
         );
         let mail = parse(raw.as_bytes(), &["X-Custom-".to_owned()]);
-        let payload = Payload::from_parsed(mail.clone(), "j@x.example", "to@y.example");
-        assert_eq!(payload, Payload::new(&mail, "j@x.example", "to@y.example"));
+        let payload = Payload::new(mail, "j@x.example", "to@y.example");
         let text = String::from_utf8(payload.to_json()).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
@@ -221,7 +206,7 @@ mod tests {
         let mail = parse(raw.as_bytes(), &["x-app".to_owned()]);
         // The parse keeps every occurrence; the payload keeps the first.
         assert_eq!(mail.headers.len(), 4);
-        let payload = Payload::new(&mail, "a@b", "c@d");
+        let payload = Payload::new(mail, "a@b", "c@d");
         assert_eq!(payload.headers.len(), 2);
         assert_eq!(payload.headers.get("X-APP-ID"), Some("first"));
         assert_eq!(
@@ -238,7 +223,7 @@ mod tests {
     #[test]
     fn empty_headers_are_omitted() {
         let mail = parse(b"X-Custom-A: 1\r\n\r\nbody", &[]);
-        let payload = Payload::new(&mail, "a@b", "c@d");
+        let payload = Payload::new(mail, "a@b", "c@d");
         assert!(payload.headers.is_empty());
         assert!(!keys(&payload.to_json()).contains(&"headers".to_owned()));
     }

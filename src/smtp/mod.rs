@@ -1,10 +1,13 @@
-//! The SMTP side: bytes → frames (codec) → dialogue (session) → connection
-//! and accept loop.
+//! The SMTP protocol, pure: bytes → frames ([`codec`]), command lines →
+//! [`command::Command`]s, the dialogue as a state machine ([`session`]), the
+//! replies ([`reply`]) and what a session asks the Tower stack
+//! ([`request`]). No I/O and nothing above it in the crate: the server drives
+//! it, the stack answers it.
 
 pub mod codec;
 pub mod command;
-pub mod connection;
 pub mod reply;
-pub mod server;
+pub mod request;
 pub mod session;
-mod transport;
+
+pub use request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse};

@@ -33,7 +33,7 @@ const fn reply(code: u16, enhanced: Option<Enhanced>, text: &'static str) -> Rep
     }
 }
 
-const fn e(class: u8, subject: u16, detail: u16) -> Option<Enhanced> {
+const fn enhanced(class: u8, subject: u16, detail: u16) -> Option<Enhanced> {
     Some(Enhanced(class, subject, detail))
 }
 
@@ -68,81 +68,89 @@ impl Reply {
         reply(250, None, "MailLaser")
     }
     pub const fn ok() -> Self {
-        reply(250, e(2, 0, 0), "OK")
+        reply(250, enhanced(2, 0, 0), "OK")
     }
     pub const fn sender_ok() -> Self {
-        reply(250, e(2, 1, 0), "OK")
+        reply(250, enhanced(2, 1, 0), "OK")
     }
     pub const fn recipient_ok() -> Self {
-        reply(250, e(2, 1, 5), "OK")
+        reply(250, enhanced(2, 1, 5), "OK")
     }
     pub const fn message_accepted() -> Self {
-        reply(250, e(2, 0, 0), "OK: Message accepted for delivery")
+        reply(250, enhanced(2, 0, 0), "OK: Message accepted for delivery")
     }
     /// `250` in `spool` mode when the message is on disk but not yet at the
     /// webhook. Its own text tells the sender's logs (and the metrics, see
     /// `MessageOutcome::of`) that it was queued, not delivered.
     pub const fn message_queued() -> Self {
-        reply(250, e(2, 0, 0), "OK: Message queued for delivery")
+        reply(250, enhanced(2, 0, 0), "OK: Message queued for delivery")
     }
     pub const fn bye() -> Self {
-        reply(221, e(2, 0, 0), "Bye")
+        reply(221, enhanced(2, 0, 0), "Bye")
     }
     pub const fn help() -> Self {
         reply(
             214,
-            e(2, 0, 0),
+            enhanced(2, 0, 0),
             "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT STARTTLS",
         )
     }
     pub const fn cannot_vrfy() -> Self {
         reply(
             252,
-            e(2, 5, 2),
+            enhanced(2, 5, 2),
             "Cannot VRFY user, but will accept message and attempt delivery",
         )
     }
     /// The reply to a BDAT chunk that is not the last one (RFC 3030 §2).
     pub fn chunk_received(size: u64) -> Self {
-        Self::new(250, e(2, 0, 0), format!("{size} octets received"))
+        Self::new(250, enhanced(2, 0, 0), format!("{size} octets received"))
     }
     pub const fn start_data() -> Self {
         reply(354, None, "Start mail input; end with <CRLF>.<CRLF>")
     }
     pub const fn tls_go_ahead() -> Self {
-        reply(220, e(2, 0, 0), "Go ahead")
+        reply(220, enhanced(2, 0, 0), "Go ahead")
     }
 
     pub const fn shutting_down() -> Self {
-        reply(421, e(4, 3, 2), "Service shutting down")
+        reply(421, enhanced(4, 3, 2), "Service shutting down")
     }
     pub const fn idle_timeout() -> Self {
-        reply(421, e(4, 4, 2), "Idle timeout, closing connection")
+        reply(421, enhanced(4, 4, 2), "Idle timeout, closing connection")
     }
     pub const fn too_many_errors() -> Self {
-        reply(421, e(4, 4, 2), "Too many errors, closing connection")
+        reply(
+            421,
+            enhanced(4, 4, 2),
+            "Too many errors, closing connection",
+        )
     }
     pub const fn too_many_connections() -> Self {
-        reply(421, e(4, 7, 0), "Too many connections, try again later")
+        reply(
+            421,
+            enhanced(4, 7, 0),
+            "Too many connections, try again later",
+        )
     }
     pub const fn too_many_unknown_recipients() -> Self {
         reply(
             421,
-            e(4, 7, 0),
+            enhanced(4, 7, 0),
             "Too many unknown recipients, closing connection",
         )
     }
     pub const fn delivery_deferred() -> Self {
         reply(
             451,
-            e(4, 3, 0),
+            enhanced(4, 3, 0),
             "Temporary delivery failure, try again later",
         )
     }
     pub const fn local_error() -> Self {
         reply(
             451,
-            e(4, 3, 0),
+            enhanced(4, 3, 0),
             "Local error in processing, try again later",
         )
     }
@@ -150,74 +158,80 @@ impl Reply {
     pub const fn spool_unavailable() -> Self {
         reply(
             452,
-            e(4, 3, 1),
+            enhanced(4, 3, 1),
             "Insufficient system storage, try again later",
         )
     }
     pub const fn too_many_recipients() -> Self {
-        reply(452, e(4, 5, 3), "Too many recipients")
+        reply(452, enhanced(4, 5, 3), "Too many recipients")
     }
     pub const fn tls_unavailable() -> Self {
-        reply(454, e(4, 7, 0), "TLS not available")
+        reply(454, enhanced(4, 7, 0), "TLS not available")
     }
 
     pub const fn unknown_command() -> Self {
-        reply(500, e(5, 5, 2), "Command not recognized")
+        reply(500, enhanced(5, 5, 2), "Command not recognized")
     }
     pub const fn line_too_long() -> Self {
-        reply(500, e(5, 5, 6), "Line too long")
+        reply(500, enhanced(5, 5, 6), "Line too long")
     }
     pub fn syntax_error(expected: &str) -> Self {
         Self::new(
             501,
-            e(5, 5, 2),
+            enhanced(5, 5, 2),
             format!("Syntax error, expected {expected}"),
         )
     }
     pub const fn invalid_address() -> Self {
-        reply(501, e(5, 1, 3), "Bad address syntax")
+        reply(501, enhanced(5, 1, 3), "Bad address syntax")
     }
     pub const fn not_implemented() -> Self {
-        reply(502, e(5, 5, 1), "Command not implemented")
+        reply(502, enhanced(5, 5, 1), "Command not implemented")
     }
     pub const fn bad_sequence() -> Self {
-        reply(503, e(5, 5, 1), "Bad sequence of commands")
+        reply(503, enhanced(5, 5, 1), "Bad sequence of commands")
     }
     pub const fn data_after_bdat() -> Self {
-        reply(503, e(5, 5, 1), "DATA not allowed after BDAT")
+        reply(503, enhanced(5, 5, 1), "DATA not allowed after BDAT")
     }
     pub const fn nested_mail() -> Self {
-        reply(503, e(5, 5, 1), "Sender already specified")
+        reply(503, enhanced(5, 5, 1), "Sender already specified")
     }
     pub const fn need_mail() -> Self {
-        reply(503, e(5, 5, 1), "Need MAIL before RCPT")
+        reply(503, enhanced(5, 5, 1), "Need MAIL before RCPT")
     }
     pub const fn need_ehlo() -> Self {
-        reply(503, e(5, 5, 1), "Send EHLO or HELO first")
+        reply(503, enhanced(5, 5, 1), "Send EHLO or HELO first")
     }
     pub const fn tls_already_active() -> Self {
-        reply(503, e(5, 5, 1), "STARTTLS already active")
+        reply(503, enhanced(5, 5, 1), "STARTTLS already active")
     }
     pub const fn tls_required() -> Self {
-        reply(530, e(5, 7, 0), "Must issue a STARTTLS command first")
+        reply(
+            530,
+            enhanced(5, 7, 0),
+            "Must issue a STARTTLS command first",
+        )
     }
     pub const fn no_such_user() -> Self {
-        reply(550, e(5, 1, 1), "No such user here")
+        reply(550, enhanced(5, 1, 1), "No such user here")
     }
     pub const fn message_too_large() -> Self {
-        reply(552, e(5, 3, 4), "Message size exceeds limit")
+        reply(552, enhanced(5, 3, 4), "Message size exceeds limit")
     }
     pub fn rejected(reason: Option<&str>) -> Self {
         match reason {
-            Some(reason) if !reason.is_empty() => Self::new(554, e(5, 6, 0), reason.to_owned()),
-            _ => reply(554, e(5, 6, 0), "Message rejected by webhook"),
+            Some(reason) if !reason.is_empty() => {
+                Self::new(554, enhanced(5, 6, 0), reason.to_owned())
+            }
+            _ => reply(554, enhanced(5, 6, 0), "Message rejected by webhook"),
         }
     }
     pub fn invalid_parameter(param: &str) -> Self {
-        Self::new(501, e(5, 5, 4), format!("Invalid value for {param}"))
+        Self::new(501, enhanced(5, 5, 4), format!("Invalid value for {param}"))
     }
     pub const fn unsupported_parameter() -> Self {
-        reply(555, e(5, 5, 4), "Unsupported MAIL or RCPT parameter")
+        reply(555, enhanced(5, 5, 4), "Unsupported MAIL or RCPT parameter")
     }
 
     /// A `421` (or `221`) reply ends the session after it is written.

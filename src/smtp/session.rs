@@ -4,7 +4,8 @@
 //! [`Action`]: a reply to write, a request for the Tower stack, or a change of
 //! mode (DATA, a BDAT chunk, STARTTLS). It owns the dialogue's sequencing and nothing else:
 //! no I/O, no business decisions (which recipients exist, what delivery
-//! means), so every transition of SPEC §2 is a unit test without a socket.
+//! means), so every transition of the dialogue (`docs/smtp.md`) is a unit
+//! test without a socket.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::codec::Frame;
 use super::command::{Command, CommandError, MailParams};
 use super::reply::Reply;
-use crate::stack::{Envelope, RequestKind, SessionInfo};
+use super::request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpResponse};
 
 /// RFC 5321 §4.5.3.1.8 requires at least 100; more is a `452`.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -40,7 +41,7 @@ pub struct SessionConfig {
 pub enum Action {
     /// Write this reply; close afterwards if [`Reply::closes_connection`].
     Reply(Reply),
-    /// Ask the Tower stack; hand its reply to [`Session::on_response`].
+    /// Ask the Tower stack; hand its response to [`Session::on_response`].
     Call(RequestKind),
     /// Write this `354` and switch the codec to data mode.
     StartData(Reply),
@@ -105,9 +106,9 @@ enum ChunkFate {
     Refuse,
 }
 
-/// Which stack request is in flight, so its reply can update the state.
+/// Which stack request is in flight, so its response can update the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Pending {
+enum AwaitedResponse {
     Mail { sender: String, params: MailParams },
     Rcpt { recipient: String },
     Message,
@@ -119,7 +120,7 @@ pub struct Session {
     config: Arc<SessionConfig>,
     peer: SocketAddr,
     state: State,
-    pending: Option<Pending>,
+    awaiting: Option<AwaitedResponse>,
     /// Set between `BDAT` and the end of its chunk.
     chunk: Option<PendingChunk>,
     helo: Option<String>,
@@ -127,7 +128,6 @@ pub struct Session {
     esmtp: bool,
     tls: bool,
     errors: u32,
-    unknown_recipients: u32,
 }
 
 impl Session {
@@ -136,13 +136,12 @@ impl Session {
             config,
             peer,
             state: State::Fresh,
-            pending: None,
+            awaiting: None,
             chunk: None,
             helo: None,
             esmtp: false,
             tls: false,
             errors: 0,
-            unknown_recipients: 0,
         }
     }
 
@@ -170,7 +169,6 @@ impl Session {
             peer: self.peer,
             helo: self.helo.clone().unwrap_or_default(),
             tls: self.tls,
-            unknown_recipients: self.unknown_recipients,
         }
     }
 
@@ -194,29 +192,25 @@ impl Session {
         }
     }
 
-    /// Folds the stack's reply to the request of the last [`Action::Call`]
-    /// into the state and returns the reply to write.
-    pub fn on_response(&mut self, reply: Reply) -> Reply {
-        let accepted = reply.code / 100 == 2;
-        match (self.pending.take(), &mut self.state) {
-            (Some(Pending::Mail { sender, params }), State::Idle) if accepted => {
+    /// Folds the stack's response to the request of the last
+    /// [`Action::Call`] into the state and returns the reply to write.
+    pub fn on_response(&mut self, response: SmtpResponse) -> Reply {
+        let accepted = response.outcome == Outcome::Accepted;
+        match (self.awaiting.take(), &mut self.state) {
+            (Some(AwaitedResponse::Mail { sender, params }), State::Idle) if accepted => {
                 self.state = State::Mail(Transaction {
                     sender,
                     params,
                     recipients: Vec::new(),
                 });
             }
-            (Some(Pending::Rcpt { recipient }), State::Mail(transaction)) => {
-                if accepted {
-                    transaction.recipients.push(recipient);
-                } else if reply.code == 550 {
-                    self.unknown_recipients += 1;
-                }
+            (Some(AwaitedResponse::Rcpt { recipient }), State::Mail(transaction)) if accepted => {
+                transaction.recipients.push(recipient);
             }
-            (Some(Pending::Message), _) => self.reset_transaction(),
+            (Some(AwaitedResponse::Message), _) => self.reset_transaction(),
             _ => {}
         }
-        self.count_errors(reply)
+        self.count_errors(response.reply)
     }
 
     /// After the TLS handshake: RFC 3207 §4.2, the client starts over.
@@ -302,7 +296,7 @@ impl Session {
                 Reply::message_too_large()
             }
             State::Idle => {
-                self.pending = Some(Pending::Mail {
+                self.awaiting = Some(AwaitedResponse::Mail {
                     sender: sender.clone(),
                     params: params.clone(),
                 });
@@ -330,7 +324,7 @@ impl Session {
         if transaction.recipients.len() >= MAX_RECIPIENTS {
             return Action::Reply(Reply::too_many_recipients());
         }
-        self.pending = Some(Pending::Rcpt {
+        self.awaiting = Some(AwaitedResponse::Rcpt {
             recipient: recipient.clone(),
         });
         Action::Call(RequestKind::Rcpt { recipient })
@@ -425,7 +419,7 @@ impl Session {
             return Action::Reply(Reply::message_too_large());
         }
         let transaction = chunking.transaction;
-        self.pending = Some(Pending::Message);
+        self.awaiting = Some(AwaitedResponse::Message);
         Action::Call(RequestKind::Message(Envelope {
             sender: transaction.sender,
             recipients: transaction.recipients,
@@ -437,7 +431,7 @@ impl Session {
     fn on_message(&mut self, message: Bytes) -> Action {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Data(transaction) => {
-                self.pending = Some(Pending::Message);
+                self.awaiting = Some(AwaitedResponse::Message);
                 Action::Call(RequestKind::Message(Envelope {
                     sender: transaction.sender,
                     recipients: transaction.recipients,
@@ -488,7 +482,7 @@ impl Session {
     }
 }
 
-/// One place maps parse errors to replies (SPEC §2).
+/// One place maps parse errors to replies.
 fn command_error_reply(error: &CommandError) -> Reply {
     match error {
         CommandError::UnknownCommand => Reply::unknown_command(),
@@ -530,12 +524,19 @@ mod tests {
     fn reply(session: &mut Session, line: &str) -> Reply {
         match cmd(session, line) {
             Action::Reply(reply) | Action::StartData(reply) | Action::StartTls(reply) => reply,
-            Action::Call(RequestKind::Mail { .. }) => session.on_response(Reply::sender_ok()),
-            Action::Call(RequestKind::Rcpt { recipient }) if recipient.starts_with("unknown") => {
-                session.on_response(Reply::no_such_user())
+            Action::Call(RequestKind::Mail { .. }) => {
+                session.on_response(SmtpResponse::sender_accepted())
             }
-            Action::Call(RequestKind::Rcpt { .. }) => session.on_response(Reply::recipient_ok()),
-            Action::Call(RequestKind::Message(_)) => session.on_response(Reply::message_accepted()),
+            Action::Call(RequestKind::Rcpt { recipient }) if recipient.starts_with("unknown") => {
+                session.on_response(SmtpResponse::new(Outcome::Refused, Reply::no_such_user()))
+            }
+            Action::Call(RequestKind::Rcpt { .. }) => {
+                session.on_response(SmtpResponse::recipient_accepted())
+            }
+            Action::Call(RequestKind::Message(_)) => session.on_response(SmtpResponse::new(
+                Outcome::Delivered,
+                Reply::message_accepted(),
+            )),
             Action::ReadChunk { .. } => panic!("use `bdat` for BDAT"),
         }
     }
@@ -651,7 +652,10 @@ mod tests {
         assert_eq!(envelope.sender, "a@example.com");
         assert_eq!(envelope.recipients, vec!["b@example.com".to_string()]);
         assert_eq!(&envelope.message[..], b"Subject: x\r\n\r\nhi\r\n");
-        let done = s.on_response(Reply::message_accepted());
+        let done = s.on_response(SmtpResponse::new(
+            Outcome::Delivered,
+            Reply::message_accepted(),
+        ));
         assert_eq!(wire(&done), "250 2.0.0 OK: Message accepted for delivery");
         // The transaction is reset: another message may follow.
         assert_eq!(reply(&mut s, "RCPT TO:<b@example.com>").code, 503);
@@ -724,7 +728,6 @@ mod tests {
             wire(&reply(&mut s, "RCPT TO:<unknown@example.com>")),
             "550 5.1.1 No such user here"
         );
-        assert_eq!(s.info().unknown_recipients, 1);
         assert!(matches!(cmd(&mut s, "DATA"), Action::StartData(_)));
     }
 
@@ -882,7 +885,10 @@ mod tests {
         ready_for_data(&mut s);
         cmd(&mut s, "DATA");
         s.on_frame(Frame::Message(Bytes::from_static(b"\r\n")));
-        let reply_451 = s.on_response(Reply::delivery_deferred());
+        let reply_451 = s.on_response(SmtpResponse::new(
+            Outcome::Deferred,
+            Reply::delivery_deferred(),
+        ));
         assert_eq!(
             wire(&reply_451),
             "451 4.3.0 Temporary delivery failure, try again later"
@@ -909,7 +915,10 @@ mod tests {
         assert_eq!(envelope.recipients, ["b@example.com"]);
         assert!(!s.in_data());
         assert_eq!(
-            wire(&s.on_response(Reply::message_accepted())),
+            wire(&s.on_response(SmtpResponse::new(
+                Outcome::Delivered,
+                Reply::message_accepted()
+            ))),
             "250 2.0.0 OK: Message accepted for delivery"
         );
         // The transaction is over; another one may follow.
@@ -996,7 +1005,10 @@ mod tests {
         bdat_reply(&mut s, "BDAT 600", &[b'a'; 600]);
         let message = bdat_message(&mut s, "BDAT 400 LAST", &[b'b'; 400]);
         assert_eq!(message.message.len(), 1000);
-        s.on_response(Reply::message_accepted());
+        s.on_response(SmtpResponse::new(
+            Outcome::Delivered,
+            Reply::message_accepted(),
+        ));
 
         reply(&mut s, "MAIL FROM:<a@example.com>");
         reply(&mut s, "RCPT TO:<b@example.com>");
@@ -1047,7 +1059,14 @@ mod tests {
         let mut s = session();
         ready_for_data(&mut s);
         bdat_message(&mut s, "BDAT 1 LAST", b"x");
-        assert_eq!(s.on_response(Reply::delivery_deferred()).code, 451);
+        assert_eq!(
+            s.on_response(SmtpResponse::new(
+                Outcome::Deferred,
+                Reply::delivery_deferred()
+            ))
+            .code,
+            451
+        );
         assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
     }
 }

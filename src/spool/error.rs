@@ -12,19 +12,19 @@ pub enum SpoolError {
     #[error("spool is full ({files} files, {bytes} bytes)")]
     Full { files: u64, bytes: u64 },
     /// The disk said no (unwritable folder, no space, I/O error).
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         source: io::Error,
     },
     /// A file in the spool folder is not a spool file we can read.
-    #[error("{}: {source}", path.display())]
+    #[error("{} is not a spool file", path.display())]
     Format { path: PathBuf, source: FormatError },
     /// The blocking task doing the file work did not finish (runtime
     /// shutting down).
-    #[error("spool task did not finish: {0}")]
-    Task(String),
+    #[error("spool task did not finish")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl SpoolError {

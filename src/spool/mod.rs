@@ -1,22 +1,22 @@
-//! `spool` delivery (SPEC §5): the first webhook attempt still happens
+//! `spool` delivery (`docs/delivery.md`): the first webhook attempt still happens
 //! during DATA; when it fails temporarily (or the circuit breaker is open)
 //! the request is written durably and the sender gets `250` anyway, and a
-//! background [`Deliverer`] keeps trying for up to `MAIL_LASER_SPOOL_MAX_AGE`.
+//! background [`SpoolWorker`] keeps trying for up to `MAIL_LASER_SPOOL_MAX_AGE`.
 //!
 //! - [`file`]: the on-disk format of one entry (pure).
 //! - [`store`]: the folder — atomic writes with `fsync`, caps, dead letters.
 //! - [`schedule`]: which entry is tried next (pure).
-//! - [`deliverer`]: the background task.
+//! - [`worker`]: the background task.
 //!
-//! Both sides share one webhook stack built with no retries (the spool is
+//! Both sides share one [`WebhookSink`] built with no retries (the spool is
 //! the retry) and therefore one circuit breaker: while it is open, mail is
-//! spooled without a request and the deliverer backs off.
+//! spooled without a request and the worker backs off.
 
-mod deliverer;
 mod error;
 mod file;
 mod schedule;
 mod store;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,19 +25,15 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-pub use deliverer::Deliverer;
 pub use error::SpoolError;
 pub use file::{FormatError, Header, SpoolEntry, now_ms};
 pub use store::{DEAD_DIR, Spool, SpoolId, Usage};
+pub use worker::SpoolWorker;
 
-use crate::sink::{Delivery, Outcome, Sink};
-use crate::telemetry::Metrics;
-use crate::webhook::{
-    self, Backoff, Breaker, BreakerState, DeliveryError, WebhookConfig, WebhookRequest,
-    WebhookService,
-};
+use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};
+use crate::telemetry::{ErrorChain, Metrics};
+use crate::webhook::{self, Backoff, WebhookConfig, WebhookError, WebhookRequest, WebhookSink};
 
 /// When the spool counts as full: new mail gets `452 4.3.1` (the sender
 /// keeps it) instead of filling the disk. A disk that fills up first
@@ -100,9 +96,9 @@ impl SpoolConfig {
 /// Why `spool` mode cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot set up the webhook client: {0}")]
+    #[error("MAIL_LASER_WEBHOOK_URL: cannot set up the webhook client")]
     Client(#[from] reqwest::Error),
-    #[error("MAIL_LASER_SPOOL_DIR: {0}")]
+    #[error("MAIL_LASER_SPOOL_DIR")]
     Spool(#[from] SpoolError),
 }
 
@@ -110,12 +106,11 @@ pub enum OpenError {
 /// safely on disk.
 #[derive(Clone)]
 pub struct SpoolSink {
-    service: WebhookService,
-    breaker: Breaker,
+    webhook: WebhookSink,
     spool: Spool,
-    spooled: mpsc::UnboundedSender<deliverer::Spooled>,
+    spooled: mpsc::UnboundedSender<worker::Spooled>,
     /// Handed out once, by [`Sink::background`].
-    deliverer: Arc<Mutex<Option<Deliverer>>>,
+    worker: Arc<Mutex<Option<SpoolWorker>>>,
 }
 
 impl SpoolSink {
@@ -131,35 +126,33 @@ impl SpoolSink {
         metrics: &Metrics,
     ) -> Result<Self, OpenError> {
         let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
-        // One attempt per call: the deliverer's backoff replaces retries.
+        // One attempt per call: the worker's backoff replaces retries.
         let single = WebhookConfig {
             max_retries: 0,
             ..webhook.clone()
         };
-        let (service, breaker) = webhook::build(&single, metrics)?;
-        breaker.observe_state(metrics);
+        let webhook = WebhookSink::new(&single, metrics)?;
         spool.observe_depth(metrics);
         let (sender, receiver) = mpsc::unbounded_channel();
-        let deliverer = Deliverer::new(
+        let worker = SpoolWorker::new(
             spool.clone(),
-            service.clone(),
+            webhook.clone(),
             config.clone(),
             recovered,
             receiver,
             metrics.clone(),
         );
         Ok(Self {
-            service,
-            breaker,
+            webhook,
             spool,
             spooled: sender,
-            deliverer: Arc::new(Mutex::new(Some(deliverer))),
+            worker: Arc::new(Mutex::new(Some(worker))),
         })
     }
 
-    /// The circuit breaker shared by both sides.
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+    /// The webhook side, with the circuit breaker shared by both sides.
+    pub fn webhook(&self) -> &WebhookSink {
+        &self.webhook
     }
 
     pub fn spool(&self) -> &Spool {
@@ -168,54 +161,56 @@ impl SpoolSink {
 }
 
 impl Sink for SpoolSink {
-    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
-        let request = WebhookRequest::new(&delivery);
-        let (service, spool, spooled) = (
-            self.service.clone(),
+    fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
+        let request = WebhookRequest::new(&item);
+        let (webhook, spool, spooled) = (
+            self.webhook.clone(),
             self.spool.clone(),
             self.spooled.clone(),
         );
         Box::pin(async move {
             let key = request.idempotency_key().unwrap_or_default().to_owned();
             let body = request.body.clone();
-            let error = match service.oneshot(request).await {
-                Ok(()) => return Outcome::Delivered,
-                Err(DeliveryError::Rejected { reason, .. }) => return Outcome::Rejected { reason },
+            let error = match webhook::settle(webhook.post(request).await) {
+                Ok(outcome) => return outcome,
                 Err(error) => error,
             };
-            let requested = !matches!(error, DeliveryError::BreakerOpen);
+            let requested = !matches!(error, WebhookError::BreakerOpen);
             let mut entry = SpoolEntry::new(key, body, now_ms());
-            entry.failed(&error.to_string(), requested);
+            entry.failed(&ErrorChain(&error).to_string(), requested);
             let attempts = entry.header.attempts;
             match spool.blocking(move |spool| spool.store(&entry)).await {
                 Ok(id) => {
-                    tracing::info!(file = %id, %error, "webhook unavailable, message spooled");
-                    // A closed channel means the deliverer has stopped: the
+                    tracing::info!(file = %id, error = %ErrorChain(&error), "webhook unavailable, message spooled");
+                    // A closed channel means the worker has stopped: the
                     // file is picked up at the next start.
                     let _ = spooled.send((id, attempts));
-                    Outcome::Spooled
+                    DeliveryOutcome::Spooled
                 }
                 Err(spool_error) => {
-                    tracing::error!(%error, %spool_error, "webhook unavailable and cannot spool");
-                    Outcome::SpoolUnavailable {
-                        reason: spool_error.to_string(),
-                    }
+                    tracing::error!(
+                        error = %ErrorChain(&error),
+                        spool_error = %ErrorChain(&spool_error),
+                        "webhook unavailable and cannot spool"
+                    );
+                    DeliveryOutcome::SpoolUnavailable
                 }
             }
         })
     }
 
-    /// Ready while the breaker is closed (SPEC §6) and the spool has room.
+    /// Ready while the spool has room: an open breaker is what the spool is
+    /// for, so it does not take the instance out of a load balancer.
     fn is_ready(&self) -> bool {
-        self.breaker.state() == BreakerState::Closed && !self.spool.is_full()
+        !self.spool.is_full()
     }
 
     fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
-        let deliverer = self
-            .deliverer
+        let worker = self
+            .worker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()?;
-        Some(Box::pin(deliverer.run(shutdown)))
+        Some(Box::pin(worker.run(shutdown)))
     }
 }

@@ -1,5 +1,5 @@
 //! When each waiting entry is tried next. Plain data, no clock of its own:
-//! the deliverer passes `now`, tests pass made-up instants.
+//! the worker passes `now`, tests pass made-up instants.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,7 +1,7 @@
 //! The spool folder: durable writes, removal, dead letters, and the count of
 //! what is in it. Every state change is one `rename` or one `unlink`, so a
 //! crash at any point leaves each message either where it was or where it
-//! was going, never half-written under a name the deliverer reads.
+//! was going, never half-written under a name the worker reads.
 //!
 //! Layout of `MAIL_LASER_SPOOL_DIR`:
 //!
@@ -201,7 +201,7 @@ impl Spool {
         let spool = self.clone();
         tokio::task::spawn_blocking(move || work(&spool))
             .await
-            .map_err(|error| SpoolError::Task(error.to_string()))?
+            .map_err(SpoolError::Task)?
     }
 
     /// Writes a new entry durably: temporary file, `fsync`, `rename` into

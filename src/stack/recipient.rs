@@ -1,4 +1,5 @@
-//! Recipient validation: only configured targets are accepted.
+//! Recipient validation: only configured targets are accepted, and a
+//! session that keeps guessing addresses is closed.
 
 use std::collections::HashSet;
 use std::future::{Ready, ready};
@@ -8,13 +9,13 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
-use super::{RequestKind, SmtpRequest};
 use crate::smtp::reply::Reply;
+use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
 
 /// Which recipients exist, and how many unknown ones a session may try.
 #[derive(Debug, Clone)]
 pub struct RecipientPolicy {
-    /// Lower-cased addresses; matching is case-insensitive (SPEC §1).
+    /// Lower-cased addresses; matching is case-insensitive.
     targets: Arc<HashSet<String>>,
     /// After this many unknown recipients the session is closed; 0 = no cap.
     max_unknown: u32,
@@ -42,17 +43,20 @@ impl RecipientPolicy {
         self.targets.contains(&recipient.to_lowercase())
     }
 
-    /// The reply for an unknown recipient, given how many came before it.
-    fn refuse(&self, unknown_so_far: u32) -> Reply {
-        if self.max_unknown != 0 && unknown_so_far >= self.max_unknown {
+    /// The response to the `unknown`-th unknown recipient of a session
+    /// (1-based): `550` up to the cap, then `421`, which closes the session.
+    fn refuse(&self, unknown: u32) -> SmtpResponse {
+        let reply = if self.max_unknown != 0 && unknown > self.max_unknown {
             Reply::too_many_unknown_recipients()
         } else {
             Reply::no_such_user()
-        }
+        };
+        SmtpResponse::new(Outcome::Refused, reply)
     }
 }
 
-/// Answers `RCPT` for unknown recipients itself; passes everything else on.
+/// Answers `RCPT` for unknown recipients itself and counts them per
+/// session; passes everything else on.
 #[derive(Debug, Clone)]
 pub struct RecipientLayer {
     policy: RecipientPolicy,
@@ -71,25 +75,30 @@ impl<S> Layer<S> for RecipientLayer {
         Recipients {
             inner,
             policy: self.policy.clone(),
+            unknown: 0,
         }
     }
 }
 
 // === impl Recipients ===
 
+/// Each connection owns a clone of the stack (see
+/// [`SmtpService`](super::SmtpService)), so `unknown` counts one session.
 #[derive(Debug, Clone)]
 pub struct Recipients<S> {
     inner: S,
     policy: RecipientPolicy,
+    /// Unknown recipients this session has tried.
+    unknown: u32,
 }
 
 impl<S> Service<SmtpRequest> for Recipients<S>
 where
-    S: Service<SmtpRequest, Response = Reply>,
+    S: Service<SmtpRequest, Response = SmtpResponse>,
 {
-    type Response = Reply;
+    type Response = SmtpResponse;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Reply, S::Error>>, S::Future>;
+    type Future = Either<Ready<Result<SmtpResponse, S::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -99,10 +108,9 @@ where
         if let RequestKind::Rcpt { recipient } = &request.kind
             && !self.policy.accepts(recipient)
         {
-            tracing::debug!(%recipient, "unknown recipient");
-            return Either::Left(ready(Ok(self
-                .policy
-                .refuse(request.session.unknown_recipients))));
+            self.unknown = self.unknown.saturating_add(1);
+            tracing::info!(recipient = ?recipient, unknown = self.unknown, "unknown recipient refused");
+            return Either::Left(ready(Ok(self.policy.refuse(self.unknown))));
         }
         Either::Right(self.inner.call(request))
     }
@@ -111,17 +119,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::SessionInfo;
+    use crate::smtp::SessionInfo;
     use tower::ServiceExt;
     use tower::service_fn;
 
-    fn rcpt(recipient: &str, unknown_so_far: u32) -> SmtpRequest {
+    fn rcpt(recipient: &str) -> SmtpRequest {
         SmtpRequest {
             session: SessionInfo {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 helo: "c".into(),
                 tls: false,
-                unknown_recipients: unknown_so_far,
             },
             kind: RequestKind::Rcpt {
                 recipient: recipient.into(),
@@ -129,44 +136,72 @@ mod tests {
         }
     }
 
-    async fn answer(policy: RecipientPolicy, request: SmtpRequest) -> Reply {
-        let inner = service_fn(|_| async { Ok::<_, tower::BoxError>(Reply::recipient_ok()) });
-        RecipientLayer::new(policy)
-            .layer(inner)
-            .oneshot(request)
+    type Session = Recipients<
+        tower::util::ServiceFn<fn(SmtpRequest) -> Ready<Result<SmtpResponse, tower::BoxError>>>,
+    >;
+
+    fn session(policy: RecipientPolicy) -> Session {
+        let inner: fn(SmtpRequest) -> Ready<Result<SmtpResponse, tower::BoxError>> =
+            |_| ready(Ok(SmtpResponse::recipient_accepted()));
+        RecipientLayer::new(policy).layer(service_fn(inner))
+    }
+
+    async fn answer(session: &mut Session, recipient: &str) -> SmtpResponse {
+        session
+            .ready()
+            .await
+            .unwrap()
+            .call(rcpt(recipient))
             .await
             .unwrap()
     }
 
     #[tokio::test]
     async fn matches_case_insensitively_and_trims_configuration() {
-        let policy = RecipientPolicy::new([" Alerts@Example.com "], 3);
+        let mut session = session(RecipientPolicy::new([" Alerts@Example.com "], 3));
         assert_eq!(
-            answer(policy.clone(), rcpt("alerts@example.COM", 0))
-                .await
-                .code,
-            250
+            answer(&mut session, "alerts@example.COM").await,
+            SmtpResponse::recipient_accepted()
         );
+        let refused = answer(&mut session, "other@example.com").await;
+        assert_eq!(refused.outcome, Outcome::Refused);
+        assert_eq!(refused.reply, Reply::no_such_user());
+    }
+
+    #[tokio::test]
+    async fn unknown_recipient_cap_counts_per_session() {
+        let prototype = session(RecipientPolicy::new(["a@example.com"], 3));
+        let mut first = prototype.clone();
+        for _ in 0..3 {
+            assert_eq!(
+                answer(&mut first, "x@example.com").await.reply,
+                Reply::no_such_user()
+            );
+        }
+        // A known recipient does not count.
         assert_eq!(
-            answer(policy, rcpt("other@example.com", 0)).await,
+            answer(&mut first, "a@example.com").await.outcome,
+            Outcome::Accepted
+        );
+        let closing = answer(&mut first, "x@example.com").await;
+        assert_eq!(closing.reply, Reply::too_many_unknown_recipients());
+        assert!(closing.reply.closes_connection());
+        // Another session starts from zero.
+        let mut second = prototype.clone();
+        assert_eq!(
+            answer(&mut second, "x@example.com").await.reply,
             Reply::no_such_user()
         );
     }
 
     #[tokio::test]
-    async fn unknown_recipient_cap() {
-        let policy = RecipientPolicy::new(["a@example.com"], 3);
-        assert_eq!(
-            answer(policy.clone(), rcpt("x@example.com", 2)).await.code,
-            550
-        );
-        let closing = answer(policy, rcpt("x@example.com", 3)).await;
-        assert_eq!(closing, Reply::too_many_unknown_recipients());
-        assert!(closing.closes_connection());
-        let unlimited = RecipientPolicy::new(["a@example.com"], 0);
-        assert_eq!(
-            answer(unlimited, rcpt("x@example.com", 1000)).await.code,
-            550
-        );
+    async fn zero_means_no_cap() {
+        let mut unlimited = session(RecipientPolicy::new(["a@example.com"], 0));
+        for _ in 0..1000 {
+            assert_eq!(
+                answer(&mut unlimited, "x@example.com").await.reply,
+                Reply::no_such_user()
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! A span per stack request, with the reply code recorded when it completes,
-//! and the message metrics (outcome, size) counted in the same place.
+//! A span per stack request, with its outcome and reply code recorded when it
+//! completes, and the message metrics (outcome, size) counted in the same
+//! place.
 
 use std::task::{Context, Poll};
 
@@ -7,9 +8,8 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 use tracing::{Instrument, field};
 
-use super::{RequestKind, SmtpRequest};
-use crate::smtp::reply::Reply;
-use crate::telemetry::{MessageOutcome, Metrics};
+use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
+use crate::telemetry::Metrics;
 
 /// Wraps every request in a span (`smtp.transaction` for messages).
 #[derive(Debug, Clone)]
@@ -44,13 +44,13 @@ pub struct Trace<S> {
 
 impl<S> Service<SmtpRequest> for Trace<S>
 where
-    S: Service<SmtpRequest, Response = Reply>,
+    S: Service<SmtpRequest, Response = SmtpResponse>,
     S::Future: Send + 'static,
-    S::Error: std::fmt::Display + 'static,
+    S::Error: 'static,
 {
-    type Response = Reply;
+    type Response = SmtpResponse;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Reply, S::Error>>;
+    type Future = BoxFuture<'static, Result<SmtpResponse, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -86,23 +86,17 @@ where
         Box::pin(
             async move {
                 let result = future.await;
-                match &result {
-                    Ok(reply) => {
-                        let outcome = MessageOutcome::of(reply);
-                        recorded.record("smtp.reply_code", i64::from(reply.code));
-                        recorded.record("smtp.outcome", outcome.as_str());
-                        if let Some(size) = message_size {
-                            metrics.message(outcome, size);
-                        }
-                    }
-                    Err(error) => {
-                        recorded.record("smtp.outcome", "error");
-                        tracing::warn!(%error, "request failed");
-                        // The connection answers a stack error with 451.
-                        if let Some(size) = message_size {
-                            metrics.message(MessageOutcome::Deferred, size);
-                        }
-                    }
+                // An error is answered as a deferral by the layer above.
+                let (outcome, code) = match &result {
+                    Ok(response) => (response.outcome, Some(response.reply.code)),
+                    Err(_) => (Outcome::Deferred, None),
+                };
+                if let Some(code) = code {
+                    recorded.record("smtp.reply_code", i64::from(code));
+                }
+                recorded.record("smtp.outcome", outcome.as_str());
+                if let Some(size) = message_size {
+                    metrics.message(outcome.as_str(), size);
                 }
                 result
             }

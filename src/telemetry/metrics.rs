@@ -6,8 +6,6 @@
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
 
-use crate::smtp::reply::Reply;
-
 /// Message size buckets: 1 KiB … 64 MiB.
 const SIZE_BUCKETS: &[f64] = &[
     1024.0,
@@ -39,38 +37,6 @@ pub struct Metrics {
     breaker_transitions: Counter<u64>,
     refused: Counter<u64>,
     dead_letters: Counter<u64>,
-}
-
-/// How a transaction ended, as counted in `maillaser_messages_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageOutcome {
-    Delivered,
-    Rejected,
-    Deferred,
-    Spooled,
-}
-
-impl MessageOutcome {
-    /// The outcome a final reply stands for. A spooled message is answered
-    /// with its own reply ([`Reply::message_queued`]), which is how it is
-    /// told apart from a delivered one.
-    pub fn of(reply: &Reply) -> Self {
-        match reply.code / 100 {
-            2 if *reply == Reply::message_queued() => Self::Spooled,
-            2 => Self::Delivered,
-            4 => Self::Deferred,
-            _ => Self::Rejected,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Rejected => "rejected",
-            Self::Deferred => "deferred",
-            Self::Spooled => "spooled",
-        }
-    }
 }
 
 impl Metrics {
@@ -144,25 +110,27 @@ impl Metrics {
         self.sessions.add(1, &[KeyValue::new("tls", tls)]);
     }
 
-    pub fn command(&self, verb: &'static str, reply: &Reply) {
+    /// One SMTP command answered with a reply of `code`.
+    pub fn command(&self, verb: &'static str, code: u16) {
         self.commands.add(
             1,
             &[
                 KeyValue::new("verb", verb),
-                KeyValue::new("reply_class", reply_class(reply.code)),
+                KeyValue::new("reply_class", status_class(code)),
             ],
         );
     }
 
-    pub fn message(&self, outcome: MessageOutcome, size: usize) {
-        self.messages
-            .add(1, &[KeyValue::new("outcome", outcome.as_str())]);
+    /// One message ended with `outcome` (`delivered`, `spooled`,
+    /// `rejected`, `deferred`).
+    pub fn message(&self, outcome: &'static str, size: usize) {
+        self.messages.add(1, &[KeyValue::new("outcome", outcome)]);
         self.message_size.record(size as u64, &[]);
     }
 
     /// One webhook attempt; `status` is `None` for a timeout or transport error.
     pub fn webhook_attempt(&self, status: Option<u16>, seconds: f64) {
-        let class = status.map_or("error", reply_class);
+        let class = status.map_or("error", status_class);
         self.webhook_duration
             .record(seconds, &[KeyValue::new("status_class", class)]);
     }
@@ -186,7 +154,8 @@ impl Metrics {
     }
 }
 
-fn reply_class(code: u16) -> &'static str {
+/// `2xx`, `4xx`…: the class of an SMTP reply code or an HTTP status.
+fn status_class(code: u16) -> &'static str {
     match code / 100 {
         1 => "1xx",
         2 => "2xx",
@@ -201,16 +170,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_of_final_replies() {
-        let cases = [
-            (Reply::message_accepted(), MessageOutcome::Delivered),
-            (Reply::message_queued(), MessageOutcome::Spooled),
-            (Reply::delivery_deferred(), MessageOutcome::Deferred),
-            (Reply::spool_unavailable(), MessageOutcome::Deferred),
-            (Reply::rejected(Some("no")), MessageOutcome::Rejected),
-        ];
-        for (reply, outcome) in cases {
-            assert_eq!(MessageOutcome::of(&reply), outcome, "{reply}");
-        }
+    fn status_classes() {
+        let classes: Vec<_> = [101, 250, 354, 421, 554, 999]
+            .into_iter()
+            .map(status_class)
+            .collect();
+        assert_eq!(classes, ["1xx", "2xx", "3xx", "4xx", "5xx", "5xx"]);
     }
 }

@@ -28,7 +28,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-pub use metrics::{MessageOutcome, Metrics};
+pub use metrics::Metrics;
 
 /// The service name when `OTEL_SERVICE_NAME` is unset.
 pub const DEFAULT_SERVICE_NAME: &str = "mail-laser";
@@ -61,11 +61,11 @@ pub enum TelemetryError {
     Protocol(String),
     #[error("OTEL_METRIC_EXPORT_INTERVAL: invalid value '{0}': expected milliseconds")]
     Interval(String),
-    #[error("cannot build the OTLP exporter: {0}")]
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
-    #[error("cannot build the Prometheus exporter: {0}")]
+    #[error("cannot build the Prometheus exporter")]
     Prometheus(#[from] opentelemetry_sdk::error::OTelSdkError),
-    #[error("cannot install the tracing subscriber: {0}")]
+    #[error("cannot install the tracing subscriber")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),
 }
 
@@ -291,6 +291,23 @@ impl Observability {
     }
 }
 
+/// An error with its whole source chain, `outer: cause: root cause`, for
+/// logs: the outermost message alone rarely says what went wrong (a refused
+/// connection, a DNS failure, a TLS error).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,8 +366,8 @@ mod tests {
         let observability = Observability::new(&TelemetryConfig::disabled()).unwrap();
         let metrics = observability.metrics();
         metrics.session_opened();
-        metrics.command("MAIL", &crate::smtp::reply::Reply::sender_ok());
-        metrics.message(MessageOutcome::Delivered, 2048);
+        metrics.command("MAIL", 250);
+        metrics.message("delivered", 2048);
         metrics.webhook_attempt(Some(204), 0.003);
         metrics.webhook_retry();
         metrics.breaker_transition("open");

@@ -9,11 +9,11 @@ use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use tower::timeout::error::Elapsed;
 use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::classify::FailureKind;
 use super::{WebhookRequest, WebhookResponse};
 use crate::telemetry::Metrics;
 
@@ -110,7 +110,7 @@ where
                         metrics.webhook_attempt(Some(status), elapsed);
                     }
                     Err(error) => {
-                        recorded.record("error.type", error_type(error));
+                        recorded.record("error.type", FailureKind::of(error).as_str());
                         recorded.record("otel.status_code", "error");
                         metrics.webhook_attempt(None, elapsed);
                     }
@@ -119,17 +119,6 @@ where
             }
             .instrument(span),
         )
-    }
-}
-
-fn error_type(error: &tower::BoxError) -> &'static str {
-    if error.is::<Elapsed>() {
-        return "timeout";
-    }
-    match error.downcast_ref::<reqwest::Error>() {
-        Some(error) if error.is_connect() => "connect",
-        Some(error) if error.is_timeout() => "timeout",
-        _ => "transport",
     }
 }
 

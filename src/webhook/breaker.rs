@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::{DeliveryError, WebhookRequest};
+use super::{WebhookError, WebhookRequest};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,12 +203,12 @@ pub struct BreakerService<S> {
 
 impl<S> Service<WebhookRequest> for BreakerService<S>
 where
-    S: Service<WebhookRequest, Response = (), Error = DeliveryError>,
+    S: Service<WebhookRequest, Response = (), Error = WebhookError>,
     S::Future: Send + 'static,
 {
     type Response = ();
-    type Error = DeliveryError;
-    type Future = BoxFuture<'static, Result<(), DeliveryError>>;
+    type Error = WebhookError;
+    type Future = BoxFuture<'static, Result<(), WebhookError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -217,7 +217,7 @@ where
     fn call(&mut self, request: WebhookRequest) -> Self::Future {
         let admission = self.breaker.admit();
         if admission == Admission::Refuse {
-            return Box::pin(std::future::ready(Err(DeliveryError::BreakerOpen)));
+            return Box::pin(std::future::ready(Err(WebhookError::BreakerOpen)));
         }
         let future = self.inner.call(request);
         let guard = ProbeGuard {
@@ -278,12 +278,13 @@ mod tests {
     }
 
     /// Sends one delivery; `answer` is what the webhook says if asked.
-    /// Returns the result and whether the webhook was asked at all.
+    /// Returns the result (the error as its text) and whether the webhook
+    /// was asked at all.
     async fn deliver(
         service: &BreakerService<MockWebhook>,
         handle: &mut Handle,
-        answer: Result<(), DeliveryError>,
-    ) -> (Result<(), DeliveryError>, bool) {
+        answer: Result<(), WebhookError>,
+    ) -> (Result<(), String>, bool) {
         let mut call = tokio::spawn(service.clone().oneshot(request()));
         tokio::select! {
             next = handle.next_request() => {
@@ -292,9 +293,9 @@ mod tests {
                     Ok(()) => respond.send_response(()),
                     Err(error) => respond.send_error(error),
                 }
-                (call.await.unwrap(), true)
+                (call.await.unwrap().map_err(|e| e.to_string()), true)
             }
-            result = &mut call => (result.unwrap(), false),
+            result = &mut call => (result.unwrap().map_err(|e| e.to_string()), false),
         }
     }
 
@@ -302,22 +303,22 @@ mod tests {
     async fn opens_after_threshold_then_one_probe_closes_it() {
         let (service, mut handle, breaker) = service(3);
         for _ in 0..2 {
-            let failed = deliver(&service, &mut handle, Err(DeliveryError::Status(500))).await;
-            assert_eq!(failed, (Err(DeliveryError::Status(500)), true));
+            let failed = deliver(&service, &mut handle, Err(WebhookError::Status(500))).await;
+            assert_eq!(failed, (Err(WebhookError::Status(500).to_string()), true));
             assert_eq!(breaker.state(), BreakerState::Closed);
         }
         // A success in between resets the count.
         assert_eq!(deliver(&service, &mut handle, Ok(())).await, (Ok(()), true));
         for _ in 0..3 {
-            let failed = deliver(&service, &mut handle, Err(DeliveryError::Timeout)).await;
-            assert_eq!(failed, (Err(DeliveryError::Timeout), true));
+            let failed = deliver(&service, &mut handle, Err(WebhookError::Timeout)).await;
+            assert_eq!(failed, (Err(WebhookError::Timeout.to_string()), true));
         }
         assert_eq!(breaker.state(), BreakerState::Open);
 
         // Open: refused without a request.
         assert_eq!(
             deliver(&service, &mut handle, Ok(())).await,
-            (Err(DeliveryError::BreakerOpen), false)
+            (Err(WebhookError::BreakerOpen.to_string()), false)
         );
 
         tokio::time::advance(Duration::from_secs(60)).await;
@@ -327,31 +328,31 @@ mod tests {
         let (_, respond) = handle.next_request().await.unwrap();
         assert_eq!(
             deliver(&service, &mut handle, Ok(())).await,
-            (Err(DeliveryError::BreakerOpen), false)
+            (Err(WebhookError::BreakerOpen.to_string()), false)
         );
         respond.send_response(());
-        assert_eq!(probe.await.unwrap(), Ok(()));
+        assert!(probe.await.unwrap().is_ok());
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
     async fn failed_probe_reopens_and_rejections_count_as_healthy() {
         let (service, mut handle, breaker) = service(1);
-        let failed = deliver(&service, &mut handle, Err(DeliveryError::Status(503))).await;
-        assert_eq!(failed, (Err(DeliveryError::Status(503)), true));
+        let failed = deliver(&service, &mut handle, Err(WebhookError::Status(503))).await;
+        assert_eq!(failed, (Err(WebhookError::Status(503).to_string()), true));
         assert_eq!(breaker.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(61)).await;
-        let probe = deliver(&service, &mut handle, Err(DeliveryError::Status(503))).await;
-        assert_eq!(probe, (Err(DeliveryError::Status(503)), true));
+        let probe = deliver(&service, &mut handle, Err(WebhookError::Status(503))).await;
+        assert_eq!(probe, (Err(WebhookError::Status(503).to_string()), true));
         assert_eq!(breaker.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(61)).await;
-        let rejected = Err(DeliveryError::Rejected {
+        let rejected = || WebhookError::Rejected {
             status: 422,
             reason: None,
-        });
+        };
         assert_eq!(
-            deliver(&service, &mut handle, rejected.clone()).await,
-            (rejected, true)
+            deliver(&service, &mut handle, Err(rejected())).await,
+            (Err(rejected().to_string()), true)
         );
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
@@ -359,8 +360,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_probe_lets_the_next_delivery_probe() {
         let (service, mut handle, breaker) = service(1);
-        let failed = deliver(&service, &mut handle, Err(DeliveryError::Status(500))).await;
-        assert_eq!(failed, (Err(DeliveryError::Status(500)), true));
+        let failed = deliver(&service, &mut handle, Err(WebhookError::Status(500))).await;
+        assert_eq!(failed, (Err(WebhookError::Status(500).to_string()), true));
         tokio::time::advance(Duration::from_secs(60)).await;
         let probe = tokio::spawn(service.clone().oneshot(request()));
         let _pending = handle.next_request().await.unwrap();

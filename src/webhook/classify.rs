@@ -1,5 +1,5 @@
-//! Response classification (SPEC §4): every response or error becomes
-//! delivered, rejected (permanent) or a temporary failure.
+//! Response classification (`docs/webhook.md`): every response or error
+//! becomes delivered, rejected (permanent) or a temporary failure.
 
 use std::task::{Context, Poll};
 
@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use tower::timeout::error::Elapsed;
 use tower::{Layer, Service};
 
-use super::{DeliveryError, WebhookRequest, WebhookResponse};
+use super::{WebhookError, WebhookRequest, WebhookResponse};
 
 /// The statuses by which a consumer refuses a message for good.
 pub(super) fn is_rejection(status: StatusCode) -> bool {
@@ -31,7 +31,7 @@ pub fn rejection_reason(body: &[u8]) -> Option<String> {
     (!reason.is_empty()).then(|| reason.to_owned())
 }
 
-/// Maps the HTTP result of one attempt onto [`DeliveryError`].
+/// Maps the HTTP result of one attempt onto [`WebhookError`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClassifyLayer;
 
@@ -56,13 +56,11 @@ where
     S::Future: Send + 'static,
 {
     type Response = ();
-    type Error = DeliveryError;
-    type Future = BoxFuture<'static, Result<(), DeliveryError>>;
+    type Error = WebhookError;
+    type Future = BoxFuture<'static, Result<(), WebhookError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|error| classify_error(&error))
+        self.inner.poll_ready(cx).map_err(classify_error)
     }
 
     fn call(&mut self, request: WebhookRequest) -> Self::Future {
@@ -70,34 +68,68 @@ where
         Box::pin(async move {
             match future.await {
                 Ok(response) => classify(response),
-                Err(error) => Err(classify_error(&error)),
+                Err(error) => Err(classify_error(error)),
             }
         })
     }
 }
 
-fn classify(response: WebhookResponse) -> Result<(), DeliveryError> {
+fn classify(response: WebhookResponse) -> Result<(), WebhookError> {
     let status = response.status;
     if status.is_success() {
         Ok(())
     } else if is_rejection(status) {
-        Err(DeliveryError::Rejected {
+        Err(WebhookError::Rejected {
             status: status.as_u16(),
             reason: response.reason,
         })
     } else {
-        Err(DeliveryError::Status(status.as_u16()))
+        Err(WebhookError::Status(status.as_u16()))
     }
 }
 
-fn classify_error(error: &tower::BoxError) -> DeliveryError {
-    if error.is::<Elapsed>() {
-        return DeliveryError::Timeout;
+/// How an attempt failed below classification: the one place transport
+/// errors are told apart (the attempt span's `error.type` reads it too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FailureKind {
+    Timeout,
+    Connect,
+    Transport,
+}
+
+impl FailureKind {
+    pub(super) fn of(error: &tower::BoxError) -> Self {
+        if error.is::<Elapsed>() {
+            return Self::Timeout;
+        }
+        match error.downcast_ref::<reqwest::Error>() {
+            Some(error) if error.is_timeout() => Self::Timeout,
+            Some(error) if error.is_connect() => Self::Connect,
+            _ => Self::Transport,
+        }
     }
-    match error.downcast_ref::<reqwest::Error>() {
-        Some(error) if error.is_timeout() => DeliveryError::Timeout,
-        Some(error) if error.is_connect() => DeliveryError::Transport(format!("connect: {error}")),
-        _ => DeliveryError::Transport(error.to_string()),
+
+    /// The `error.type` attribute of the attempt span.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Transport => "transport",
+        }
+    }
+}
+
+fn classify_error(error: tower::BoxError) -> WebhookError {
+    let kind = FailureKind::of(&error);
+    // reqwest's message names the URL, query string and all: drop it.
+    let error = match error.downcast::<reqwest::Error>() {
+        Ok(error) => Box::new(error.without_url()) as tower::BoxError,
+        Err(other) => other,
+    };
+    match kind {
+        FailureKind::Timeout => WebhookError::Timeout,
+        FailureKind::Connect => WebhookError::Connect(error),
+        FailureKind::Transport => WebhookError::Transport(error),
     }
 }
 
@@ -115,29 +147,37 @@ mod tests {
     #[test]
     fn the_spec_table() {
         for status in [200, 201, 202, 204] {
-            assert_eq!(classify(response(status, None)), Ok(()));
+            assert!(classify(response(status, None)).is_ok());
         }
         for status in [400, 406, 410, 413, 415, 422] {
             let result = classify(response(status, Some("why")));
-            assert_eq!(
-                result,
-                Err(DeliveryError::Rejected {
-                    status,
-                    reason: Some("why".into())
-                })
+            assert!(
+                matches!(&result, Err(WebhookError::Rejected { status: s, reason: Some(r) }) if *s == status && r == "why"),
+                "{status}: {result:?}"
             );
         }
         for status in [301, 401, 403, 404, 408, 409, 429, 500, 502, 503, 504] {
             let error = classify(response(status, None)).unwrap_err();
-            assert_eq!(error, DeliveryError::Status(status));
+            assert!(matches!(error, WebhookError::Status(s) if s == status));
             assert!(error.is_temporary());
         }
     }
 
     #[test]
-    fn timeouts_are_temporary() {
+    fn timeouts_and_transport_errors_are_temporary() {
         let elapsed: tower::BoxError = Box::new(Elapsed::new());
-        assert_eq!(classify_error(&elapsed), DeliveryError::Timeout);
+        assert_eq!(FailureKind::of(&elapsed), FailureKind::Timeout);
+        assert!(matches!(classify_error(elapsed), WebhookError::Timeout));
+        let other: tower::BoxError = "reset by peer".into();
+        assert_eq!(FailureKind::of(&other), FailureKind::Transport);
+        let error = classify_error(other);
+        assert!(error.is_temporary());
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(
+            source.as_deref(),
+            Some("reset by peer"),
+            "the cause is kept"
+        );
     }
 
     #[test]

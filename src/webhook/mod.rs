@@ -1,5 +1,5 @@
 //! The webhook sink: each payload is POSTed through its own Tower stack over
-//! a shared `reqwest::Client` (SPEC §4–§5, `sync` mode).
+//! a shared `reqwest::Client` (`docs/webhook.md`, `docs/delivery.md`).
 //!
 //! [`build`] is the one place the outbound layers are ordered, outermost
 //! first:
@@ -33,13 +33,13 @@ pub use attempt::{AttemptLayer, redacted};
 pub use breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerState};
 pub use classify::{ClassifyLayer, rejection_reason};
 pub use client::{HttpClient, WebhookResponse};
-pub use error::DeliveryError;
+pub use error::WebhookError;
 pub use request::{WebhookRequest, idempotency_key};
 pub use retry::{Backoff, RetryPolicy};
 pub use sign::{SignLayer, SigningSecret, signature};
 
-use crate::sink::{Delivery, Outcome, Sink};
-use crate::telemetry::Metrics;
+use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};
+use crate::telemetry::{ErrorChain, Metrics};
 
 /// Everything the webhook side needs, validated at start.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ pub struct WebhookConfig {
 }
 
 /// The assembled outbound stack.
-pub type WebhookService = BoxCloneSyncService<WebhookRequest, (), DeliveryError>;
+pub type WebhookService = BoxCloneSyncService<WebhookRequest, (), WebhookError>;
 
 /// Builds the outbound stack. The only place its layers are ordered.
 ///
@@ -106,32 +106,50 @@ impl WebhookSink {
         Ok(Self { service, breaker })
     }
 
+    /// Sends one request through the whole outbound stack.
+    ///
+    /// # Errors
+    /// How the delivery failed, [`WebhookError::Rejected`] included.
+    pub async fn post(&self, request: WebhookRequest) -> Result<(), WebhookError> {
+        self.service.clone().oneshot(request).await
+    }
+
     /// The circuit breaker, for readiness and metrics.
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
     }
 }
 
+/// What a finished [`WebhookSink::post`] means for the payload: delivered,
+/// rejected for good, or the temporary failure left for the caller to
+/// handle (answer `451`, or spool it).
+///
+/// # Errors
+/// The temporary failure.
+pub fn settle(result: Result<(), WebhookError>) -> Result<DeliveryOutcome, WebhookError> {
+    match result {
+        Ok(()) => Ok(DeliveryOutcome::Delivered),
+        Err(WebhookError::Rejected { reason, .. }) => Ok(DeliveryOutcome::Rejected { reason }),
+        Err(error) => Err(error),
+    }
+}
+
 impl Sink for WebhookSink {
-    /// Ready while the breaker is closed (SPEC §6).
+    /// Ready unless the breaker is open: once its reset time has passed it
+    /// is half-open and lets the next delivery probe, so readiness never
+    /// waits for traffic that a load balancer would withhold.
     fn is_ready(&self) -> bool {
-        self.breaker.state() == BreakerState::Closed
+        self.breaker.state() != BreakerState::Open
     }
 
-    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
-        let request = WebhookRequest::new(&delivery);
-        let service = self.service.clone();
+    fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
+        let request = WebhookRequest::new(&item);
+        let sink = self.clone();
         Box::pin(async move {
-            match service.oneshot(request).await {
-                Ok(()) => Outcome::Delivered,
-                Err(DeliveryError::Rejected { reason, .. }) => Outcome::Rejected { reason },
-                Err(error) => {
-                    tracing::warn!(%error, "webhook delivery failed");
-                    Outcome::Deferred {
-                        reason: error.to_string(),
-                    }
-                }
-            }
+            settle(sink.post(request).await).unwrap_or_else(|error| {
+                tracing::warn!(error = %ErrorChain(&error), "webhook delivery failed");
+                DeliveryOutcome::Deferred
+            })
         })
     }
 }
@@ -145,19 +163,19 @@ pub(crate) mod test_support {
     use tower::util::MapErr;
     use tower_test::mock;
 
-    use super::{DeliveryError, WebhookRequest};
+    use super::{WebhookError, WebhookRequest};
 
     pub type MockWebhook =
-        MapErr<mock::Mock<WebhookRequest, ()>, fn(tower::BoxError) -> DeliveryError>;
+        MapErr<mock::Mock<WebhookRequest, ()>, fn(tower::BoxError) -> WebhookError>;
 
     pub fn mock_webhook() -> (MockWebhook, mock::Handle<WebhookRequest, ()>) {
         let (service, handle) = mock::pair::<WebhookRequest, ()>();
-        let to_delivery_error: fn(tower::BoxError) -> DeliveryError =
-            |error| match error.downcast::<DeliveryError>() {
+        let to_webhook_error: fn(tower::BoxError) -> WebhookError =
+            |error| match error.downcast::<WebhookError>() {
                 Ok(error) => *error,
-                Err(other) => DeliveryError::Transport(other.to_string()),
+                Err(other) => WebhookError::Transport(other),
             };
-        (service.map_err(to_delivery_error), handle)
+        (service.map_err(to_webhook_error), handle)
     }
 
     pub fn request() -> WebhookRequest {

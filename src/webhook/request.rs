@@ -4,7 +4,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::sink::Delivery;
+use crate::sink::RecipientPayload;
 
 pub(super) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -21,13 +21,9 @@ pub struct WebhookRequest {
 }
 
 impl WebhookRequest {
-    pub fn new(delivery: &Delivery) -> Self {
-        let key = idempotency_key(
-            &delivery.payload.recipient,
-            delivery.payload.message_id.as_deref(),
-            &delivery.raw,
-        );
-        Self::from_parts(Bytes::from(delivery.payload.to_json()), &key, 1)
+    pub fn new(item: &RecipientPayload) -> Self {
+        let key = idempotency_key(&item.payload.recipient, &item.payload.sender, &item.raw);
+        Self::from_parts(Bytes::from(item.payload.to_json()), &key, 1)
     }
 
     /// A request for a body and key kept from an earlier attempt (the
@@ -52,18 +48,20 @@ impl WebhookRequest {
     }
 }
 
-/// Lowercase hex SHA-256 of the recipient (lower-cased), a NUL, and the
-/// `Message-ID` — or the raw message when there is none. Stable across our
-/// retries, our restarts and the sender's re-sends, so consumers can drop
-/// duplicates by it (SPEC §4).
-pub fn idempotency_key(recipient: &str, message_id: Option<&str>, raw: &[u8]) -> String {
+/// Lowercase hex SHA-256 over the lower-cased recipient, a NUL, the
+/// envelope sender, a NUL and the SHA-256 of the raw message
+/// (`docs/webhook.md`). Stable across our retries, our restarts and the
+/// sender's re-sends of the same bytes, so consumers can drop duplicates by
+/// it; a forger reusing a genuine Message-ID still gets a key of its own.
+/// Addresses hold no NUL (the command parser refuses control characters),
+/// and the digest has a fixed length, so no two inputs run together.
+pub fn idempotency_key(recipient: &str, sender: &str, raw: &[u8]) -> String {
     let mut hash = Sha256::new();
     hash.update(recipient.to_lowercase().as_bytes());
     hash.update([0]);
-    match message_id {
-        Some(id) => hash.update(id.as_bytes()),
-        None => hash.update(raw),
-    }
+    hash.update(sender.as_bytes());
+    hash.update([0]);
+    hash.update(Sha256::digest(raw));
     hex(&hash.finalize())
 }
 
@@ -82,33 +80,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_is_stable_and_distinguishes_recipients() {
-        let a = idempotency_key("A@example.com", Some("<1@x>"), b"raw");
-        assert_eq!(
+    fn key_is_stable_and_tells_messages_apart() {
+        let a = idempotency_key("A@example.com", "s@example.org", b"raw");
+        assert_eq!(a, idempotency_key("a@example.com", "s@example.org", b"raw"));
+        assert_ne!(a, idempotency_key("b@example.com", "s@example.org", b"raw"));
+        assert_ne!(a, idempotency_key("a@example.com", "t@example.org", b"raw"));
+        assert_ne!(
             a,
-            idempotency_key("a@example.com", Some("<1@x>"), b"other raw")
+            idempotency_key("a@example.com", "s@example.org", b"raw2")
         );
-        assert_ne!(a, idempotency_key("b@example.com", Some("<1@x>"), b"raw"));
+        assert_ne!(a, idempotency_key("a@example.com", "", b"raw"));
         assert_eq!(a.len(), 64);
         assert!(
             a.chars()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
-        // Without a Message-ID the raw message decides.
+    }
+
+    #[test]
+    fn a_reused_message_id_gets_its_own_key() {
+        let genuine = b"Message-ID: <alert-1@example.com>\r\n\r\ndisk full\r\n";
+        let forged = b"Message-ID: <alert-1@example.com>\r\n\r\nall clear\r\n";
         assert_ne!(
-            idempotency_key("a@example.com", None, b"one"),
-            idempotency_key("a@example.com", None, b"two")
+            idempotency_key("ops@example.com", "mon@example.com", genuine),
+            idempotency_key("ops@example.com", "mon@example.com", forged)
         );
     }
 
     #[test]
     fn known_vector() {
-        // sha256("a@b\0<m@x>")
-        let mut hash = Sha256::new();
-        hash.update(b"a@b\0<m@x>");
+        let mut expected = Sha256::new();
+        expected.update(b"a@b\0s@t\0");
+        expected.update(Sha256::digest(b"hello"));
         assert_eq!(
-            idempotency_key("a@b", Some("<m@x>"), b""),
-            hex(&hash.finalize())
+            idempotency_key("A@B", "s@t", b"hello"),
+            hex(&expected.finalize())
         );
         assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::retry::Policy;
 
-use super::{DeliveryError, WebhookRequest};
+use super::{WebhookError, WebhookRequest};
 use crate::telemetry::Metrics;
 
 /// Exponential backoff with full jitter: the n-th retry waits a uniformly
@@ -89,16 +89,16 @@ impl RetryPolicy {
     }
 }
 
-impl Policy<WebhookRequest, (), DeliveryError> for RetryPolicy {
+impl Policy<WebhookRequest, (), WebhookError> for RetryPolicy {
     type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
 
     fn retry(
         &mut self,
         request: &mut WebhookRequest,
-        result: &mut Result<(), DeliveryError>,
+        result: &mut Result<(), WebhookError>,
     ) -> Option<Self::Future> {
         let error = result.as_ref().err()?;
-        if !error.is_temporary() || matches!(error, DeliveryError::BreakerOpen) {
+        if !error.is_temporary() || matches!(error, WebhookError::BreakerOpen) {
             return None;
         }
         let retry = request.attempt;
@@ -159,11 +159,12 @@ mod tests {
     }
 
     /// Drives a retrying mock: answers each attempt from `answers` and
-    /// returns the final result and the attempt numbers seen.
+    /// returns the final result (the error as its text) and the attempt
+    /// numbers seen.
     async fn run(
         policy: RetryPolicy,
-        answers: Vec<Result<(), DeliveryError>>,
-    ) -> (Result<(), DeliveryError>, Vec<u32>) {
+        answers: Vec<Result<(), WebhookError>>,
+    ) -> (Result<(), String>, Vec<u32>) {
         let (service, mut handle) = mock_webhook();
         let service = RetryLayer::new(policy).layer(service);
         let call = tokio::spawn(service.oneshot(request()));
@@ -178,7 +179,7 @@ mod tests {
                 Err(error) => respond.send_error(error),
             }
         }
-        (call.await.unwrap(), attempts)
+        (call.await.unwrap().map_err(|e| e.to_string()), attempts)
     }
 
     #[tokio::test(start_paused = true)]
@@ -186,8 +187,8 @@ mod tests {
         let (result, attempts) = run(
             policy(3),
             vec![
-                Err(DeliveryError::Status(500)),
-                Err(DeliveryError::Timeout),
+                Err(WebhookError::Status(500)),
+                Err(WebhookError::Timeout),
                 Ok(()),
             ],
         )
@@ -198,24 +199,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_max_retries() {
-        let answers = vec![Err(DeliveryError::Status(503)); 10];
+        let answers = (0..10).map(|_| Err(WebhookError::Status(503))).collect();
         let (result, attempts) = run(policy(2), answers).await;
-        assert_eq!(result, Err(DeliveryError::Status(503)));
+        assert_eq!(result, Err(WebhookError::Status(503).to_string()));
         assert_eq!(attempts, [1, 2, 3]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn rejections_and_open_breaker_are_final() {
-        let rejected = DeliveryError::Rejected {
+        let rejected = || WebhookError::Rejected {
             status: 422,
             reason: None,
         };
-        let (result, attempts) = run(policy(3), vec![Err(rejected.clone())]).await;
-        assert_eq!((result, attempts), (Err(rejected), vec![1]));
-        let (result, attempts) = run(policy(3), vec![Err(DeliveryError::BreakerOpen)]).await;
+        let (result, attempts) = run(policy(3), vec![Err(rejected())]).await;
+        assert_eq!((result, attempts), (Err(rejected().to_string()), vec![1]));
+        let (result, attempts) = run(policy(3), vec![Err(WebhookError::BreakerOpen)]).await;
         assert_eq!(
             (result, attempts),
-            (Err(DeliveryError::BreakerOpen), vec![1])
+            (Err(WebhookError::BreakerOpen.to_string()), vec![1])
         );
     }
 
@@ -236,11 +237,11 @@ mod tests {
         let call = tokio::spawn(service.oneshot(request()));
         let (_, respond) = handle.next_request().await.unwrap();
         tokio::time::advance(Duration::from_secs(5)).await;
-        respond.send_error(DeliveryError::Timeout);
+        respond.send_error(WebhookError::Timeout);
         let (second, respond) = handle.next_request().await.unwrap();
         assert_eq!(second.attempt, 2);
         tokio::time::advance(Duration::from_secs(30)).await;
-        respond.send_error(DeliveryError::Timeout);
-        assert_eq!(call.await.unwrap(), Err(DeliveryError::Timeout));
+        respond.send_error(WebhookError::Timeout);
+        assert!(matches!(call.await.unwrap(), Err(WebhookError::Timeout)));
     }
 }

@@ -1,8 +1,15 @@
-//! The accept loop: connection limits (global and per client IP), a task per
-//! connection, and graceful shutdown.
+//! The SMTP server: the accept loop with its connection limits (global and
+//! per client IP), a task per connection ([`connection`]) over a plain or
+//! TLS byte stream ([`transport`], [`tls`]), and graceful shutdown. It
+//! drives the pure protocol ([`crate::smtp`]) and calls the Tower stack
+//! ([`crate::stack`]).
+
+mod connection;
+pub mod tls;
+mod transport;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,13 +20,34 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{self, ConnectionContext};
-use super::reply::Reply;
-use super::session::SessionConfig;
-use crate::config::{ConnectionLimits, SmtpConfig};
 use crate::http::Readiness;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::SessionConfig;
 use crate::stack::SmtpService;
 use crate::telemetry::Metrics;
+use connection::ConnectionContext;
+pub use tls::TlsConfig;
+
+/// Connection-level limits enforced by the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    /// 0 = unlimited.
+    pub max_per_ip: usize,
+}
+
+/// The SMTP listener side, validated at start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub session: Arc<SessionConfig>,
+    pub max_message_size: usize,
+    pub idle_timeout: Duration,
+    pub limits: ConnectionLimits,
+    pub tls: TlsConfig,
+    /// How long sessions in DATA may finish after a shutdown signal.
+    pub drain_timeout: Duration,
+}
 
 /// A bound SMTP listener with everything its connections need.
 pub struct Server {
@@ -36,7 +64,7 @@ impl Server {
     /// Takes an already-bound listener, so tests can bind port 0.
     pub fn new(
         listener: TcpListener,
-        config: &SmtpConfig,
+        config: &ServerConfig,
         tls: Option<TlsAcceptor>,
         service: SmtpService,
         metrics: Metrics,

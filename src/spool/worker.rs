@@ -1,4 +1,4 @@
-//! The background deliverer: retries every waiting entry through the same
+//! The background worker: retries every waiting entry through the same
 //! webhook stack (and circuit breaker) as the SMTP side, with exponential
 //! backoff and jitter, until it is delivered (file removed), rejected or too
 //! old (moved to `dead/`).
@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::SpoolConfig;
@@ -26,9 +25,9 @@ use super::error::SpoolError;
 use super::file::now_ms;
 use super::schedule::Schedule;
 use super::store::{Spool, SpoolId};
-use crate::config::duration;
-use crate::telemetry::Metrics;
-use crate::webhook::{Backoff, DeliveryError, WebhookRequest, WebhookService};
+use crate::duration;
+use crate::telemetry::{ErrorChain, Metrics};
+use crate::webhook::{Backoff, WebhookError, WebhookRequest, WebhookSink};
 
 /// A new entry written by the SMTP side, with the requests already made.
 pub(super) type Spooled = (SpoolId, u32);
@@ -42,35 +41,35 @@ enum Next {
     RetryAfter(Duration),
 }
 
-pub struct Deliverer {
-    attempts: Arc<Attempts>,
+pub struct SpoolWorker {
+    attempts: Arc<AttemptContext>,
     config: SpoolConfig,
     recovered: Vec<SpoolId>,
     spooled: mpsc::UnboundedReceiver<Spooled>,
 }
 
 /// What one attempt needs, shared by the attempt tasks.
-struct Attempts {
+struct AttemptContext {
     spool: Spool,
-    service: WebhookService,
+    webhook: WebhookSink,
     backoff: Backoff,
     max_age: Duration,
     metrics: Metrics,
 }
 
-impl Deliverer {
+impl SpoolWorker {
     pub(super) fn new(
         spool: Spool,
-        service: WebhookService,
+        webhook: WebhookSink,
         config: SpoolConfig,
         recovered: Vec<SpoolId>,
         spooled: mpsc::UnboundedReceiver<Spooled>,
         metrics: Metrics,
     ) -> Self {
         Self {
-            attempts: Arc::new(Attempts {
+            attempts: Arc::new(AttemptContext {
                 spool,
-                service,
+                webhook,
                 backoff: config.backoff,
                 max_age: config.max_age,
                 metrics,
@@ -202,9 +201,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-// === impl Attempts ===
+// === impl AttemptContext ===
 
-impl Attempts {
+impl AttemptContext {
     /// One delivery attempt for one file, and what it leaves on disk.
     async fn attempt(&self, id: &SpoolId) -> Next {
         let span = tracing::info_span!(parent: None, "spool.delivery", "spool.file" = %id);
@@ -221,7 +220,11 @@ impl Attempts {
             Err(error) if error.is_not_found() => return self.gone(id).await,
             Err(error @ SpoolError::Format { .. }) => {
                 return self
-                    .bury(id, &format!("unreadable: {error}"), "unreadable")
+                    .bury(
+                        id,
+                        &format!("unreadable: {}", ErrorChain(&error)),
+                        "unreadable",
+                    )
                     .await;
             }
             Err(error) => {
@@ -235,9 +238,9 @@ impl Attempts {
             &entry.header.idempotency_key,
             entry.header.attempts.saturating_add(1),
         );
-        let error = match self.service.clone().oneshot(request).await {
+        let error = match self.webhook.post(request).await {
             Ok(()) => return self.delivered(id).await,
-            Err(DeliveryError::Rejected { status, reason }) => {
+            Err(WebhookError::Rejected { status, reason }) => {
                 let reason = match reason {
                     Some(reason) => format!("rejected by the webhook ({status}): {reason}"),
                     None => format!("rejected by the webhook ({status})"),
@@ -247,8 +250,8 @@ impl Attempts {
             Err(error) => error,
         };
 
-        let requested = !matches!(error, DeliveryError::BreakerOpen);
-        entry.failed(&error.to_string(), requested);
+        let requested = !matches!(error, WebhookError::BreakerOpen);
+        entry.failed(&ErrorChain(&error).to_string(), requested);
         if entry.age_ms(now_ms()) >= u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX) {
             let last_error = entry.header.last_error.as_deref().unwrap_or_default();
             let reason = format!(
@@ -258,7 +261,7 @@ impl Attempts {
             );
             return self.bury(id, &reason, "expired").await;
         }
-        tracing::debug!(%error, attempts = entry.header.attempts, "spooled delivery failed, will retry");
+        tracing::debug!(error = %ErrorChain(&error), attempts = entry.header.attempts, "spooled delivery failed, will retry");
         let retry = self.backoff.delay(entry.header.attempts.max(1));
         if requested {
             let updated = {

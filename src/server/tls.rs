@@ -2,7 +2,7 @@
 //! self-signed certificate generated at start (SAN `localhost` and the
 //! configured hostname).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
@@ -11,23 +11,35 @@ use tokio_rustls::rustls::crypto::aws_lc_rs;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsConfig;
+/// Where the STARTTLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain and key; `None` generates a self-signed pair.
+    pub pem_files: Option<(PathBuf, PathBuf)>,
+    /// Extra SAN (besides `localhost`) for the self-signed certificate:
+    /// `MAIL_LASER_HOSTNAME`, or the machine's host name.
+    pub hostname: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("MAIL_LASER_TLS_CERT: cannot read certificates from {path}: {source}")]
+    #[error("MAIL_LASER_TLS_CERT: cannot read certificates from {path}")]
     Certificate {
         path: String,
         source: tokio_rustls::rustls::pki_types::pem::Error,
     },
-    #[error("MAIL_LASER_TLS_KEY: cannot read a private key from {path}: {source}")]
+    #[error("MAIL_LASER_TLS_KEY: cannot read a private key from {path}")]
     Key {
         path: String,
         source: tokio_rustls::rustls::pki_types::pem::Error,
     },
-    #[error("cannot generate a self-signed certificate: {0}")]
+    #[error(
+        "cannot generate a self-signed certificate (set MAIL_LASER_TLS_CERT and MAIL_LASER_TLS_KEY instead)"
+    )]
     Generate(#[from] rcgen::Error),
-    #[error("invalid TLS configuration: {0}")]
+    #[error(
+        "MAIL_LASER_TLS_CERT / MAIL_LASER_TLS_KEY: the certificate and key cannot be used together"
+    )]
     Rustls(#[from] tokio_rustls::rustls::Error),
 }
 

@@ -1,223 +1,28 @@
 //! Configuration: every setting is an environment variable and a flag
-//! (SPEC §1), parsed once by clap into typed sub-configs that are handed to
-//! constructors. Nothing reads the environment after start-up.
+//! (`docs/configuration.md`), parsed once by clap ([`cli`]) into the typed
+//! settings each module defines, handed to constructors. Nothing reads the
+//! environment after start-up.
 
-pub mod duration;
+mod cli;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
-use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::Parser;
 
+use crate::server::{ConnectionLimits, ServerConfig, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
 use crate::stack::{ParseOptions, RecipientPolicy, StackConfig};
 use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
+use cli::{Cli, DeliveryMode, one_line};
 
 /// Upper bound on one message's webhook delivery (all attempts and
 /// backoff), well under the 10 minutes a client waits for the end-of-data
 /// reply (RFC 5321 §4.5.3.2.6).
 const DELIVERY_BUDGET: Duration = Duration::from_secs(240);
-
-/// Command line and environment, as clap sees them. `value_name` is the
-/// variable's name so that every error message names it.
-#[derive(Debug, Parser)]
-#[command(
-    name = "mail-laser",
-    version,
-    about = "SMTP server that POSTs every accepted email to a webhook as JSON",
-    after_help = "Every flag can also be set through its environment variable or a .env file in the working directory."
-)]
-struct Cli {
-    /// Comma-separated recipients to accept (case-insensitive).
-    #[arg(long, env = "MAIL_LASER_TARGET_EMAILS", value_name = "MAIL_LASER_TARGET_EMAILS", value_delimiter = ',', required = true, num_args = 1..)]
-    target_emails: Vec<String>,
-
-    /// Where payloads are POSTed; `-` prints each payload as a JSON line on stdout.
-    #[arg(
-        long,
-        env = "MAIL_LASER_WEBHOOK_URL",
-        value_name = "MAIL_LASER_WEBHOOK_URL"
-    )]
-    webhook_url: String,
-
-    /// Seconds per webhook attempt.
-    #[arg(long, env = "MAIL_LASER_WEBHOOK_TIMEOUT", value_name = "MAIL_LASER_WEBHOOK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
-    webhook_timeout: u64,
-
-    /// Retries after the first webhook attempt.
-    #[arg(long, env = "MAIL_LASER_WEBHOOK_MAX_RETRIES", value_name = "MAIL_LASER_WEBHOOK_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
-    webhook_max_retries: u32,
-
-    /// Consecutive failed deliveries that open the circuit breaker.
-    #[arg(long, env = "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD", value_name = "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    circuit_breaker_threshold: u32,
-
-    /// Seconds the circuit breaker stays open before one probe.
-    #[arg(long, env = "MAIL_LASER_CIRCUIT_BREAKER_RESET", value_name = "MAIL_LASER_CIRCUIT_BREAKER_RESET", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    circuit_breaker_reset: u64,
-
-    /// Enables HMAC-SHA256 signing of webhook requests.
-    #[arg(
-        long,
-        env = "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
-        value_name = "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
-        hide_env_values = true
-    )]
-    webhook_signing_secret: Option<String>,
-
-    /// Allow http:// webhooks off loopback.
-    #[arg(long, env = "MAIL_LASER_ALLOW_INSECURE_WEBHOOK", value_name = "MAIL_LASER_ALLOW_INSECURE_WEBHOOK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    allow_insecure_webhook: bool,
-
-    /// SMTP listen address.
-    #[arg(
-        long,
-        env = "MAIL_LASER_BIND_ADDRESS",
-        value_name = "MAIL_LASER_BIND_ADDRESS",
-        default_value = "0.0.0.0"
-    )]
-    bind_address: IpAddr,
-
-    /// SMTP listen port.
-    #[arg(
-        long,
-        env = "MAIL_LASER_PORT",
-        value_name = "MAIL_LASER_PORT",
-        default_value_t = 2525
-    )]
-    port: u16,
-
-    /// HTTP (health) listen address.
-    #[arg(
-        long,
-        env = "MAIL_LASER_HEALTH_BIND_ADDRESS",
-        value_name = "MAIL_LASER_HEALTH_BIND_ADDRESS",
-        default_value = "0.0.0.0"
-    )]
-    health_bind_address: IpAddr,
-
-    /// HTTP (health) listen port.
-    #[arg(
-        long,
-        env = "MAIL_LASER_HEALTH_PORT",
-        value_name = "MAIL_LASER_HEALTH_PORT",
-        default_value_t = 8080
-    )]
-    health_port: u16,
-
-    /// Comma-separated header-name prefixes forwarded in the payload (case-insensitive).
-    #[arg(
-        long,
-        env = "MAIL_LASER_HEADER_PREFIX",
-        value_name = "MAIL_LASER_HEADER_PREFIX",
-        value_delimiter = ','
-    )]
-    header_prefix: Vec<String>,
-
-    /// Largest accepted message in bytes; advertised as SIZE.
-    #[arg(
-        long,
-        env = "MAIL_LASER_MAX_MESSAGE_SIZE",
-        value_name = "MAIL_LASER_MAX_MESSAGE_SIZE",
-        default_value_t = 26_214_400
-    )]
-    max_message_size: usize,
-
-    /// Concurrent sessions per client IP; 0 = unlimited.
-    #[arg(
-        long,
-        env = "MAIL_LASER_MAX_CONCURRENT_PER_IP",
-        value_name = "MAIL_LASER_MAX_CONCURRENT_PER_IP",
-        default_value_t = 10
-    )]
-    max_concurrent_per_ip: usize,
-
-    /// Concurrent sessions in all.
-    #[arg(long, env = "MAIL_LASER_MAX_CONNECTIONS", value_name = "MAIL_LASER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
-
-    /// Unknown recipients tolerated per session before `421`; 0 = unlimited.
-    #[arg(
-        long,
-        env = "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
-        value_name = "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
-        default_value_t = 3
-    )]
-    max_unknown_rcpts_per_session: u32,
-
-    /// Seconds a session may sit idle waiting for the client.
-    #[arg(long, env = "MAIL_LASER_SMTP_TIMEOUT", value_name = "MAIL_LASER_SMTP_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    smtp_timeout: u64,
-
-    /// PEM certificate chain for STARTTLS (a self-signed one is generated without it).
-    #[arg(
-        long,
-        env = "MAIL_LASER_TLS_CERT",
-        value_name = "MAIL_LASER_TLS_CERT",
-        requires = "tls_key"
-    )]
-    tls_cert: Option<PathBuf>,
-
-    /// PEM private key for STARTTLS.
-    #[arg(
-        long,
-        env = "MAIL_LASER_TLS_KEY",
-        value_name = "MAIL_LASER_TLS_KEY",
-        requires = "tls_cert"
-    )]
-    tls_key: Option<PathBuf>,
-
-    /// Refuse MAIL before STARTTLS (530 5.7.0).
-    #[arg(long, env = "MAIL_LASER_REQUIRE_TLS", value_name = "MAIL_LASER_REQUIRE_TLS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    require_tls: bool,
-
-    /// Name used in the greeting and the self-signed certificate.
-    #[arg(long, env = "MAIL_LASER_HOSTNAME", value_name = "MAIL_LASER_HOSTNAME")]
-    hostname: Option<String>,
-
-    /// sync: the reply waits for the webhook; spool: when the webhook is down, mail is written to disk, answered 250 and delivered later.
-    #[arg(
-        long,
-        env = "MAIL_LASER_DELIVERY",
-        value_name = "MAIL_LASER_DELIVERY",
-        value_enum,
-        default_value_t = DeliveryMode::Sync
-    )]
-    delivery: DeliveryMode,
-
-    /// Spool folder (spool mode); dead letters go to its dead/ subfolder.
-    #[arg(
-        long,
-        env = "MAIL_LASER_SPOOL_DIR",
-        value_name = "MAIL_LASER_SPOOL_DIR",
-        default_value = "./spool"
-    )]
-    spool_dir: PathBuf,
-
-    /// How long spool mode keeps retrying before a message becomes a dead letter (90s, 30m, 72h, 3d).
-    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_AGE", value_name = "MAIL_LASER_SPOOL_MAX_AGE", default_value = "72h", value_parser = duration::parse)]
-    spool_max_age: Duration,
-
-    /// Waiting spool files (one per message and recipient) above which new mail gets 452 4.3.1.
-    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_FILES", value_name = "MAIL_LASER_SPOOL_MAX_FILES", default_value_t = SpoolLimits::default().max_files, value_parser = clap::value_parser!(u64).range(1..))]
-    spool_max_files: u64,
-
-    /// Total bytes of waiting spool files above which new mail gets 452 4.3.1.
-    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_BYTES", value_name = "MAIL_LASER_SPOOL_MAX_BYTES", default_value_t = SpoolLimits::default().max_bytes, value_parser = clap::value_parser!(u64).range(1..))]
-    spool_max_bytes: u64,
-}
-
-/// `MAIL_LASER_DELIVERY` as clap reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeliveryMode {
-    Sync,
-    Spool,
-}
 
 /// Why start-up cannot go on; printed as one line, exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -225,8 +30,21 @@ pub enum ConfigError {
     /// `--help` or `--version`: not an error, clap prints it.
     #[error("{0}")]
     Info(clap::Error),
-    #[error("{0}")]
-    Invalid(String),
+    /// A flag or variable clap could not read, as one line.
+    #[error("{message}")]
+    Cli {
+        message: String,
+        #[source]
+        source: clap::Error,
+    },
+    /// The `.env` file cannot be read or parsed.
+    #[error(".env{}: {reason}", line.map(|n| format!(" line {n}")).unwrap_or_default())]
+    DotEnv {
+        line: Option<usize>,
+        reason: String,
+        #[source]
+        source: dotenvy::Error,
+    },
     #[error("{variable}: invalid value '{value}': {expected}")]
     Value {
         variable: &'static str,
@@ -235,62 +53,38 @@ pub enum ConfigError {
     },
 }
 
-/// Where payloads go.
+/// Where payloads go, and how the end-of-data reply relates to the webhook
+/// (`docs/delivery.md`).
 #[derive(Debug, Clone)]
-pub enum SinkTarget {
-    /// `-`: JSON lines on stdout.
+pub enum SinkConfig {
+    /// `MAIL_LASER_WEBHOOK_URL=-`: JSON lines on stdout.
     Stdout,
+    /// `sync`: the reply waits for the webhook; the sender's queue is the queue.
     Webhook(WebhookConfig),
+    /// `spool`: a temporary failure is spooled to disk and answered `250`.
+    Spool {
+        webhook: WebhookConfig,
+        spool: SpoolConfig,
+    },
 }
 
-/// How the end-of-data reply relates to the webhook (SPEC §5).
-#[derive(Debug, Clone)]
-pub enum Delivery {
-    /// The reply waits for the webhook; the sender's queue is the queue.
-    Sync,
-    /// A temporary failure is spooled to disk and answered `250`.
-    Spool(SpoolConfig),
-}
-
-/// Connection-level limits enforced by the accept loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    /// 0 = unlimited.
-    pub max_per_ip: usize,
-}
-
-/// Where the STARTTLS certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// PEM certificate chain and key; `None` generates a self-signed pair.
-    pub pem_files: Option<(PathBuf, PathBuf)>,
-    /// Extra SAN (besides `localhost`) for the self-signed certificate.
-    pub hostname: Option<String>,
-}
-
-/// The SMTP listener side.
-#[derive(Debug, Clone)]
-pub struct SmtpConfig {
-    pub bind: SocketAddr,
-    pub session: Arc<SessionConfig>,
-    pub max_message_size: usize,
-    pub idle_timeout: Duration,
-    pub limits: ConnectionLimits,
-    pub tls: TlsConfig,
-    /// How long sessions in DATA may finish after a shutdown signal.
-    pub drain_timeout: Duration,
+impl SinkConfig {
+    /// The webhook settings, unless payloads go to stdout.
+    pub fn webhook_mut(&mut self) -> Option<&mut WebhookConfig> {
+        match self {
+            Self::Stdout => None,
+            Self::Webhook(webhook) | Self::Spool { webhook, .. } => Some(webhook),
+        }
+    }
 }
 
 /// The whole configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub smtp: SmtpConfig,
+    pub server: ServerConfig,
     pub http_bind: SocketAddr,
     pub stack: StackConfig,
-    pub sink: SinkTarget,
-    /// Applies to the webhook sink; `Spool` never comes with `Stdout`.
-    pub delivery: Delivery,
+    pub sink: SinkConfig,
 }
 
 impl Config {
@@ -302,7 +96,7 @@ impl Config {
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(error) if error.not_found() => {}
-            Err(error) => return Err(ConfigError::Invalid(format!(".env: {error}"))),
+            Err(error) => return Err(dotenv_error(Path::new(".env"), error)),
         }
         Self::from_args(std::env::args_os())
     }
@@ -317,6 +111,30 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         Cli::try_parse_from(args).map_err(one_line)?.validate()
+    }
+}
+
+/// dotenvy reports a parse error by the line's text and a character index
+/// within it; operators look for a line number.
+fn dotenv_error(path: &Path, error: dotenvy::Error) -> ConfigError {
+    let (line, reason) = match &error {
+        dotenvy::Error::LineParse(text, index) => {
+            let number = std::fs::read_to_string(path).ok().and_then(|file| {
+                file.lines()
+                    .position(|line| line.trim_end() == text.trim_end())
+                    .map(|n| n + 1)
+            });
+            (
+                number,
+                format!("cannot parse '{text}' at character {}", index + 1),
+            )
+        }
+        other => (None, other.to_string()),
+    };
+    ConfigError::DotEnv {
+        line,
+        reason,
+        source: error,
     }
 }
 
@@ -342,9 +160,9 @@ impl Cli {
                 expected: "at least one email address",
             });
         }
-        let sink = match self.webhook_url.trim() {
-            "-" => SinkTarget::Stdout,
-            url => SinkTarget::Webhook(WebhookConfig {
+        let webhook = match self.webhook_url.trim() {
+            "-" => None,
+            url => Some(WebhookConfig {
                 url: parse_webhook_url(url, self.allow_insecure_webhook)?,
                 attempt_timeout: Duration::from_secs(self.webhook_timeout),
                 max_retries: self.webhook_max_retries,
@@ -360,23 +178,27 @@ impl Cli {
                     .map(SigningSecret::new),
             }),
         };
-        let delivery = match (self.delivery, &sink) {
-            (DeliveryMode::Sync, _) => Delivery::Sync,
-            (DeliveryMode::Spool, SinkTarget::Stdout) => {
+        let sink = match (self.delivery, webhook) {
+            (DeliveryMode::Spool, None) => {
                 return Err(ConfigError::Value {
                     variable: "MAIL_LASER_DELIVERY",
                     value: "spool".into(),
                     expected: "sync while MAIL_LASER_WEBHOOK_URL is - (spool mode needs a webhook)",
                 });
             }
-            (DeliveryMode::Spool, SinkTarget::Webhook(_)) => Delivery::Spool(SpoolConfig::new(
-                self.spool_dir.clone(),
-                self.spool_max_age,
-                SpoolLimits {
-                    max_files: self.spool_max_files,
-                    max_bytes: self.spool_max_bytes,
-                },
-            )),
+            (DeliveryMode::Sync, None) => SinkConfig::Stdout,
+            (DeliveryMode::Sync, Some(webhook)) => SinkConfig::Webhook(webhook),
+            (DeliveryMode::Spool, Some(webhook)) => SinkConfig::Spool {
+                webhook,
+                spool: SpoolConfig::new(
+                    self.spool_dir.clone(),
+                    self.spool_max_age,
+                    SpoolLimits {
+                        max_files: self.spool_max_files,
+                        max_bytes: self.spool_max_bytes,
+                    },
+                ),
+            },
         };
         let header_prefixes: Arc<[String]> = self
             .header_prefix
@@ -401,7 +223,7 @@ impl Cli {
         }
 
         Ok(Config {
-            smtp: SmtpConfig {
+            server: ServerConfig {
                 bind: SocketAddr::new(self.bind_address, self.port),
                 session: Arc::new(SessionConfig {
                     hostname: hostname.clone(),
@@ -417,7 +239,7 @@ impl Cli {
                 },
                 tls: TlsConfig {
                     pem_files: self.tls_cert.zip(self.tls_key),
-                    hostname,
+                    hostname: hostname.or_else(machine_hostname),
                 },
                 drain_timeout: Duration::from_secs(30),
             },
@@ -432,9 +254,17 @@ impl Cli {
                     + Duration::from_secs(10),
             },
             sink,
-            delivery,
         })
     }
+}
+
+/// The machine's host name, for the self-signed certificate when
+/// `MAIL_LASER_HOSTNAME` is unset (clients that check the name see the one
+/// they connected to).
+fn machine_hostname() -> Option<String> {
+    let name = hostname::get().ok()?.into_string().ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// `https://` anywhere; `http://` only to loopback unless allowed. The host
@@ -483,52 +313,10 @@ fn looks_like_address(address: &str) -> bool {
     }
 }
 
-/// Turns clap's multi-line errors into one line naming the variable.
-fn one_line(error: clap::Error) -> ConfigError {
-    if matches!(
-        error.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-    ) {
-        return ConfigError::Info(error);
-    }
-    let context = |kind| match error.get(kind) {
-        Some(ContextValue::String(value)) => Some(value.clone()),
-        Some(ContextValue::Strings(values)) => Some(values.join(", ")),
-        _ => None,
-    };
-    let message = match error.kind() {
-        ErrorKind::MissingRequiredArgument => format!(
-            "missing required setting {}",
-            context(ContextKind::InvalidArg).unwrap_or_default()
-        ),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
-            let arg = context(ContextKind::InvalidArg).unwrap_or_default();
-            let value = context(ContextKind::InvalidValue).unwrap_or_default();
-            let reason = error
-                .source()
-                .map(|source| source.to_string())
-                .or_else(|| {
-                    context(ContextKind::ValidValue).map(|valid| format!("expected one of {valid}"))
-                })
-                .unwrap_or_else(|| "invalid".into());
-            format!("{arg}: invalid value '{value}': {reason}")
-        }
-        _ => error
-            .render()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_owned(),
-    };
-    ConfigError::Invalid(message)
-}
-
-use std::error::Error as _;
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
@@ -546,19 +334,19 @@ mod tests {
     #[test]
     fn defaults() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.smtp.bind, "0.0.0.0:2525".parse().unwrap());
+        assert_eq!(config.server.bind, "0.0.0.0:2525".parse().unwrap());
         assert_eq!(config.http_bind, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(config.smtp.max_message_size, 26_214_400);
-        assert_eq!(config.smtp.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.server.max_message_size, 26_214_400);
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(300));
         assert_eq!(
-            config.smtp.limits,
+            config.server.limits,
             ConnectionLimits {
                 max_connections: 10_000,
                 max_per_ip: 10
             }
         );
-        assert!(!config.smtp.session.require_tls);
-        assert!(matches!(config.sink, SinkTarget::Stdout));
+        assert!(!config.server.session.require_tls);
+        assert!(matches!(config.sink, SinkConfig::Stdout));
         assert!(config.stack.recipients.accepts("alerts@example.com"));
         assert!(config.stack.recipients.accepts("OPS@example.com"));
     }
@@ -575,13 +363,16 @@ mod tests {
             "mx.example",
         ])
         .unwrap();
-        assert_eq!(config.smtp.bind.port(), 2626);
-        assert!(config.smtp.session.require_tls);
+        assert_eq!(config.server.bind.port(), 2626);
+        assert!(config.server.session.require_tls);
         assert_eq!(
             &*config.stack.parse.header_prefixes,
             &["X-App-".to_string(), "X-Trace".to_string()]
         );
-        assert_eq!(config.smtp.session.hostname.as_deref(), Some("mx.example"));
+        assert_eq!(
+            config.server.session.hostname.as_deref(),
+            Some("mx.example")
+        );
     }
 
     #[test]
@@ -625,7 +416,7 @@ mod tests {
         args.extend_from_slice(extra);
         match Config::from_args(args) {
             Ok(Config {
-                sink: SinkTarget::Webhook(webhook),
+                sink: SinkConfig::Webhook(webhook),
                 ..
             }) => Ok(webhook),
             Ok(_) => Err("not a webhook".into()),
@@ -689,10 +480,10 @@ mod tests {
     #[test]
     fn delivery_modes() {
         let config = webhook_config("https://h.example", &[]).unwrap();
-        assert!(matches!(config.delivery, Delivery::Sync));
+        assert!(matches!(config.sink, SinkConfig::Webhook(_)));
 
         let config = webhook_config("https://h.example", &["--delivery", "spool"]).unwrap();
-        let Delivery::Spool(spool) = config.delivery else {
+        let SinkConfig::Spool { spool, .. } = config.sink else {
             panic!("spool mode");
         };
         assert_eq!(spool.dir, PathBuf::from("./spool"));
@@ -715,7 +506,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let Delivery::Spool(spool) = config.delivery else {
+        let SinkConfig::Spool { spool, .. } = config.sink else {
             panic!("spool mode");
         };
         assert_eq!(spool.dir, PathBuf::from("/var/spool/maillaser"));

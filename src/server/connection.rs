@@ -14,13 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{Instrument, field};
 
-use super::codec::{CodecError, Frame, Outbound, SmtpCodec};
-use super::command::Command;
-use super::reply::Reply;
-use super::session::{Action, Session, SessionConfig};
 use super::transport::Transport;
-use crate::stack::{RequestKind, SmtpRequest, SmtpService, reply_for_error};
-use crate::telemetry::Metrics;
+use crate::smtp::codec::{CodecError, Frame, Outbound, SmtpCodec};
+use crate::smtp::command::Command;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::{Action, Session, SessionConfig};
+use crate::smtp::{RequestKind, SmtpRequest, SmtpResponse};
+use crate::stack::SmtpService;
+use crate::telemetry::{ErrorChain, Metrics};
 
 type SmtpFramed = Framed<Transport, SmtpCodec>;
 
@@ -42,10 +43,14 @@ pub struct ConnectionContext {
 enum ConnectionError {
     #[error(transparent)]
     Codec(#[from] CodecError),
-    #[error("TLS handshake failed: {0}")]
-    Handshake(std::io::Error),
+    #[error("TLS handshake failed")]
+    Handshake(#[source] std::io::Error),
     #[error("TLS handshake timed out")]
     HandshakeTimeout,
+    /// The session asked for STARTTLS without an acceptor or inside TLS;
+    /// it never does (it knows both), so this is a bug, not a client error.
+    #[error("STARTTLS requested where no upgrade is possible")]
+    NoUpgrade,
 }
 
 impl From<std::io::Error> for ConnectionError {
@@ -55,7 +60,7 @@ impl From<std::io::Error> for ConnectionError {
 }
 
 /// What woke the session up.
-enum Event {
+enum Wakeup {
     Frame(Frame),
     Closed,
     IdleTimeout,
@@ -86,7 +91,7 @@ pub async fn serve(
         shutdown,
     };
     if let Err(error) = connection.run(stream).instrument(span).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
+        tracing::debug!(%peer, error = %ErrorChain(&error), "connection ended with an error");
     }
     metrics.session_closed(connection.session.is_tls());
 }
@@ -114,13 +119,13 @@ impl Connection {
 
         loop {
             let frame = match self.next_event(&mut framed).await? {
-                Event::Frame(frame) => frame,
-                Event::Closed => return Ok(()),
-                Event::IdleTimeout => {
+                Wakeup::Frame(frame) => frame,
+                Wakeup::Closed => return Ok(()),
+                Wakeup::IdleTimeout => {
                     let reply = self.session.idle_timeout();
                     return self.close_with(&mut framed, &reply).await;
                 }
-                Event::Shutdown => {
+                Wakeup::Shutdown => {
                     return self.close_with(&mut framed, &Reply::shutting_down()).await;
                 }
             };
@@ -139,11 +144,11 @@ impl Connection {
             let reply = match action {
                 Action::Reply(reply) => reply,
                 Action::Call(kind) => {
-                    let reply = self.call(kind).await;
-                    self.session.on_response(reply)
+                    let response = self.call(kind).await;
+                    self.session.on_response(response)
                 }
                 Action::StartData(reply) => {
-                    self.context.metrics.command(verb, &reply);
+                    self.context.metrics.command(verb, reply.code);
                     self.send(&mut framed, &reply).await?;
                     framed.codec_mut().start_data();
                     continue;
@@ -153,14 +158,14 @@ impl Connection {
                     continue;
                 }
                 Action::StartTls(reply) => {
-                    self.context.metrics.command(verb, &reply);
+                    self.context.metrics.command(verb, reply.code);
                     self.send(&mut framed, &reply).await?;
                     framed.flush().await?;
                     framed = self.start_tls(framed).await?;
                     continue;
                 }
             };
-            self.context.metrics.command(verb, &reply);
+            self.context.metrics.command(verb, reply.code);
             if reply.closes_connection() {
                 return self.close_with(&mut framed, &reply).await;
             }
@@ -170,7 +175,7 @@ impl Connection {
 
     /// The next frame, flushing queued replies first unless another complete
     /// command is already buffered (pipelining, RFC 2920 §3.1).
-    async fn next_event(&mut self, framed: &mut SmtpFramed) -> Result<Event, ConnectionError> {
+    async fn next_event(&mut self, framed: &mut SmtpFramed) -> Result<Wakeup, ConnectionError> {
         if let Some(item) = framed.next().now_or_never() {
             return event(item);
         }
@@ -181,32 +186,28 @@ impl Connection {
             let progress = framed.get_ref().bytes_read();
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled(), if stoppable => return Ok(Event::Shutdown),
+                () = self.shutdown.cancelled(), if stoppable => return Ok(Wakeup::Shutdown),
                 item = tokio::time::timeout(self.context.idle_timeout, framed.next()) => {
                     match item {
                         Ok(item) => return event(item),
                         // Still sending (a long line or body): not idle.
                         Err(_) if framed.get_ref().bytes_read() > progress => {}
-                        Err(_) => return Ok(Event::IdleTimeout),
+                        Err(_) => return Ok(Wakeup::IdleTimeout),
                     }
                 }
             }
         }
     }
 
-    async fn call(&mut self, kind: RequestKind) -> Reply {
+    async fn call(&mut self, kind: RequestKind) -> SmtpResponse {
         let request = SmtpRequest {
             session: self.session.info(),
             kind,
         };
-        let service = match self.service.ready().await {
-            Ok(service) => service,
-            Err(error) => return reply_for_error(&error),
-        };
-        match service.call(request).await {
-            Ok(reply) => reply,
-            Err(error) => reply_for_error(&error),
-        }
+        // The stack answers every request: its errors are responses.
+        let Ok(service) = self.service.ready().await;
+        let Ok(response) = service.call(request).await;
+        response
     }
 
     /// Queues a reply; [`Self::next_event`] decides when to flush.
@@ -235,9 +236,7 @@ impl Connection {
     /// discarded with the old read buffer (RFC 3207 §5: no command injection).
     async fn start_tls(&mut self, framed: SmtpFramed) -> Result<SmtpFramed, ConnectionError> {
         let Some(acceptor) = self.context.tls.clone() else {
-            return Err(ConnectionError::Handshake(std::io::Error::other(
-                "no TLS acceptor",
-            )));
+            return Err(ConnectionError::NoUpgrade);
         };
         let parts = framed.into_parts();
         if !parts.read_buf.is_empty() {
@@ -247,9 +246,7 @@ impl Connection {
             );
         }
         let Some((tcp, bytes_read)) = parts.io.into_plain() else {
-            return Err(ConnectionError::Handshake(std::io::Error::other(
-                "already in TLS",
-            )));
+            return Err(ConnectionError::NoUpgrade);
         };
         let tls = tokio::time::timeout(self.context.idle_timeout, acceptor.accept(tcp))
             .await
@@ -276,10 +273,10 @@ fn verb_label(frame: &Frame) -> &'static str {
     }
 }
 
-fn event(item: Option<Result<Frame, CodecError>>) -> Result<Event, ConnectionError> {
+fn event(item: Option<Result<Frame, CodecError>>) -> Result<Wakeup, ConnectionError> {
     match item {
-        Some(Ok(frame)) => Ok(Event::Frame(frame)),
+        Some(Ok(frame)) => Ok(Wakeup::Frame(frame)),
         Some(Err(error)) => Err(error.into()),
-        None => Ok(Event::Closed),
+        None => Ok(Wakeup::Closed),
     }
 }

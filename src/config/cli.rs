@@ -1,0 +1,257 @@
+//! The command-line and environment surface, as clap sees it: one flag per
+//! setting, each with its `MAIL_LASER_*` variable and default, and clap's
+//! errors turned into the one line `docs/configuration.md` promises.
+
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Parser, ValueEnum};
+
+use super::ConfigError;
+use crate::duration;
+use crate::spool::SpoolLimits;
+
+/// Command line and environment, as clap sees them. `value_name` is the
+/// variable's name so that every error message names it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mail-laser",
+    version,
+    about = "SMTP server that POSTs every accepted email to a webhook as JSON",
+    after_help = "Every flag can also be set through its environment variable or a .env file in the working directory."
+)]
+pub(super) struct Cli {
+    /// Comma-separated recipients to accept (case-insensitive).
+    #[arg(long, env = "MAIL_LASER_TARGET_EMAILS", value_name = "MAIL_LASER_TARGET_EMAILS", value_delimiter = ',', required = true, num_args = 1..)]
+    pub(super) target_emails: Vec<String>,
+
+    /// Where payloads are POSTed; `-` prints each payload as a JSON line on stdout.
+    #[arg(
+        long,
+        env = "MAIL_LASER_WEBHOOK_URL",
+        value_name = "MAIL_LASER_WEBHOOK_URL"
+    )]
+    pub(super) webhook_url: String,
+
+    /// Seconds per webhook attempt.
+    #[arg(long, env = "MAIL_LASER_WEBHOOK_TIMEOUT", value_name = "MAIL_LASER_WEBHOOK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(super) webhook_timeout: u64,
+
+    /// Retries after the first webhook attempt.
+    #[arg(long, env = "MAIL_LASER_WEBHOOK_MAX_RETRIES", value_name = "MAIL_LASER_WEBHOOK_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub(super) webhook_max_retries: u32,
+
+    /// Consecutive failed deliveries that open the circuit breaker.
+    #[arg(long, env = "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD", value_name = "MAIL_LASER_CIRCUIT_BREAKER_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) circuit_breaker_threshold: u32,
+
+    /// Seconds the circuit breaker stays open before one probe.
+    #[arg(long, env = "MAIL_LASER_CIRCUIT_BREAKER_RESET", value_name = "MAIL_LASER_CIRCUIT_BREAKER_RESET", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) circuit_breaker_reset: u64,
+
+    /// Enables HMAC-SHA256 signing of webhook requests.
+    #[arg(
+        long,
+        env = "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
+        value_name = "MAIL_LASER_WEBHOOK_SIGNING_SECRET",
+        hide_env_values = true
+    )]
+    pub(super) webhook_signing_secret: Option<String>,
+
+    /// Allow http:// webhooks off loopback.
+    #[arg(long, env = "MAIL_LASER_ALLOW_INSECURE_WEBHOOK", value_name = "MAIL_LASER_ALLOW_INSECURE_WEBHOOK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(super) allow_insecure_webhook: bool,
+
+    /// SMTP listen address.
+    #[arg(
+        long,
+        env = "MAIL_LASER_BIND_ADDRESS",
+        value_name = "MAIL_LASER_BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    pub(super) bind_address: IpAddr,
+
+    /// SMTP listen port.
+    #[arg(
+        long,
+        env = "MAIL_LASER_PORT",
+        value_name = "MAIL_LASER_PORT",
+        default_value_t = 2525
+    )]
+    pub(super) port: u16,
+
+    /// HTTP (health) listen address.
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEALTH_BIND_ADDRESS",
+        value_name = "MAIL_LASER_HEALTH_BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    pub(super) health_bind_address: IpAddr,
+
+    /// HTTP (health) listen port.
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEALTH_PORT",
+        value_name = "MAIL_LASER_HEALTH_PORT",
+        default_value_t = 8080
+    )]
+    pub(super) health_port: u16,
+
+    /// Comma-separated header-name prefixes forwarded in the payload (case-insensitive).
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEADER_PREFIX",
+        value_name = "MAIL_LASER_HEADER_PREFIX",
+        value_delimiter = ','
+    )]
+    pub(super) header_prefix: Vec<String>,
+
+    /// Largest accepted message in bytes; advertised as SIZE.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_MESSAGE_SIZE",
+        value_name = "MAIL_LASER_MAX_MESSAGE_SIZE",
+        default_value_t = 26_214_400
+    )]
+    pub(super) max_message_size: usize,
+
+    /// Concurrent sessions per client IP; 0 = unlimited.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_CONCURRENT_PER_IP",
+        value_name = "MAIL_LASER_MAX_CONCURRENT_PER_IP",
+        default_value_t = 10
+    )]
+    pub(super) max_concurrent_per_ip: usize,
+
+    /// Concurrent sessions in all.
+    #[arg(long, env = "MAIL_LASER_MAX_CONNECTIONS", value_name = "MAIL_LASER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) max_connections: u32,
+
+    /// Unknown recipients tolerated per session before `421`; 0 = unlimited.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
+        value_name = "MAIL_LASER_MAX_UNKNOWN_RCPTS_PER_SESSION",
+        default_value_t = 3
+    )]
+    pub(super) max_unknown_rcpts_per_session: u32,
+
+    /// Seconds a session may sit idle waiting for the client.
+    #[arg(long, env = "MAIL_LASER_SMTP_TIMEOUT", value_name = "MAIL_LASER_SMTP_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) smtp_timeout: u64,
+
+    /// PEM certificate chain for STARTTLS (a self-signed one is generated without it).
+    #[arg(
+        long,
+        env = "MAIL_LASER_TLS_CERT",
+        value_name = "MAIL_LASER_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub(super) tls_cert: Option<PathBuf>,
+
+    /// PEM private key for STARTTLS.
+    #[arg(
+        long,
+        env = "MAIL_LASER_TLS_KEY",
+        value_name = "MAIL_LASER_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub(super) tls_key: Option<PathBuf>,
+
+    /// Refuse MAIL before STARTTLS (530 5.7.0).
+    #[arg(long, env = "MAIL_LASER_REQUIRE_TLS", value_name = "MAIL_LASER_REQUIRE_TLS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(super) require_tls: bool,
+
+    /// Name used in the greeting and the self-signed certificate.
+    #[arg(long, env = "MAIL_LASER_HOSTNAME", value_name = "MAIL_LASER_HOSTNAME")]
+    pub(super) hostname: Option<String>,
+
+    /// sync: the reply waits for the webhook; spool: when the webhook is down, mail is written to disk, answered 250 and delivered later.
+    #[arg(
+        long,
+        env = "MAIL_LASER_DELIVERY",
+        value_name = "MAIL_LASER_DELIVERY",
+        value_enum,
+        default_value_t = DeliveryMode::Sync
+    )]
+    pub(super) delivery: DeliveryMode,
+
+    /// Spool folder (spool mode); dead letters go to its dead/ subfolder.
+    #[arg(
+        long,
+        env = "MAIL_LASER_SPOOL_DIR",
+        value_name = "MAIL_LASER_SPOOL_DIR",
+        default_value = "./spool"
+    )]
+    pub(super) spool_dir: PathBuf,
+
+    /// How long spool mode keeps retrying before a message becomes a dead letter (90s, 30m, 72h, 3d).
+    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_AGE", value_name = "MAIL_LASER_SPOOL_MAX_AGE", default_value = "72h", value_parser = duration::parse)]
+    pub(super) spool_max_age: Duration,
+
+    /// Waiting spool files (one per message and recipient) at which new mail gets 452 4.3.1.
+    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_FILES", value_name = "MAIL_LASER_SPOOL_MAX_FILES", default_value_t = SpoolLimits::default().max_files, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) spool_max_files: u64,
+
+    /// Total bytes of waiting spool files at which new mail gets 452 4.3.1.
+    #[arg(long, env = "MAIL_LASER_SPOOL_MAX_BYTES", value_name = "MAIL_LASER_SPOOL_MAX_BYTES", default_value_t = SpoolLimits::default().max_bytes, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) spool_max_bytes: u64,
+}
+
+/// `MAIL_LASER_DELIVERY` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum DeliveryMode {
+    Sync,
+    Spool,
+}
+
+/// Turns clap's multi-line errors into one line naming the variable.
+pub(super) fn one_line(error: clap::Error) -> ConfigError {
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return ConfigError::Info(error);
+    }
+    let context = |kind| match error.get(kind) {
+        Some(ContextValue::String(value)) => Some(value.clone()),
+        Some(ContextValue::Strings(values)) => Some(values.join(", ")),
+        _ => None,
+    };
+    let message = match error.kind() {
+        ErrorKind::MissingRequiredArgument => format!(
+            "missing required setting {}",
+            context(ContextKind::InvalidArg).unwrap_or_default()
+        ),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let arg = context(ContextKind::InvalidArg).unwrap_or_default();
+            let value = context(ContextKind::InvalidValue).unwrap_or_default();
+            let reason = error
+                .source()
+                .map(|source| source.to_string())
+                .or_else(|| {
+                    context(ContextKind::ValidValue).map(|valid| format!("expected one of {valid}"))
+                })
+                .unwrap_or_else(|| "invalid".into());
+            format!("{arg}: invalid value '{value}': {reason}")
+        }
+        _ => error
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned(),
+    };
+    ConfigError::Cli {
+        message,
+        source: error,
+    }
+}

@@ -1,0 +1,121 @@
+//! What a session asks the Tower stack, and what the stack answers.
+//!
+//! The session builds an [`SmtpRequest`] for every decision it delegates
+//! (a sender, a recipient, a complete message); the stack answers with an
+//! [`SmtpResponse`]: a typed [`Outcome`] that the session, spans and metrics
+//! read, and the [`Reply`] the client sees, derived from the outcome once.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::command::MailParams;
+use super::reply::Reply;
+
+/// What the connection knows about the client, carried by every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub peer: SocketAddr,
+    /// The EHLO/HELO name.
+    pub helo: String,
+    pub tls: bool,
+}
+
+/// A complete message with its envelope, as received after DATA or the
+/// last BDAT chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The reverse-path, `""` for the null path.
+    pub sender: String,
+    /// Accepted recipients, as the client wrote them, without duplicates.
+    pub recipients: Vec<String>,
+    pub smtputf8: bool,
+    /// The dot-unstuffed message (RFC 5322 headers and body).
+    pub message: Bytes,
+}
+
+/// The decisions a session delegates to the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKind {
+    Mail { sender: String, params: MailParams },
+    Rcpt { recipient: String },
+    Message(Envelope),
+}
+
+impl RequestKind {
+    /// Short name for spans and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Mail { .. } => "MAIL",
+            Self::Rcpt { .. } => "RCPT",
+            Self::Message(_) => "DATA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpRequest {
+    pub session: SessionInfo,
+    pub kind: RequestKind,
+}
+
+/// What the stack decided about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `MAIL` or `RCPT` accepted: the transaction takes it.
+    Accepted,
+    /// `MAIL` or `RCPT` refused (an unknown recipient, a policy); the
+    /// transaction goes on without it.
+    Refused,
+    /// The message reached the consumer for every recipient.
+    Delivered,
+    /// The message is durably queued and will reach the consumer later.
+    Queued,
+    /// The consumer refused the message for good.
+    Rejected,
+    /// Not taken now: the sender keeps the message and retries.
+    Deferred,
+}
+
+impl Outcome {
+    /// The label used in spans and in `maillaser_messages_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+            Self::Delivered => "delivered",
+            Self::Queued => "spooled",
+            Self::Rejected => "rejected",
+            Self::Deferred => "deferred",
+        }
+    }
+}
+
+/// The stack's answer: the outcome, and the reply that tells the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpResponse {
+    pub outcome: Outcome,
+    pub reply: Reply,
+}
+
+impl SmtpResponse {
+    pub fn new(outcome: Outcome, reply: Reply) -> Self {
+        Self { outcome, reply }
+    }
+
+    /// The sender is taken.
+    pub fn sender_accepted() -> Self {
+        Self::new(Outcome::Accepted, Reply::sender_ok())
+    }
+
+    /// The recipient is taken.
+    pub fn recipient_accepted() -> Self {
+        Self::new(Outcome::Accepted, Reply::recipient_ok())
+    }
+
+    /// A request the stack failed to answer: the client keeps the mail and
+    /// retries.
+    pub fn failed() -> Self {
+        Self::new(Outcome::Deferred, Reply::local_error())
+    }
+}
