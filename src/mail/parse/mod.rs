@@ -1,0 +1,131 @@
+//! Raw RFC 5322 bytes → [`ParsedMail`], the message-derived fields of the
+//! webhook payload (SPEC §3).
+//!
+//! mailparse supplies the primitives (header parser, RFC 2047 and address
+//! parsing, Content-Type parsing, transfer and charset decoding), but the MIME
+//! tree is walked here rather than by `mailparse::parse_mail`, because that
+//! function recurses on the stack and gives up on the *whole* message beyond
+//! 100 nested multiparts. The walk below is iterative, expands at most
+//! [`MAX_MULTIPART_DEPTH`] levels, parses each part's headers exactly once and
+//! stops as soon as both bodies are found, so a hostile message costs bounded
+//! stack and still yields its top-level fields.
+//!
+//! Rules, in the order they are applied:
+//! - top-level headers give `subject`, `sender_name`, `message_id` and the
+//!   forwarded `headers` (first occurrence of Subject/From/Message-ID wins);
+//! - the first `text/plain` leaf is `body`, the first `text/html` leaf is
+//!   `html_body` (depth-first, in message order);
+//! - a leaf is an attachment, never a body, when its `Content-Disposition` is
+//!   `attachment`, or when inside a multipart it carries a file name
+//!   (`Content-Disposition` `filename` or `Content-Type` `name`); any other
+//!   type than `text/plain`/`text/html` is never a body either;
+//! - HTML is rendered to text (html2text) only when no usable `text/plain`
+//!   exists: none at all, or one that is blank.
+
+mod decode;
+mod headers;
+mod html;
+mod mime;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use headers::{parse_headers_lenient, read_top_headers, skip_mbox_from_line};
+use html::render_html;
+use mime::find_bodies;
+
+/// How many multipart levels the walk expands. Real mail nests 3–5 levels
+/// (mixed → related → alternative); anything deeper is abuse, and parts
+/// beyond this depth are skipped instead of failing the whole message.
+pub const MAX_MULTIPART_DEPTH: usize = 64;
+
+/// Wall-clock budget for feeding HTML to html2text. html5ever's tree builder
+/// is quadratic in element nesting (100,000 nested `<div>` take ~26 s), so
+/// input stops being fed once this is spent and what was parsed so far is
+/// rendered. A legitimate 500 KB newsletter parses in well under this.
+pub const HTML_RENDER_BUDGET: Duration = Duration::from_millis(200);
+
+/// The message-derived fields of the webhook payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedMail {
+    /// Decoded `Subject:` (RFC 2047, unfolded, trimmed); `""` when absent.
+    pub subject: String,
+    /// First `text/plain` part decoded to UTF-8; for HTML-only mail a text
+    /// rendering of the HTML; `""` if neither exists.
+    pub body: String,
+    /// First `text/html` part decoded to UTF-8.
+    pub html_body: Option<String>,
+    /// Decoded display name of `From:`; `None` when absent or empty.
+    pub sender_name: Option<String>,
+    /// Top-level headers whose names start (ASCII case-insensitively) with one
+    /// of the configured prefixes: names as sent, values decoded and trimmed,
+    /// in message order, repeats included.
+    pub headers: Vec<(String, String)>,
+    /// `Message-ID:` value trimmed, angle brackets kept.
+    pub message_id: Option<String>,
+}
+
+/// Parses one message. Best effort: never panics and never fails, whatever
+/// the input bytes; what cannot be decoded is left at its default.
+///
+/// `header_prefixes` selects the forwarded headers; empty prefixes are
+/// ignored (a stray comma in the configuration must not forward every
+/// header).
+///
+/// CPU-bound and input-dependent (HTML rendering may take up to
+/// [`HTML_RENDER_BUDGET`]): call it off the async workers. It opens no span
+/// of its own; the caller's `mail.parse` span covers it.
+pub fn parse(raw: &[u8], header_prefixes: &[String]) -> ParsedMail {
+    parse_unrendered(raw, header_prefixes).render()
+}
+
+/// [`parse`] without its one expensive step, the HTML rendering: the work
+/// left is linear in the size of the message (headers, MIME walk, transfer
+/// and charset decoding), so for a small message it is cheap enough to run
+/// on an async worker. Call [`Unrendered::render`] (off the async workers
+/// when [`Unrendered::needs_rendering`]) to finish.
+pub fn parse_unrendered(raw: &[u8], header_prefixes: &[String]) -> Unrendered {
+    let raw = skip_mbox_from_line(raw);
+    let (headers, body_start) = parse_headers_lenient(raw);
+    let mut mail = ParsedMail::default();
+    read_top_headers(&headers, header_prefixes, &mut mail);
+
+    let found = find_bodies(&headers, &raw[body_start..]);
+    let render = match (&found.text, &found.html) {
+        (Some(text), Some(_)) => text.trim().is_empty(),
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    if !render {
+        mail.body = found.text.unwrap_or_default();
+    }
+    mail.html_body = found.html;
+    Unrendered { mail, render }
+}
+
+/// A parsed message whose `body` may still have to be rendered from its HTML.
+#[derive(Debug)]
+pub struct Unrendered {
+    mail: ParsedMail,
+    render: bool,
+}
+
+impl Unrendered {
+    /// Whether [`Unrendered::render`] runs html2text (up to
+    /// [`HTML_RENDER_BUDGET`] of CPU) rather than returning at once.
+    pub fn needs_rendering(&self) -> bool {
+        self.render
+    }
+
+    /// The finished [`ParsedMail`]: for HTML-only mail (or a blank text
+    /// part) `body` is the rendering of `html_body`.
+    pub fn render(mut self) -> ParsedMail {
+        if self.render {
+            if let Some(html) = &self.mail.html_body {
+                self.mail.body = render_html(html, HTML_RENDER_BUDGET);
+            }
+        }
+        self.mail
+    }
+}

@@ -1,0 +1,671 @@
+//! Parser tests: the payload fields of real and hostile messages.
+
+use super::html::*;
+use super::*;
+use std::time::Instant;
+
+/// Fixtures are written with `\n`; SMTP delivers `\r\n`.
+fn crlf(text: &str) -> Vec<u8> {
+    text.replace('\n', "\r\n").into_bytes()
+}
+
+fn parse_str(text: &str) -> ParsedMail {
+    parse(&crlf(text), &[])
+}
+
+fn prefixes(list: &[&str]) -> Vec<String> {
+    list.iter().map(|p| (*p).to_owned()).collect()
+}
+
+#[test]
+fn plain_message() {
+    let mail = parse_str(
+        "From: Alice Example <alice@example.com>\n\
+         To: ops@example.com\n\
+         Subject: Server down\n\
+         Message-ID: <abc@example.com>\n\
+         \n\
+         The server is down.\n",
+    );
+    assert_eq!(
+        mail,
+        ParsedMail {
+            subject: "Server down".into(),
+            body: "The server is down.\r\n".into(),
+            html_body: None,
+            sender_name: Some("Alice Example".into()),
+            headers: vec![],
+            message_id: Some("<abc@example.com>".into()),
+        }
+    );
+}
+
+#[test]
+fn plain_message_with_bare_lf() {
+    let mail = parse(b"Subject: lf\n\nline one\nline two", &[]);
+    assert_eq!(mail.subject, "lf");
+    assert_eq!(mail.body, "line one\nline two");
+}
+
+#[test]
+fn multipart_alternative_takes_text_and_html() {
+    let mail = parse_str(
+        "Subject: alt\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/alternative; boundary=\"XYZ\"\n\
+         \n\
+         preamble is ignored\n\
+         --XYZ\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         \n\
+         Plain version\n\
+         --XYZ\n\
+         Content-Type: text/html; charset=utf-8\n\
+         \n\
+         <p>HTML version</p>\n\
+         --XYZ--\n\
+         epilogue is ignored\n",
+    );
+    assert_eq!(mail.subject, "alt");
+    assert_eq!(mail.body, "Plain version");
+    assert_eq!(mail.html_body.as_deref(), Some("<p>HTML version</p>"));
+}
+
+#[test]
+fn html_only_is_rendered_to_text() {
+    let mail = parse_str(
+        "Subject: html\n\
+         Content-Type: text/html; charset=utf-8\n\
+         \n\
+         <html><head><style>p { color: red }</style></head><body>\
+         <h1>Welcome</h1><p>Hello <b>there</b>, friend &amp; colleague.</p>\
+         <p><a href=\"https://example.com/confirm\">Confirm</a></p></body></html>\n",
+    );
+    let html = mail.html_body.as_deref().unwrap();
+    assert!(html.starts_with("<html><head>"));
+    for words in ["Welcome", "Hello there, friend & colleague.", "Confirm"] {
+        assert!(
+            mail.body.contains(words),
+            "{words:?} missing in {:?}",
+            mail.body
+        );
+    }
+    assert!(
+        mail.body.contains("https://example.com/confirm"),
+        "{:?}",
+        mail.body
+    );
+    assert!(
+        !mail.body.contains('<') && !mail.body.contains('>'),
+        "{:?}",
+        mail.body
+    );
+    assert!(
+        !mail.body.contains("color"),
+        "style leaked: {:?}",
+        mail.body
+    );
+    assert_eq!(mail.body, mail.body.trim());
+}
+
+#[test]
+fn only_html_bodies_are_left_for_rendering() {
+    let plain = crlf("Subject: p\n\nhello\n");
+    let html = crlf("Content-Type: text/html\n\n<p>hi</p>\n");
+    let blank_text = crlf(
+        "Content-Type: multipart/alternative; boundary=b\n\n\
+         --b\nContent-Type: text/plain\n\n \n\
+         --b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n",
+    );
+    for (raw, renders) in [(&plain, false), (&html, true), (&blank_text, true)] {
+        let unrendered = parse_unrendered(raw, &[]);
+        assert_eq!(unrendered.needs_rendering(), renders);
+        assert_eq!(unrendered.render(), parse(raw, &[]));
+    }
+    assert_eq!(parse(&html, &[]).body, "hi");
+}
+
+#[test]
+fn blank_text_part_falls_back_to_rendered_html() {
+    let mail = parse_str(
+        "Content-Type: multipart/alternative; boundary=b\n\
+         \n\
+         --b\n\
+         Content-Type: text/plain\n\
+         \n\
+         \x20\n\
+         --b\n\
+         Content-Type: text/html\n\
+         \n\
+         <div>Only here</div>\n\
+         --b--\n",
+    );
+    assert_eq!(mail.body, "Only here");
+    assert_eq!(mail.html_body.as_deref(), Some("<div>Only here</div>"));
+}
+
+#[test]
+fn nested_mixed_with_alternative_and_binary_attachment() {
+    let mail = parse_str(
+        "Subject: report\n\
+         Content-Type: multipart/mixed; boundary=outer\n\
+         \n\
+         --outer\n\
+         Content-Type: multipart/alternative; boundary=inner\n\
+         \n\
+         --inner\n\
+         Content-Type: text/plain; charset=us-ascii\n\
+         Content-Transfer-Encoding: 7bit\n\
+         \n\
+         See attached.\n\
+         --inner\n\
+         Content-Type: text/html\n\
+         \n\
+         <p>See <i>attached</i>.</p>\n\
+         --inner--\n\
+         \n\
+         --outer\n\
+         Content-Type: application/octet-stream; name=\"secret.bin\"\n\
+         Content-Transfer-Encoding: base64\n\
+         Content-Disposition: attachment; filename=\"secret.bin\"\n\
+         \n\
+         U0VDUkVUQVRUQUNITUVOVEJZVEVTAAEC\n\
+         --outer--\n",
+    );
+    assert_eq!(mail.body, "See attached.");
+    assert_eq!(
+        mail.html_body.as_deref(),
+        Some("<p>See <i>attached</i>.</p>")
+    );
+    for leaked in ["SECRET", "U0VDUkVU", "secret.bin"] {
+        assert!(!mail.body.contains(leaked));
+        assert!(!mail.html_body.as_deref().unwrap().contains(leaked));
+    }
+}
+
+#[test]
+fn text_attachment_is_not_the_body() {
+    let mail = parse_str(
+        "Content-Type: multipart/mixed; boundary=m\n\
+         \n\
+         --m\n\
+         Content-Type: text/plain\n\
+         Content-Disposition: attachment; filename=\"notes.txt\"\n\
+         \n\
+         attachment text\n\
+         --m\n\
+         Content-Type: text/html\n\
+         \n\
+         <p>the real message</p>\n\
+         --m--\n",
+    );
+    assert_eq!(mail.body, "the real message");
+    assert_eq!(mail.html_body.as_deref(), Some("<p>the real message</p>"));
+}
+
+#[test]
+fn named_text_part_inside_multipart_is_an_attachment() {
+    let mail = parse_str(
+        "Content-Type: multipart/mixed; boundary=m\n\
+         \n\
+         --m\n\
+         Content-Type: text/plain; name=\"log.txt\"\n\
+         \n\
+         log lines\n\
+         --m\n\
+         Content-Type: text/plain\n\
+         Content-Disposition: inline\n\
+         \n\
+         body text\n\
+         --m--\n",
+    );
+    assert_eq!(mail.body, "body text");
+}
+
+#[test]
+fn rfc2047_subjects() {
+    let cases = [
+        ("=?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=", "Grüße aus Köln"),
+        (
+            "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=",
+            "Grüße aus Köln",
+        ),
+        ("=?ISO-8859-1?Q?Caf=E9?=", "Café"),
+        ("=?iso-8859-1?B?Q2Fm6Q==?=", "Café"),
+        (
+            "Re: =?UTF-8?B?0J/RgNC40LLQtdGCINC80LjRgA==?= !",
+            "Re: Привет мир !",
+        ),
+        ("  padded  ", "padded"),
+    ];
+    for (encoded, expected) in cases {
+        let mail = parse_str(&format!("Subject: {encoded}\n\nx"));
+        assert_eq!(mail.subject, expected, "for {encoded}");
+    }
+}
+
+#[test]
+fn folded_subject_is_unfolded() {
+    let mail = parse_str("Subject: a long\n subject line\n\nx");
+    assert_eq!(mail.subject, "a long subject line");
+}
+
+#[test]
+fn quoted_printable_body_with_soft_breaks() {
+    let mail = parse_str(
+        "Content-Type: text/plain; charset=utf-8\n\
+         Content-Transfer-Encoding: quoted-printable\n\
+         \n\
+         Price: 5 =E2=82=AC, and this line is so=\n\
+         ft-broken.\n",
+    );
+    assert_eq!(mail.body, "Price: 5 €, and this line is soft-broken.\r\n");
+}
+
+#[test]
+fn base64_body() {
+    let mail = parse_str(
+        "Content-Type: text/plain; charset=UTF-8\n\
+         Content-Transfer-Encoding: BASE64\n\
+         \n\
+         SGVsbG8sIGJhc2U2\n\
+         NCB3b3JsZCEK\n",
+    );
+    assert_eq!(mail.body, "Hello, base64 world!\n");
+}
+
+#[test]
+fn iso_8859_1_body() {
+    let mut raw =
+        crlf("Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: 8bit\n\n");
+    raw.extend_from_slice(b"Caf\xe9 cr\xe8me");
+    assert_eq!(parse(&raw, &[]).body, "Café crème");
+}
+
+#[test]
+fn iso_8859_1_quoted_printable_body() {
+    let mail = parse_str(
+        "Content-Type: text/plain; charset=iso-8859-1\n\
+         Content-Transfer-Encoding: quoted-printable\n\
+         \n\
+         Caf=E9",
+    );
+    assert_eq!(mail.body, "Café");
+}
+
+#[test]
+fn undeclared_charset_utf8_body_is_utf8() {
+    let mail = parse("Subject: x\r\n\r\nGrüße €".as_bytes(), &[]);
+    assert_eq!(mail.body, "Grüße €");
+}
+
+#[test]
+fn invalid_base64_falls_back_to_raw_text() {
+    let mail = parse_str(
+        "Content-Transfer-Encoding: base64\n\
+         \n\
+         this is *not* base64!",
+    );
+    assert_eq!(mail.body, "this is *not* base64!");
+}
+
+#[test]
+fn invalid_utf8_in_utf8_body_is_replaced_not_dropped() {
+    let mut raw = crlf("Content-Type: text/plain; charset=utf-8\n\n");
+    raw.extend_from_slice(b"ok \xff\xfe end");
+    assert_eq!(parse(&raw, &[]).body, "ok \u{fffd}\u{fffd} end");
+}
+
+#[test]
+fn missing_subject_is_empty() {
+    let mail = parse_str("From: a@b.example\n\nhello");
+    assert_eq!(mail.subject, "");
+    assert_eq!(mail.body, "hello");
+}
+
+#[test]
+fn display_names() {
+    let cases: [(&str, Option<&str>); 8] = [
+        ("\"Doe, John\" <j@x.example>", Some("Doe, John")),
+        ("=?UTF-8?B?SsO2aG4gRMWT?= <a@b.example>", Some("Jöhn Dœ")),
+        (
+            "=?ISO-8859-1?Q?Andr=E9?= Pirard <pirard@vm1.ulg.ac.be>",
+            Some("André Pirard"),
+        ),
+        ("Plain Name <p@n.example>", Some("Plain Name")),
+        ("j@x.example", None),
+        ("<j@x.example>", None),
+        ("\"\" <j@x.example>", None),
+        ("Broken Name <unterminated@x", Some("Broken Name")),
+    ];
+    for (from, expected) in cases {
+        let mail = parse_str(&format!("From: {from}\n\nx"));
+        assert_eq!(mail.sender_name.as_deref(), expected, "for {from}");
+    }
+    assert_eq!(parse_str("Subject: none\n\nx").sender_name, None);
+}
+
+#[test]
+fn header_passthrough_on() {
+    let raw = crlf(
+        "X-Custom-Ticket: 42\n\
+         Subject: s\n\
+         x-custom-lower:   spaced value  \n\
+         X-App-Name: =?UTF-8?Q?caf=C3=A9?=\n\
+         X-Other: not forwarded\n\
+         X-APPLICATION: folded\n  value\n\
+         \n\
+         body",
+    );
+    let mail = parse(&raw, &prefixes(&["X-Custom-", "x-app"]));
+    assert_eq!(
+        mail.headers,
+        vec![
+            ("X-Custom-Ticket".to_owned(), "42".to_owned()),
+            ("x-custom-lower".to_owned(), "spaced value".to_owned()),
+            ("X-App-Name".to_owned(), "café".to_owned()),
+            ("X-APPLICATION".to_owned(), "folded value".to_owned()),
+        ]
+    );
+    assert_eq!(mail.subject, "s");
+}
+
+#[test]
+fn header_passthrough_off() {
+    let raw = crlf("X-Custom-Ticket: 42\nX-App: y\n\nbody");
+    assert!(parse(&raw, &[]).headers.is_empty());
+    assert!(
+        parse(&raw, &prefixes(&[""])).headers.is_empty(),
+        "empty prefix forwards nothing"
+    );
+}
+
+#[test]
+fn duplicate_headers_are_all_kept_in_order() {
+    let raw = crlf("X-App-Id: 1\nSubject: first\nx-app-id: 2\nSubject: second\n\nb");
+    let mail = parse(&raw, &prefixes(&["X-App-"]));
+    assert_eq!(mail.subject, "first");
+    assert_eq!(
+        mail.headers,
+        vec![
+            ("X-App-Id".to_owned(), "1".to_owned()),
+            ("x-app-id".to_owned(), "2".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn eight_bit_utf8_headers() {
+    let raw = "Subject: Grüße, ça va? 日本語\r\nFrom: Jöhn Dœ <j@x.example>\r\nX-App-Note: naïve\r\n\r\nbody";
+    let mail = parse(raw.as_bytes(), &prefixes(&["x-app-"]));
+    assert_eq!(mail.subject, "Grüße, ça va? 日本語");
+    assert_eq!(mail.sender_name.as_deref(), Some("Jöhn Dœ"));
+    assert_eq!(
+        mail.headers,
+        vec![("X-App-Note".to_owned(), "naïve".to_owned())]
+    );
+}
+
+#[test]
+fn latin1_8bit_header_is_still_decoded() {
+    let mail = parse(b"Subject: Caf\xe9\r\n\r\nb", &[]);
+    assert_eq!(mail.subject, "Café");
+}
+
+#[test]
+fn message_id_trimmed_with_brackets() {
+    let mail = parse_str("Message-ID:    <id.123@host.example>   \nMessage-ID: <second@x>\n\nb");
+    assert_eq!(mail.message_id.as_deref(), Some("<id.123@host.example>"));
+    assert_eq!(parse_str("Message-ID:   \n\nb").message_id, None);
+    assert_eq!(parse_str("Subject: x\n\nb").message_id, None);
+}
+
+#[test]
+fn headerless_input_is_all_body() {
+    let mail = parse(b"just some text, no headers\r\nsecond line", &[]);
+    assert_eq!(mail.subject, "");
+    assert_eq!(mail.body, "just some text, no headers\r\nsecond line");
+    let mail = parse(b"\r\nbody after blank line", &[]);
+    assert_eq!(mail.body, "body after blank line");
+}
+
+#[test]
+fn header_only_message() {
+    let mail = parse(b"Subject: only headers\r\nMessage-ID: <h@x>\r\n", &[]);
+    assert_eq!(mail.subject, "only headers");
+    assert_eq!(mail.message_id.as_deref(), Some("<h@x>"));
+    assert_eq!(mail.body, "");
+    assert_eq!(mail.html_body, None);
+}
+
+#[test]
+fn mbox_from_line_is_skipped() {
+    let mail = parse(
+        b"From alice@example.com Mon Jan  1 00:00:00 2024\nSubject: mbox\n\nb",
+        &[],
+    );
+    assert_eq!(mail.subject, "mbox");
+    assert_eq!(mail.body, "b");
+}
+
+#[test]
+fn unparseable_header_lines_are_skipped() {
+    let mail = parse(
+        b" leading continuation\r\nSubject: kept\r\n\rstray\r\n\r\nbody",
+        &[],
+    );
+    assert_eq!(mail.subject, "kept");
+    assert_eq!(mail.body, "body");
+}
+
+#[test]
+fn boundary_that_never_closes() {
+    let mail = parse_str(
+        "Subject: open\n\
+         Content-Type: multipart/alternative; boundary=b\n\
+         \n\
+         --b\n\
+         Content-Type: text/plain\n\
+         \n\
+         still delivered\n\
+         --b\n\
+         Content-Type: text/html\n\
+         \n\
+         <p>cut off",
+    );
+    assert_eq!(mail.body, "still delivered");
+    assert_eq!(mail.html_body.as_deref(), Some("<p>cut off"));
+}
+
+#[test]
+fn missing_boundary_parameter_is_guessed() {
+    let mail = parse_str(
+        "Content-Type: multipart/mixed\n\
+         \n\
+         --guess\n\
+         Content-Type: text/plain\n\
+         \n\
+         found anyway\n\
+         --guess--\n",
+    );
+    assert_eq!(mail.body, "found anyway");
+}
+
+#[test]
+fn boundary_prefix_of_nested_boundary() {
+    let mail = parse_str(
+        "Content-Type: multipart/mixed; boundary=b1\n\
+         \n\
+         --b1\n\
+         Content-Type: multipart/alternative; boundary=b10\n\
+         \n\
+         --b10\n\
+         Content-Type: text/plain\n\
+         \n\
+         inner text\n\
+         --b10--\n\
+         --b1--\n",
+    );
+    assert_eq!(mail.body, "inner text");
+}
+
+#[test]
+fn empty_part_does_not_shadow_body() {
+    let mail = parse_str(
+        "Content-Type: multipart/mixed; boundary=b\n\
+         \n\
+         --b\n\
+         --b\n\
+         Content-Type: text/plain\n\
+         \n\
+         real\n\
+         --b--\n",
+    );
+    assert_eq!(mail.body, "real");
+}
+
+/// `levels` nested multiparts around a text part, built with distinct
+/// boundaries as a real generator would.
+fn nested(levels: usize, leaf: &str) -> Vec<u8> {
+    let mut raw = String::from("Subject: deep\r\nMessage-ID: <deep@x>\r\n");
+    for level in 0..levels {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
+        ));
+    }
+    raw.push_str("Content-Type: text/plain\r\n\r\n");
+    raw.push_str(leaf);
+    for level in (0..levels).rev() {
+        raw.push_str(&format!("\r\n--b{level}--"));
+    }
+    raw.push_str("\r\n");
+    raw.into_bytes()
+}
+
+#[test]
+fn five_thousand_levels_deep_keeps_top_level_fields() {
+    // Default test thread, default stack: the walk must not recurse.
+    let mail = parse(&nested(5_000, "too deep"), &[]);
+    assert_eq!(mail.subject, "deep");
+    assert_eq!(mail.message_id.as_deref(), Some("<deep@x>"));
+    assert_eq!(mail.body, "", "text beyond the depth bound is not reached");
+}
+
+#[test]
+fn text_within_depth_bound_is_found() {
+    let mail = parse(&nested(MAX_MULTIPART_DEPTH, "reachable"), &[]);
+    assert_eq!(mail.body, "reachable");
+    let mail = parse(&nested(MAX_MULTIPART_DEPTH + 1, "unreachable"), &[]);
+    assert_eq!(mail.body, "");
+}
+
+#[test]
+fn shallow_text_next_to_a_deep_bomb_is_found() {
+    let bomb = nested(5_000, "x");
+    let bomb_start = bomb.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    let mut raw = crlf(
+        "Subject: s\n\
+         Content-Type: multipart/mixed; boundary=top\n\
+         \n\
+         --top\n\
+         Content-Type: text/plain\n\
+         \n\
+         shallow text\n\
+         --top\n",
+    );
+    // Drop the bomb's own Subject line so it starts with its headers.
+    let bomb = &bomb[bomb_start..];
+    let bomb = &bomb[bomb.windows(2).position(|w| w == b"\r\n").unwrap() + 2..];
+    raw.extend_from_slice(bomb);
+    raw.extend_from_slice(b"\r\n--top--\r\n");
+    let mail = parse(&raw, &[]);
+    assert_eq!(mail.body, "shallow text");
+}
+
+#[test]
+fn html_rendering_stops_at_its_budget() {
+    let html = format!("{}deep{}", "<div>".repeat(50_000), "</div>".repeat(50_000));
+    let started = Instant::now();
+    let text = render_html(&html, Duration::ZERO);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(text, "");
+    // The real budget keeps a nesting bomb cheap too.
+    let started = Instant::now();
+    let mail = parse(
+        format!("Content-Type: text/html\r\n\r\n{html}").as_bytes(),
+        &[],
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(mail.html_body.as_deref(), Some(html.as_str()));
+}
+
+/// Deterministic xorshift64 so failures reproduce.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15;
+    let alphabet: &[u8] = b"-\r\n:=?\"<>; \tabBQ=/\x00\xff\xc3";
+    for round in 0..300 {
+        let len = (xorshift(&mut seed) % 2048) as usize;
+        let bytes: Vec<u8> = if round % 2 == 0 {
+            (0..len).map(|_| xorshift(&mut seed) as u8).collect()
+        } else {
+            // Bytes biased towards MIME syntax reach deeper code paths.
+            (0..len)
+                .map(|_| alphabet[(xorshift(&mut seed) % alphabet.len() as u64) as usize])
+                .collect()
+        };
+        let _ = parse(&bytes, &prefixes(&["x-", ""]));
+    }
+    for input in [
+        &b""[..],
+        b"\r",
+        b"\n",
+        b"\r\n\r\n",
+        b":",
+        b"\xff\xfe\x00",
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b",
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b--",
+        b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n--\r\n",
+        b"Content-Type: multipart/mixed\r\n\r\nno delimiter at all",
+        b"Content-Type: text/plain; charset=\"\r\n\r\nx",
+        b"Content-Type: text/plain; charset=bogus-42\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\xff=",
+        b"Content-Transfer-Encoding: base64\r\n\r\n====",
+        b"Content-Type: text/html\r\n\r\n<<<</>>></",
+        b"From: \"unterminated\r\nSubject: =?utf-8?B?####?=\r\n\r\n",
+        b"From: group: a@b, c@d;\r\n\r\n",
+    ] {
+        let _ = parse(input, &prefixes(&["x-"]));
+    }
+}
+
+#[test]
+fn truncated_multipart_still_yields_top_level_fields() {
+    let full = crlf(
+        "Subject: cut\n\
+         Message-ID: <cut@x>\n\
+         Content-Type: multipart/mixed; boundary=b\n\
+         \n\
+         --b\n\
+         Content-Type: text/plain\n\
+         Content-Transfer-Encoding: base64\n\
+         \n\
+         SGVsbG8sIGJhc2U2NCB3b3JsZCEK\n\
+         --b--\n",
+    );
+    for cut in 0..full.len() {
+        let mail = parse(&full[..cut], &[]);
+        if cut > 80 {
+            assert_eq!(mail.subject, "cut", "cut at {cut}");
+            assert_eq!(mail.message_id.as_deref(), Some("<cut@x>"));
+        }
+    }
+    assert_eq!(parse(&full, &[]).body, "Hello, base64 world!\n");
+}
