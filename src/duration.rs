@@ -8,18 +8,29 @@ use std::time::Duration;
 /// What a malformed value is told it should look like.
 pub const EXPECTED: &str = "a duration such as 90s, 30m, 72h or 3d";
 
+/// Why a value is not a humane duration; its text says what is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{EXPECTED}")]
+    Malformed,
+    #[error("{EXPECTED} (this one is too long)")]
+    TooLong,
+    #[error("{EXPECTED}, longer than zero")]
+    Zero,
+}
+
 /// Parses a humane duration. A bare number is refused rather than guessed:
 /// `72` could mean seconds or hours, and the wrong guess dead-letters mail.
 ///
 /// # Errors
 /// The value is empty, has a number without a unit, an unknown unit,
 /// overflows, or is zero.
-pub fn parse(value: &str) -> Result<Duration, String> {
+pub fn parse(value: &str) -> Result<Duration, DurationError> {
     let value = value.trim();
     let mut total = Duration::ZERO;
     let mut rest = value;
     if rest.is_empty() {
-        return Err(EXPECTED.to_owned());
+        return Err(DurationError::Malformed);
     }
     while !rest.is_empty() {
         let digits = rest
@@ -30,25 +41,23 @@ pub fn parse(value: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
-        let number: u64 = number.parse().map_err(|_| EXPECTED.to_owned())?;
+        let number: u64 = number.parse().map_err(|_| DurationError::Malformed)?;
         let seconds = match unit.trim() {
             "s" => 1,
             "m" => 60,
             "h" => 3600,
             "d" => 86_400,
-            _ => return Err(EXPECTED.to_owned()),
+            _ => return Err(DurationError::Malformed),
         };
         let part = number
             .checked_mul(seconds)
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("{EXPECTED} (this one is too long)"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("{EXPECTED} (this one is too long)"))?;
+            .ok_or(DurationError::TooLong)?;
+        total = total.checked_add(part).ok_or(DurationError::TooLong)?;
         rest = after;
     }
     if total.is_zero() {
-        return Err(format!("{EXPECTED}, longer than zero"));
+        return Err(DurationError::Zero);
     }
     Ok(total)
 }
@@ -109,7 +118,7 @@ mod tests {
     #[test]
     fn malformed_values_are_refused() {
         for text in ["", "72", "h", "3 days", "1.5h", "-1h", "10x", "0s", "0h0m"] {
-            let error = parse(text).unwrap_err();
+            let error = parse(text).unwrap_err().to_string();
             assert!(error.starts_with(EXPECTED), "{text}: {error}");
         }
         assert!(parse("99999999999999999999d").is_err());

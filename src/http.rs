@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::sink::SharedSink;
 use crate::telemetry::Observability;
 
-/// What `/ready` looks at (SPEC §6).
+/// What `/ready` looks at (`docs/http.md`): the SMTP listener accepting,
+/// and the sink able to take new mail (in `sync` mode the breaker not open,
+/// in `spool` mode room in the spool).
 #[derive(Clone)]
 pub struct Readiness {
     accepting: Arc<AtomicBool>,

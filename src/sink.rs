@@ -42,7 +42,9 @@ pub enum DeliveryOutcome {
 pub trait Sink: Send + Sync + 'static {
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome>;
 
-    /// Whether deliveries can be expected to succeed now (`/ready`).
+    /// Whether new mail can be taken now (`/ready`, `docs/http.md`). Must
+    /// not depend on traffic arriving: a load balancer that took the
+    /// instance out sends none.
     fn is_ready(&self) -> bool {
         true
     }

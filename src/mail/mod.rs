@@ -1,4 +1,4 @@
-//! MIME → webhook payload (SPEC §3).
+//! MIME → webhook payload (`docs/payload.md`).
 //!
 //! [`parse`] turns the raw bytes of one accepted message into a [`ParsedMail`]
 //! (subject, bodies, sender name, forwarded headers, Message-ID); [`Payload`]

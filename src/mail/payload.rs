@@ -1,8 +1,8 @@
-//! [`Payload`]: the JSON document POSTed to the webhook (SPEC §3), one per
+//! [`Payload`]: the JSON document POSTed to the webhook (`docs/payload.md`), one per
 //! accepted recipient, built from a [`ParsedMail`] and the SMTP envelope.
 //!
 //! Optional fields are left out rather than sent as `null`, and the fields
-//! appear in the order of SPEC §3, so consumers and signatures see the same
+//! appear in the order of `docs/payload.md`, so consumers and signatures see the same
 //! bytes for the same message.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -176,7 +176,7 @@ mod tests {
                 "message_id": "<m1@x.example>",
             })
         );
-        // Field order as in SPEC §3, headers in message order.
+        // Field order as in `docs/payload.md`, headers in message order.
         let order = [
             "\"sender\"",
             "\"recipient\"",

@@ -1,5 +1,5 @@
 //! SMTP replies as typed values with named constructors: every reply text of
-//! the contract (SPEC §2) is written once, here.
+//! the contract (`docs/smtp.md`) is written once, here.
 
 use std::borrow::Cow;
 use std::fmt;

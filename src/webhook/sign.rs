@@ -1,4 +1,4 @@
-//! HMAC signing (SPEC §4): `X-MailLaser-Timestamp` and
+//! HMAC signing (`docs/webhook.md`): `X-MailLaser-Timestamp` and
 //! `X-MailLaser-Signature-256: sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>`,
 //! computed per attempt so the timestamp is fresh on every retry.
 

@@ -1,5 +1,5 @@
 //! Raw RFC 5322 bytes → [`ParsedMail`], the message-derived fields of the
-//! webhook payload (SPEC §3).
+//! webhook payload (`docs/payload.md`).
 //!
 //! mailparse supplies the primitives (header parser, RFC 2047 and address
 //! parsing, Content-Type parsing, transfer and charset decoding), but the MIME

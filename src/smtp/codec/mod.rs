@@ -1,4 +1,4 @@
-//! Framing of the SMTP byte stream (SPEC §2): command lines, DATA bodies and
+//! Framing of the SMTP byte stream (`docs/smtp.md`): command lines, DATA bodies and
 //! BDAT chunks in, replies out.
 //!
 //! The codec only turns bytes into [`Frame`]s; it makes no protocol
