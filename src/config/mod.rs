@@ -564,4 +564,24 @@ mod tests {
         assert!(error.contains("MAIL_LASER_TARGET_EMAILS"), "{error}");
         assert!(!error.contains('\n'), "{error}");
     }
+
+    #[test]
+    fn a_bad_env_file_line_is_named_by_its_number() {
+        let dir = std::env::temp_dir().join(format!("mail-laser-dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(
+            &path,
+            "MAIL_LASER_PORT=2525\n# a comment\nMAIL_LASER_HOSTNAME=mx.example\nnot a setting line\n",
+        )
+        .unwrap();
+        let error = dotenvy::from_path_iter(&path)
+            .unwrap()
+            .find_map(Result::err)
+            .unwrap();
+        let message = dotenv_error(&path, error).to_string();
+        assert!(message.starts_with(".env line 4: "), "{message}");
+        assert!(message.contains("not a setting line"), "{message}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -391,4 +391,19 @@ mod tests {
         assert!(!text.contains("otel_scope"), "{text}");
         assert!(!text.contains("target_info"), "{text}");
     }
+
+    #[test]
+    fn error_chain_names_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect to the webhook")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "cannot connect to the webhook: connection refused"
+        );
+    }
 }
