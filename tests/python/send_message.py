@@ -1,5 +1,5 @@
 """Sends one message to MailLaser with smtplib's send_message, as an
-application would. Used by tests/python_smtplib.rs.
+application would. Used by tests/it/python_smtplib.rs.
 
     python3 send_message.py PORT CASE
 

@@ -1,13 +1,11 @@
 //! The `mail-laser` binary as users run it: configuration errors, the
 //! quick-start (payloads on stdout), the HTTP port, and SIGTERM.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Instant;
 
-use common::{Client, DEADLINE, TARGET, http_get, simple_message};
+use crate::common::{Client, DEADLINE, TARGET, http_get, simple_message};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 

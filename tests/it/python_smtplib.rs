@@ -3,9 +3,9 @@
 //! `tests/python/send_message.py`; it prints what smtplib saw as JSON and the
 //! SMTP dialogue on stderr.
 
-mod common;
+use std::path::Path;
 
-use common::{OTHER_TARGET, TARGET, TestServer, require_tool};
+use crate::common::{OTHER_TARGET, TARGET, TestServer};
 
 struct Sent {
     /// The script's JSON report.
@@ -14,9 +14,9 @@ struct Sent {
     dialogue: String,
 }
 
-async fn send_message(server: &TestServer, case: &str) -> Sent {
+async fn send_message(python3: &Path, server: &TestServer, case: &str) -> Sent {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_message.py");
-    let output = tokio::process::Command::new(require_tool("python3"))
+    let output = tokio::process::Command::new(python3)
         .arg(script)
         .arg(server.smtp.port().to_string())
         .arg(case)
@@ -36,8 +36,9 @@ async fn send_message(server: &TestServer, case: &str) -> Sent {
 
 #[tokio::test]
 async fn smtputf8_sender_and_headers() {
+    let [python3] = require_tool!("python3");
     let server = TestServer::start(&[]).await;
-    let sent = send_message(&server, "utf8").await;
+    let sent = send_message(&python3, &server, "utf8").await;
     assert_eq!(sent.report["refused"], serde_json::json!({}));
     let features = sent.report["features"].to_string();
     for feature in ["smtputf8", "8bitmime", "pipelining", "chunking", "size"] {
@@ -71,8 +72,9 @@ async fn smtputf8_sender_and_headers() {
 
 #[tokio::test]
 async fn multipart_with_attachment_over_starttls_to_two_recipients() {
+    let [python3] = require_tool!("python3");
     let server = TestServer::start(&["--require-tls", "true"]).await;
-    let sent = send_message(&server, "multipart").await;
+    let sent = send_message(&python3, &server, "multipart").await;
     assert_eq!(sent.report["refused"], serde_json::json!({}));
     assert!(
         sent.dialogue
@@ -111,8 +113,9 @@ async fn multipart_with_attachment_over_starttls_to_two_recipients() {
 
 #[tokio::test]
 async fn unknown_recipient_is_refused_and_the_other_delivered() {
+    let [python3] = require_tool!("python3");
     let server = TestServer::start(&[]).await;
-    let sent = send_message(&server, "rejected").await;
+    let sent = send_message(&python3, &server, "rejected").await;
     assert_eq!(
         sent.report["refused"],
         serde_json::json!({"nobody@example.com": [550, "5.1.1 No such user here"]})

@@ -1,10 +1,11 @@
 //! Test harness: a real MailLaser on ephemeral loopback ports with a
-//! capturing sink, and a raw SMTP client for exact transcripts.
-#![allow(dead_code)]
+//! capturing sink, a raw SMTP client for exact transcripts, and the lookup
+//! of the external tools some tests drive.
 
 pub mod receiver;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,7 +111,6 @@ pub struct TestServer {
     pub sink: CaptureSink,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
-    pub observability: Observability,
 }
 
 impl TestServer {
@@ -139,7 +139,7 @@ impl TestServer {
         let (smtp_addr, http_addr) = (smtp.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
-            let (shutdown, observability) = (shutdown.clone(), observability.clone());
+            let shutdown = shutdown.clone();
             async move {
                 run(
                     Listeners { smtp, http },
@@ -158,7 +158,6 @@ impl TestServer {
             sink,
             shutdown,
             task,
-            observability,
         }
     }
 
@@ -381,19 +380,79 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The path of an external tool a test drives. A missing tool fails the test
-/// with a message naming it; it never skips (`scripts/test` installs it).
-pub fn require_tool(tool: &str) -> std::path::PathBuf {
-    find_tool(tool).unwrap_or_else(|| {
-        panic!("`{tool}` is not installed: run scripts/test, which installs it (Debian package)")
-    })
-}
-
-/// Looks for `tool` in `PATH` and the sbin folders (not always in `PATH`).
-pub fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
+/// Looks for the external program `name` in `PATH`, then in the
+/// repository's `node_modules/.bin` (where `scripts/test` installs dclint).
+/// `PATH` only, so that a tool can be hidden by leaving its folder out:
+/// Postfix's commands are in `/usr/sbin`, which root's `PATH` has.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
+        .chain([Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Set (to anything but `0` or `false`) by `scripts/test`, which installs
+/// every tool: there a missing tool is a failure, never a skip.
+pub const REQUIRE_TOOLS: &str = "MAIL_LASER_REQUIRE_TOOLS";
+
+/// [`tool`] for the test `test`: `None` after printing the one `skipped:`
+/// line when the tool is missing, or a panic naming the tool when
+/// [`REQUIRE_TOOLS`] is set. Used through [`require_tool!`].
+#[track_caller]
+pub fn tool_for_test(name: &str, test: &str) -> Option<PathBuf> {
+    if let Some(path) = tool(name) {
+        return Some(path);
+    }
+    let required =
+        std::env::var(REQUIRE_TOOLS).is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"));
+    assert!(
+        !required,
+        "{test}: `{name}` not found and {REQUIRE_TOOLS} is set: install it or run scripts/test"
+    );
+    // Straight to the stderr file: the test harness captures `eprintln!`
+    // of passing tests, and a skip must be seen.
+    let line = format!("skipped: {test}: {name} not found (install it or run scripts/test)\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    None
+}
+
+/// The test function's name as the harness prints it (`module::test`),
+/// from the type name of an item declared inside it.
+pub fn test_name(item: &str) -> String {
+    let mut segments: Vec<&str> = item
+        .split("::")
+        .skip(1) // the crate: `it`
+        .filter(|segment| *segment != "{{closure}}")
+        .collect();
+    segments.pop(); // the item itself
+    segments.join("::")
+}
+
+/// The name of the test function it is used in, as the harness prints it.
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        $crate::common::test_name(::std::any::type_name_of_val(&here))
+    }};
+}
+
+/// The paths of the external tools a test drives, as an array:
+/// `let [swaks] = require_tool!("swaks");`. When one is missing, prints
+/// `skipped: <test>: <tool> not found (install it or run scripts/test)` and
+/// returns from the test (it passes), unless `MAIL_LASER_REQUIRE_TOOLS=1`
+/// makes it fail. Use it at the top of the test function itself.
+macro_rules! require_tool {
+    ($($name:expr),+ $(,)?) => {
+        [$(
+            match $crate::common::tool_for_test($name, &test_name!()) {
+                Some(path) => path,
+                None => return,
+            }
+        ),+]
+    };
 }

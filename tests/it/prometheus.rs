@@ -2,20 +2,21 @@
 //! expected after a known number of messages, and every PromQL expression of
 //! the Grafana dashboard returns data.
 
-mod common;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Answer, Receiver};
-use common::{Client, DEADLINE, TARGET, TestServer, require_tool, simple_message};
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::{self, Client, DEADLINE, TARGET, TestServer, simple_message};
 use reqwest::Url;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const DASHBOARD: &str = "deploy/grafana/dashboards/maillaser.json";
+const DASHBOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/grafana/dashboards/maillaser.json"
+);
 
 /// A private Prometheus on a loopback port it chose itself.
 struct Prometheus {
@@ -25,8 +26,7 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn scraping(target: std::net::SocketAddr) -> Self {
-        let binary = require_tool("prometheus");
+    async fn scraping(binary: &Path, target: std::net::SocketAddr) -> Self {
         let dir =
             std::env::temp_dir().join(format!("mail-laser-prometheus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -153,6 +153,7 @@ fn expand(expr: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_counters_and_every_dashboard_query_has_data() {
+    let [binary] = require_tool!("prometheus");
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 10, "the dashboard has its panels: {exprs:?}");
 
@@ -163,7 +164,7 @@ async fn prometheus_scrapes_the_counters_and_every_dashboard_query_has_data() {
         common::observability(),
     )
     .await;
-    let prometheus = Prometheus::scraping(server.http).await;
+    let prometheus = Prometheus::scraping(&binary, server.http).await;
     prometheus.value("up", 1.0).await;
 
     // Known traffic: 5 delivered, 1 rejected, 1 deferred after one retry,

@@ -7,20 +7,38 @@
 //! `soft_bounce = yes` keeps mail MailLaser refuses in the queue, so a wrong
 //! `5xx` shows up as a failed test rather than as a bounce.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, OTHER_TARGET, TARGET, TestServer, find_tool, require_tool};
+use crate::common::{self, DEADLINE, OTHER_TARGET, TARGET, TestServer};
 use mail_laser::mail::Payload;
 
-use common::receiver::{Answer, Receiver};
+use crate::common::receiver::{Answer, Receiver};
+
+/// Postfix's commands, found by [`postfix_commands!`].
+struct Commands {
+    postfix: PathBuf,
+    sendmail: PathBuf,
+    postqueue: PathBuf,
+}
+
+/// Postfix's [`Commands`], or the test is skipped (see `require_tool!`).
+macro_rules! postfix_commands {
+    () => {{
+        let [postfix, sendmail, postqueue] = require_tool!("postfix", "sendmail", "postqueue");
+        Commands {
+            postfix,
+            sendmail,
+            postqueue,
+        }
+    }};
+}
 
 /// A private Postfix instance, stopped (and its folder removed) on drop,
 /// whether the test passed or not.
 struct Postfix {
+    commands: Commands,
     dir: PathBuf,
     conf: PathBuf,
 }
@@ -50,16 +68,15 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 impl Postfix {
     /// Starts an instance named `name` that relays everything to
-    /// `127.0.0.1:port`; `extra` main.cf lines override the defaults.
-    async fn start(name: &str, port: u16, extra: &[&str]) -> Self {
-        let postfix = require_tool("postfix");
-        require_tool("sendmail");
-        require_tool("postqueue");
+    /// `127.0.0.1:port`; `overrides` (`name = value`) replace the default
+    /// of their parameter, so `main.cf` names each parameter once.
+    async fn start(commands: Commands, name: &str, port: u16, overrides: &[&str]) -> Self {
         // Short: Postfix's sockets live below it and a socket path is at
         // most 107 octets.
         let dir = std::env::temp_dir().join(format!("ml-pf-{}-{name}", std::process::id()));
         let conf = dir.join("conf");
         let instance = Self {
+            commands,
             dir: dir.clone(),
             conf: conf.clone(),
         };
@@ -74,51 +91,67 @@ impl Postfix {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 
         let d = dir.display();
-        let mut main_cf = format!(
-            "compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-myhostname = postfix.test
-mydomain = postfix.test
-myorigin = postfix.test
-mydestination =
-alias_maps =
-alias_database =
-relayhost = [127.0.0.1]:{port}
-maillog_file = {d}/maillog
-maillog_file_prefixes = {d}
-soft_bounce = yes
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-smtp_tls_security_level = none
-smtp_tls_loglevel = 1
-message_size_limit = 30000000
-debug_peer_list = 127.0.0.1
-debug_peer_level = 1
-"
-        );
-        for line in extra {
-            main_cf.push_str(line);
-            main_cf.push('\n');
+        let mut parameters: Vec<(String, String)> = [
+            ("compatibility_level", "3.6".to_owned()),
+            ("queue_directory", format!("{d}/queue")),
+            ("data_directory", format!("{d}/data")),
+            ("mail_owner", "postfix".to_owned()),
+            ("setgid_group", "postdrop".to_owned()),
+            ("inet_interfaces", "loopback-only".to_owned()),
+            ("inet_protocols", "ipv4".to_owned()),
+            ("myhostname", "postfix.test".to_owned()),
+            ("mydomain", "postfix.test".to_owned()),
+            ("myorigin", "postfix.test".to_owned()),
+            ("mydestination", String::new()),
+            ("alias_maps", String::new()),
+            ("alias_database", String::new()),
+            ("relayhost", format!("[127.0.0.1]:{port}")),
+            ("maillog_file", format!("{d}/maillog")),
+            ("maillog_file_prefixes", d.to_string()),
+            ("soft_bounce", "yes".to_owned()),
+            ("queue_run_delay", "1s".to_owned()),
+            ("minimal_backoff_time", "1s".to_owned()),
+            ("maximal_backoff_time", "2s".to_owned()),
+            ("smtp_tls_security_level", "none".to_owned()),
+            ("smtp_tls_loglevel", "1".to_owned()),
+            ("message_size_limit", "30000000".to_owned()),
+            ("debug_peer_list", "127.0.0.1".to_owned()),
+            ("debug_peer_level", "1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        for line in overrides {
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{line:?} is not `name = value`"));
+            let (key, value) = (key.trim(), value.trim().to_owned());
+            match parameters.iter_mut().find(|(known, _)| known == key) {
+                Some(parameter) => parameter.1 = value,
+                None => parameters.push((key.to_owned(), value)),
+            }
         }
+        let main_cf: String = parameters
+            .iter()
+            .map(|(key, value)| format!("{key} = {value}\n"))
+            .collect();
         std::fs::write(conf.join("main.cf"), main_cf).unwrap();
         std::fs::write(conf.join("master.cf"), MASTER_CF).unwrap();
 
         // `check` creates the queue and data folders with their owners.
-        let check = instance.run(&postfix, &["check"]).await;
+        let check = instance.postfix(&["check"]).await;
         assert!(check.status.success(), "postfix check: {check:?}");
-        let start = instance.run(&postfix, &["start"]).await;
+        let start = instance.postfix(&["start"]).await;
         assert!(
             start.status.success(),
             "postfix start: {start:?}\n{}",
             instance.maillog()
         );
         instance
+    }
+
+    async fn postfix(&self, args: &[&str]) -> Output {
+        self.run(&self.commands.postfix, args).await
     }
 
     async fn run(&self, program: &Path, args: &[&str]) -> Output {
@@ -134,7 +167,7 @@ debug_peer_level = 1
     /// Submits `message` with `sendmail -C conf -f from [args] -- to…`.
     async fn sendmail(&self, from: &str, args: &[&str], to: &[&str], message: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        let mut child = tokio::process::Command::new(require_tool("sendmail"))
+        let mut child = tokio::process::Command::new(&self.commands.sendmail)
             .arg("-C")
             .arg(&self.conf)
             .arg("-f")
@@ -174,7 +207,7 @@ debug_peer_level = 1
 
     /// The queue as `postqueue -j` reports it: one JSON object per message.
     async fn queue(&self) -> Vec<serde_json::Value> {
-        let output = self.run(&require_tool("postqueue"), &["-j"]).await;
+        let output = self.run(&self.commands.postqueue, &["-j"]).await;
         assert!(output.status.success(), "postqueue -j: {output:?}");
         String::from_utf8_lossy(&output.stdout)
             .lines()
@@ -182,37 +215,44 @@ debug_peer_level = 1
             .collect()
     }
 
-    async fn wait_queue_empty(&self) {
+    /// Polls the queue until `check` holds for it, and returns it.
+    async fn wait_queue(
+        &self,
+        what: &str,
+        check: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let queue = self.queue().await;
-            if queue.is_empty() {
-                return;
+            if check(&queue) {
+                return queue;
             }
             assert!(
                 Instant::now() < deadline,
-                "queue never emptied: {queue:?}\n{}",
+                "the queue never showed {what}: {queue:?}\n{}",
                 self.maillog()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
+    async fn wait_queue_empty(&self) {
+        self.wait_queue("nothing", <[_]>::is_empty).await;
+    }
+
     /// `postqueue -f`: deliver everything queued now.
     async fn flush(&self) {
-        let output = self.run(&require_tool("postqueue"), &["-f"]).await;
+        let output = self.run(&self.commands.postqueue, &["-f"]).await;
         assert!(output.status.success(), "postqueue -f: {output:?}");
     }
 
     /// Stops the instance; never panics (it runs in `drop`).
     fn stop(&self) {
-        if let Some(postfix) = find_tool("postfix") {
-            let _ = std::process::Command::new(postfix)
-                .arg("-c")
-                .arg(&self.conf)
-                .arg("stop")
-                .output();
-        }
+        let _ = std::process::Command::new(&self.commands.postfix)
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .output();
     }
 }
 
@@ -240,8 +280,9 @@ fn crlf(text: &str) -> String {
 
 #[tokio::test]
 async fn plain_and_multipart_messages() {
+    let commands = postfix_commands!();
     let server = TestServer::start(&[]).await;
-    let postfix = Postfix::start("mime", server.smtp.port(), &[]).await;
+    let postfix = Postfix::start(commands, "mime", server.smtp.port(), &[]).await;
 
     // A leading dot makes Postfix dot-stuff the line; it must arrive unstuffed.
     // `-i`: a line holding only a dot is text, not sendmail's end of input.
@@ -303,8 +344,9 @@ async fn plain_and_multipart_messages() {
 
 #[tokio::test]
 async fn eight_bit_body_with_size_and_body_parameters() {
+    let commands = postfix_commands!();
     let server = TestServer::start(&[]).await;
-    let postfix = Postfix::start("8bit", server.smtp.port(), &[]).await;
+    let postfix = Postfix::start(commands, "8bit", server.smtp.port(), &[]).await;
     // ASCII headers (RFC 2047 subject), raw UTF-8 body: 8BITMIME, not SMTPUTF8.
     let message = format!(
         "From: =?UTF-8?Q?J=C3=B6rg?= <joerg@example.org>\nTo: {TARGET}\n\
@@ -339,8 +381,9 @@ async fn eight_bit_body_with_size_and_body_parameters() {
 
 #[tokio::test]
 async fn smtputf8_address_and_headers() {
+    let commands = postfix_commands!();
     let server = TestServer::start(&[]).await;
-    let postfix = Postfix::start("utf8", server.smtp.port(), &[]).await;
+    let postfix = Postfix::start(commands, "utf8", server.smtp.port(), &[]).await;
     // Raw UTF-8 in the sender address and headers: Postfix asks for SMTPUTF8
     // because MailLaser offers it.
     let message = format!(
@@ -368,8 +411,9 @@ async fn smtputf8_address_and_headers() {
 
 #[tokio::test]
 async fn ten_megabyte_message() {
+    let commands = postfix_commands!();
     let server = TestServer::start(&[]).await;
-    let postfix = Postfix::start("big", server.smtp.port(), &[]).await;
+    let postfix = Postfix::start(commands, "big", server.smtp.port(), &[]).await;
     let line = format!("{}\n", "0123456789abcdefghijklmnopqrstuvwxyz".repeat(2));
     let body = line.repeat(10 * 1024 * 1024 / line.len() + 1);
     assert!(body.len() > 10 * 1024 * 1024);
@@ -392,10 +436,12 @@ async fn ten_megabyte_message() {
 
 #[tokio::test]
 async fn starttls_required_by_postfix() {
+    let commands = postfix_commands!();
     // MailLaser refuses mail in clear; Postfix insists on TLS and accepts the
     // self-signed certificate (encrypt: no verification).
     let server = TestServer::start(&["--require-tls", "true"]).await;
     let postfix = Postfix::start(
+        commands,
         "tls",
         server.smtp.port(),
         &["smtp_tls_security_level = encrypt"],
@@ -420,8 +466,9 @@ async fn starttls_required_by_postfix() {
 
 #[tokio::test]
 async fn pipelining_with_several_recipients_in_one_transaction() {
+    let commands = postfix_commands!();
     let server = TestServer::start(&[]).await;
-    let postfix = Postfix::start("pipe", server.smtp.port(), &[]).await;
+    let postfix = Postfix::start(commands, "pipe", server.smtp.port(), &[]).await;
     let message = format!(
         "From: team@example.org\nTo: {TARGET}, {OTHER_TARGET}\nSubject: to both\n\
          Message-ID: <both-1@example.org>\n\nsame for everyone\n"
@@ -464,6 +511,7 @@ async fn pipelining_with_several_recipients_in_one_transaction() {
 
 #[tokio::test]
 async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
+    let commands = postfix_commands!();
     // A real webhook receiver that fails with 500 until it "recovers".
     let receiver = Receiver::start().await;
     receiver.answer_with(Answer::Status(500));
@@ -475,6 +523,7 @@ async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
     .await;
     // Long back-off: only our flush may retry.
     let postfix = Postfix::start(
+        commands,
         "retry",
         server.smtp.port(),
         &[
@@ -500,20 +549,23 @@ async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
         "{log}"
     );
     assert_eq!(receiver.requests().len(), 2);
-    let queue = postfix.queue().await;
+    // The smtp client logs the deferral before the queue manager has moved
+    // the message to the deferred queue and the reason is recorded: poll.
+    let queue = postfix
+        .wait_queue("the message deferred with its reason", |queue| {
+            queue.iter().any(|message| {
+                message["queue_name"] == "deferred"
+                    && message["recipients"][0]["delay_reason"]
+                        .as_str()
+                        .is_some_and(|reason| reason.contains("451 4.3.0"))
+            })
+        })
+        .await;
     assert_eq!(queue.len(), 1, "{queue:?}");
-    assert_eq!(queue[0]["queue_name"], "deferred");
     assert_eq!(queue[0]["sender"], "carol@example.org");
     let recipients = queue[0]["recipients"].as_array().unwrap();
     assert_eq!(recipients.len(), 1);
     assert_eq!(recipients[0]["address"], TARGET);
-    assert!(
-        recipients[0]["delay_reason"]
-            .as_str()
-            .unwrap()
-            .contains("451 4.3.0"),
-        "{queue:?}"
-    );
 
     // The webhook recovers; a flush delivers the message exactly as sent.
     receiver.answer_with(Answer::Status(200));

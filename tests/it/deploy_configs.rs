@@ -3,11 +3,9 @@
 //! Prometheus config and the Grafana provisioning and dashboard.
 //!
 //! The external validators (`promtool`, `dclint`) are installed by
-//! `scripts/test`; a missing one fails its test with a message saying so, it
-//! never skips.
+//! `scripts/test`; without one its test is skipped (see `require_tool!`).
 
 use std::collections::BTreeSet;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -55,23 +53,17 @@ fn component_type(id: &str) -> &str {
     id.split('/').next().unwrap_or(id)
 }
 
-/// Runs an external validator; a missing tool is a failure naming the tool
-/// and how `scripts/test` installs it.
-fn run_tool(program: &str, args: &[&str], install_hint: &str) {
-    let output = match Command::new(program)
+/// Runs an external validator in the repository and asserts it succeeded.
+fn run_tool(program: &Path, args: &[&str]) {
+    let output = Command::new(program)
         .args(args)
         .current_dir(root())
         .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "`{program}` is not installed: {install_hint}; `scripts/test` installs it before running the tests"
-        ),
-        Err(e) => panic!("running `{program}`: {e}"),
-    };
+        .unwrap_or_else(|e| panic!("running `{}`: {e}", program.display()));
     assert!(
         output.status.success(),
-        "`{program} {}` failed ({}):\n{}{}",
+        "`{} {}` failed ({}):\n{}{}",
+        program.display(),
         args.join(" "),
         output.status,
         String::from_utf8_lossy(&output.stdout),
@@ -191,11 +183,6 @@ fn collector_pipelines_reference_defined_components() {
 
 #[test]
 fn prometheus_config_passes_promtool() {
-    run_tool(
-        "promtool",
-        &["check", "config", "deploy/prometheus/prometheus.yml"],
-        "it comes with the Debian package `prometheus`",
-    );
     let config = yaml("deploy/prometheus/prometheus.yml");
     let targets: BTreeSet<String> = config["scrape_configs"]
         .as_sequence()
@@ -219,23 +206,22 @@ fn prometheus_config_passes_promtool() {
             "Prometheus does not scrape {wanted}"
         );
     }
+    // promtool comes with the Debian package `prometheus`.
+    let [promtool] = require_tool!("promtool");
+    run_tool(
+        &promtool,
+        &["check", "config", "deploy/prometheus/prometheus.yml"],
+    );
 }
 
 // ---- (c) + (e) docker-compose.yml ---------------------------------------
 
 #[test]
 fn compose_file_passes_dclint() {
-    let dclint = root().join("node_modules/.bin/dclint");
-    assert!(
-        dclint.exists(),
-        "dclint is not installed in {}: `scripts/test` installs it with `npm install --no-save dclint@3.1.0`",
-        dclint.display()
-    );
-    run_tool(
-        "npx",
-        &["--no-install", "dclint", "docker-compose.yml", "-q"],
-        "it comes with Node.js (Debian packages `nodejs` and `npm`)",
-    );
+    // `scripts/test` installs dclint into node_modules/ with npm; it runs on
+    // Node.js (Debian package `nodejs`).
+    let [dclint, _node] = require_tool!("dclint", "node");
+    run_tool(&dclint, &["docker-compose.yml", "-q"]);
 }
 
 #[test]
@@ -528,4 +514,152 @@ fn dashboard_is_mounted_where_the_provider_looks() {
         );
     }
     assert!(Path::new(&root().join("deploy/grafana/dashboards/maillaser.json")).exists());
+}
+
+// ---- (f) Grafana provisioning: variables, exemplars -------------------------
+
+/// Every file below `dir` whose name ends with one of `suffixes`, sorted.
+fn files_below(dir: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_below(&path, suffixes));
+        } else if suffixes
+            .iter()
+            .any(|suffix| path.to_string_lossy().ends_with(suffix))
+        {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The string values of a YAML document with their paths (`a.b[0].c`).
+fn yaml_strings(value: &Yaml, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Yaml::String(text) => out.push((path.to_owned(), text.clone())),
+        Yaml::Sequence(items) => {
+            for (index, item) in items.iter().enumerate() {
+                yaml_strings(item, &format!("{path}[{index}]"), out);
+            }
+        }
+        Yaml::Mapping(map) => {
+            for (key, item) in map {
+                let key = key
+                    .as_str()
+                    .map_or_else(|| format!("{key:?}"), str::to_owned);
+                let path = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                yaml_strings(item, &path, out);
+            }
+        }
+        Yaml::Tagged(tagged) => yaml_strings(&tagged.value, path, out),
+        Yaml::Null | Yaml::Bool(_) | Yaml::Number(_) => {}
+    }
+}
+
+/// Grafana expands `$VAR` and `${VAR}` in provisioning values from its
+/// environment, so a PromQL `$__rate_interval` there arrives empty: a
+/// literal `$` must be written `$$`.
+#[test]
+fn grafana_provisioning_escapes_every_dollar() {
+    let dir = root().join("deploy/grafana/provisioning");
+    let files = files_below(&dir, &[".yaml", ".yml"]);
+    assert!(
+        !files.is_empty(),
+        "no provisioning files in {}",
+        dir.display()
+    );
+    let mut lone = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(root()).unwrap().display().to_string();
+        let mut values = Vec::new();
+        yaml_strings(&yaml(&rel), "", &mut values);
+        for (path, text) in values {
+            // A run of dollars is literal only when it is all `$$` pairs.
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find('$') {
+                let run = rest[at..].len() - rest[at..].trim_start_matches('$').len();
+                if run % 2 == 1 {
+                    lone.push(format!("{rel}: {path}: {text}"));
+                    break;
+                }
+                rest = &rest[at + run..];
+            }
+        }
+    }
+    assert!(
+        lone.is_empty(),
+        "Grafana expands a lone `$` (write `$$` for a literal one):\n{}",
+        lone.join("\n")
+    );
+}
+
+/// Exemplars link to Tempo by the trace id label Tempo writes: `traceID`.
+#[test]
+fn exemplar_links_to_tempo_use_the_trace_id_label() {
+    let config = yaml("deploy/grafana/provisioning/datasources/datasources.yaml");
+    let datasources = config["datasources"].as_sequence().expect("datasources");
+    let tempo: BTreeSet<&str> = datasources
+        .iter()
+        .filter(|ds| ds["type"].as_str() == Some("tempo"))
+        .map(|ds| ds["uid"].as_str().expect("datasource uid"))
+        .collect();
+    assert!(!tempo.is_empty(), "no Tempo data source");
+    for ds in datasources {
+        let name = ds["name"].as_str().unwrap_or("<unnamed>");
+        let destinations = ds["jsonData"]["exemplarTraceIdDestinations"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        for destination in destinations {
+            let Some(uid) = destination["datasourceUid"].as_str() else {
+                continue;
+            };
+            if tempo.contains(uid) {
+                assert_eq!(
+                    destination["name"].as_str(),
+                    Some("traceID"),
+                    "{name}: the exemplar destination to Tempo ({uid}) must use the label `traceID`"
+                );
+            }
+        }
+    }
+}
+
+/// MailLaser's histograms carry no exemplars: a query asking for them only
+/// costs a round trip and shows nothing.
+#[test]
+fn dashboard_queries_ask_for_no_exemplars() {
+    let dir = root().join("deploy/grafana/dashboards");
+    let files = files_below(&dir, &[".json"]);
+    assert!(!files.is_empty(), "no dashboards in {}", dir.display());
+    let mut asking = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(root()).unwrap().display().to_string();
+        let dashboard: Json =
+            serde_json::from_str(&read(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
+        for panel in all_panels(&panels) {
+            let title = panel["title"].as_str().unwrap_or("<untitled>");
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if target["exemplar"] == Json::Bool(true) {
+                    let id = target["refId"].as_str().unwrap_or("?");
+                    asking.push(format!("{rel}: {title}: query {id}"));
+                }
+            }
+        }
+    }
+    assert!(
+        asking.is_empty(),
+        "`\"exemplar\": true` on queries of histograms without exemplars:\n{}",
+        asking.join("\n")
+    );
 }

@@ -1,9 +1,9 @@
 //! Raw-socket SMTP transcripts against a real server: exact replies for the
 //! dialogue of SPEC §2, limits, and hostile input.
 
-mod common;
-
-use common::{Client, DEADLINE, OTHER_TARGET, TARGET, TestServer, eventually, simple_message};
+use crate::common::{
+    Client, DEADLINE, OTHER_TARGET, TARGET, TestServer, eventually, simple_message,
+};
 use mail_laser::sink::Outcome;
 use tokio::io::AsyncReadExt;
 

@@ -1,20 +1,19 @@
 //! OpenTelemetry export, received for real: an OTLP/HTTP (protobuf) receiver
 //! in the test decodes what a server that just handled an SMTP session sent.
-//! One test per process: the tracing subscriber is global.
+//! One test per process: the tracing subscriber is global, so the test runs
+//! in a child process of the test binary, where no other test's sessions
+//! are traced and no log line of its subscriber reaches other tests.
 
-mod common;
-
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::{Client, DEADLINE, TARGET, TestServer, simple_message};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::receiver::{Answer, Receiver};
-use common::{Client, DEADLINE, TARGET, TestServer, simple_message};
 use mail_laser::telemetry::{self, Observability, OtlpProtocol, TelemetryConfig};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -118,8 +117,42 @@ async fn flush_until(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_form_one_trace_per_session_and_the_webhook_joins_it() {
+/// Set in the child process that runs a test on its own.
+const OWN_PROCESS: &str = "MAIL_LASER_TEST_OWN_PROCESS";
+
+/// Runs the test `name` (this one) alone in a child process of this test
+/// binary and asserts it passed there.
+fn in_own_process(name: &str) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(OWN_PROCESS, "1")
+        .output()
+        .expect("the test binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} in its own process ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+#[test]
+fn spans_form_one_trace_per_session_and_the_webhook_joins_it() {
+    if std::env::var_os(OWN_PROCESS).is_none() {
+        return in_own_process(&test_name!());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(one_trace_per_session());
+}
+
+async fn one_trace_per_session() {
     let (collector_addr, received) = collector().await;
     let config = TelemetryConfig {
         endpoint: Some(format!("http://{collector_addr}")),
@@ -149,18 +182,20 @@ async fn spans_form_one_trace_per_session_and_the_webhook_joins_it() {
     client.expect("QUIT", "221 2.0.0 Bye").await;
     client.expect_closed().await;
 
+    // Spans are exported as they end, in batches: wait for every span the
+    // test counts, not just the last to end.
     let guard = tracing.clone();
     let spans_in = received.clone();
     flush_until(
-        "the session span",
+        "the session, transaction, parse and two attempt spans",
         move || guard.flush(),
         move || {
-            spans_in
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|s| s.name == "smtp.session")
+            let spans = spans_in.spans.lock().unwrap();
+            let count = |name: &str| spans.iter().filter(|s| s.name == name).count();
+            count("smtp.session") >= 1
+                && count("smtp.transaction") >= 1
+                && count("mail.parse") >= 1
+                && count("webhook.attempt") >= 2
         },
     )
     .await;
@@ -269,29 +304,23 @@ async fn spans_form_one_trace_per_session_and_the_webhook_joins_it() {
     );
 
     // Metrics go out over OTLP too, under the same instrument names.
-    let metrics_in = received.clone();
-    let exporter = observability.clone();
-    flush_until(
-        "an OTLP metrics export",
-        move || exporter.flush(),
-        move || !metrics_in.metric_names.lock().unwrap().is_empty(),
-    )
-    .await;
-    let names: HashMap<_, _> = received
-        .metric_names
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|name| (name.clone(), ()))
-        .collect();
-    for name in [
+    const EXPORTED: [&str; 5] = [
         "maillaser.messages",
         "maillaser.smtp.commands",
         "maillaser.webhook.request.duration",
         "maillaser.webhook.retries",
         "maillaser.sessions",
-    ] {
-        assert!(names.contains_key(name), "{name} missing from {names:?}");
-    }
+    ];
+    let metrics_in = received.clone();
+    let exporter = observability.clone();
+    flush_until(
+        "an OTLP metrics export of every instrument",
+        move || exporter.flush(),
+        move || {
+            let names = metrics_in.metric_names.lock().unwrap();
+            EXPORTED.iter().all(|name| names.iter().any(|n| n == name))
+        },
+    )
+    .await;
     server.stop().await;
 }

@@ -1,11 +1,9 @@
 //! Real clients: `lettre` over plain SMTP and STARTTLS, and a raw TLS
 //! session that checks the STARTTLS rules byte by byte.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Client, DEADLINE, OTHER_TARGET, TARGET, TestServer};
+use crate::common::{self, Client, DEADLINE, OTHER_TARGET, TARGET, TestServer};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::client::{Tls, TlsParameters};

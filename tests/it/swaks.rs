@@ -3,17 +3,16 @@
 //! test checks swaks' exit status, the transcript it printed, and the
 //! payloads that reached the sink.
 
-mod common;
-
+use std::path::Path;
 use std::process::Output;
 
-use common::{OTHER_TARGET, TARGET, TestServer, require_tool};
+use crate::common::{OTHER_TARGET, TARGET, TestServer};
 use mail_laser::sink::Outcome;
 
-/// Runs swaks against `server` with `args` after the connection options.
-async fn swaks(server: &TestServer, args: &[&str]) -> (Output, String) {
+/// Runs `swaks` against `server` with `args` after the connection options.
+async fn run(swaks: &Path, server: &TestServer, args: &[&str]) -> (Output, String) {
     let port = server.smtp.port().to_string();
-    let output = tokio::process::Command::new(require_tool("swaks"))
+    let output = tokio::process::Command::new(swaks)
         .args([
             "--server",
             "127.0.0.1",
@@ -52,8 +51,10 @@ fn scratch_file(name: &str, contents: &[u8]) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn starttls_when_the_server_requires_it() {
+    let [swaks] = require_tool!("swaks");
     let server = TestServer::start(&["--require-tls", "true"]).await;
-    let (output, transcript) = swaks(
+    let (output, transcript) = run(
+        &swaks,
         &server,
         &[
             "--tls",
@@ -99,9 +100,11 @@ async fn starttls_when_the_server_requires_it() {
 
 #[tokio::test]
 async fn pipelined_envelope_with_several_recipients() {
+    let [swaks] = require_tool!("swaks");
     let server = TestServer::start(&[]).await;
     let to = format!("{TARGET},nobody@example.com,{OTHER_TARGET}");
-    let (output, transcript) = swaks(
+    let (output, transcript) = run(
+        &swaks,
         &server,
         &[
             "--pipeline",
@@ -156,6 +159,7 @@ async fn pipelined_envelope_with_several_recipients() {
 
 #[tokio::test]
 async fn data_with_dot_stuffed_lines() {
+    let [swaks] = require_tool!("swaks");
     let server = TestServer::start(&[]).await;
     let body = "line one\r\n.leading dot\r\n.\r\n..two dots\r\n...\r\nlast\r\n";
     let message = format!(
@@ -163,7 +167,8 @@ async fn data_with_dot_stuffed_lines() {
          Message-ID: <dots-1@example.org>\r\n\r\n{body}"
     );
     let file = scratch_file("dots.eml", message.as_bytes());
-    let (output, transcript) = swaks(
+    let (output, transcript) = run(
+        &swaks,
         &server,
         &[
             "--from",
@@ -193,9 +198,11 @@ async fn data_with_dot_stuffed_lines() {
 
 #[tokio::test]
 async fn attachment_and_non_ascii_headers() {
+    let [swaks] = require_tool!("swaks");
     let server = TestServer::start(&["--header-prefix", "X-Ticket"]).await;
     let csv = scratch_file("report.csv", b"col1,col2\n1,2\n");
-    let (output, transcript) = swaks(
+    let (output, transcript) = run(
+        &swaks,
         &server,
         &[
             "--from",
@@ -234,11 +241,13 @@ async fn attachment_and_non_ascii_headers() {
 
 #[tokio::test]
 async fn temporary_failure_is_reported_to_swaks() {
+    let [swaks] = require_tool!("swaks");
     let server = TestServer::start(&[]).await;
     server.sink.answer_with(Outcome::Deferred {
         reason: "webhook down".into(),
     });
-    let (output, transcript) = swaks(
+    let (output, transcript) = run(
+        &swaks,
         &server,
         &["--from", "a@example.org", "--to", TARGET, "--body", "later"],
     )

@@ -2,9 +2,7 @@
 //! last one delivers like DATA, the size limit and the sequencing rules hold,
 //! and a refused BDAT still has its chunk read so the stream stays in sync.
 
-mod common;
-
-use common::{Client, DEADLINE, OTHER_TARGET, TARGET, TestServer, simple_message};
+use crate::common::{Client, DEADLINE, OTHER_TARGET, TARGET, TestServer, simple_message};
 use mail_laser::sink::Outcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -3,14 +3,14 @@
 //! payload is at the webhook or in a fsync'd file that the background
 //! deliverer posts later under the same `Idempotency-Key`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Answer, Receiver};
-use common::{CaptureSink, Client, DEADLINE, TARGET, TestServer, eventually, simple_message};
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::{
+    self, CaptureSink, Client, DEADLINE, TARGET, TestServer, eventually, simple_message,
+};
 use mail_laser::config::{Delivery, SinkTarget};
 use mail_laser::spool::{SpoolConfig, SpoolEntry, SpoolSink};
 use mail_laser::webhook::Backoff;
@@ -127,6 +127,37 @@ async fn metrics(server: &TestServer) -> String {
     common::http_get(server.http, "/metrics").await.1
 }
 
+/// Polls `/metrics` until it has every one of `lines`.
+async fn wait_for_metrics(server: &TestServer, lines: &[&str]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let metrics = metrics(server).await;
+        let missing: Vec<_> = lines
+            .iter()
+            .filter(|line| !metrics.lines().any(|l| l == **line))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing {missing:?} in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the one waiting entry is in `dead/` (its reason is written
+/// first, then the file moved) and returns the dead letter.
+async fn wait_for_dead_letter(dir: &SpoolDir) -> PathBuf {
+    eventually("a dead letter", || async {
+        dir.dead(".msg").len() == 1 && dir.waiting().is_empty()
+    })
+    .await;
+    assert_eq!(dir.dead(".reason").len(), 1, "one reason per dead letter");
+    dir.dead(".msg").remove(0)
+}
+
 fn assert_metric(metrics: &str, line: &str) {
     assert!(
         metrics.lines().any(|l| l == line),
@@ -182,13 +213,7 @@ async fn webhook_down_spools_then_the_deliverer_posts_it_with_the_same_key() {
     );
     assert!(dir.dead(".msg").is_empty());
     // The gauge follows the unlink; poll rather than race it.
-    eventually("the spool depth gauge to reach 0", || async {
-        metrics(&server)
-            .await
-            .lines()
-            .any(|line| line == "maillaser_spool_depth 0")
-    })
-    .await;
+    wait_for_metrics(&server, &["maillaser_spool_depth 0"]).await;
     server.stop().await;
 }
 
@@ -234,30 +259,31 @@ async fn rejection_in_the_background_is_a_dead_letter_with_the_reason() {
     let (server, _) = server(&receiver, &dir, &[], |_| {}).await;
     assert_eq!(send(&server, "later-refused").await, QUEUED);
 
-    eventually("a dead letter", || async { dir.dead(".reason").len() == 1 }).await;
-    assert!(dir.waiting().is_empty());
-    let dead = dir.dead(".msg");
-    assert_eq!(dead.len(), 1);
+    // The deliverer writes the reason, then moves the file, then counts it:
+    // wait for each effect before asserting it.
+    let dead = wait_for_dead_letter(&dir).await;
     let reason = std::fs::read_to_string(&dir.dead(".reason")[0]).unwrap();
     assert_eq!(
         reason,
         "rejected by the webhook (422): Unknown ticket queue\n"
     );
     // The dead letter is the spool file as it was: still deliverable by hand.
-    let entry = read_entry(&dead[0]);
+    let entry = read_entry(&dead);
     assert_eq!(entry.body, receiver.requests()[0].body);
     assert_eq!(receiver.requests().len(), 2, "a rejection is not retried");
-    let metrics = metrics(&server).await;
-    assert_metric(
-        &metrics,
-        "maillaser_spool_dead_letters_total{reason=\"rejected\"} 1",
-    );
-    assert_metric(&metrics, "maillaser_spool_depth 0");
+    wait_for_metrics(
+        &server,
+        &[
+            "maillaser_spool_dead_letters_total{reason=\"rejected\"} 1",
+            "maillaser_spool_depth 0",
+        ],
+    )
+    .await;
 
     // Requeue as the README says: move it back; the next rescan delivers it.
     receiver.answer_with(Answer::Status(200));
-    let name = dead[0].file_name().unwrap();
-    std::fs::rename(&dead[0], dir.0.join(name)).unwrap();
+    let name = dead.file_name().unwrap();
+    std::fs::rename(&dead, dir.0.join(name)).unwrap();
     receiver.wait_for(3).await;
     eventually("the requeued file to be delivered", || async {
         dir.waiting().is_empty()
@@ -282,15 +308,22 @@ async fn too_old_is_a_dead_letter() {
     })
     .await;
     assert_eq!(send(&server, "expiring").await, QUEUED);
-    eventually("a dead letter", || async { dir.dead(".reason").len() == 1 }).await;
+    wait_for_dead_letter(&dir).await;
     let reason = std::fs::read_to_string(&dir.dead(".reason")[0]).unwrap();
     assert!(
         reason.starts_with("expired: not delivered within 300ms (")
             && reason.ends_with("attempts); last error: webhook answered 500\n"),
         "{reason}"
     );
-    assert!(dir.waiting().is_empty());
     assert!(receiver.requests().len() >= 2, "retried before giving up");
+    wait_for_metrics(
+        &server,
+        &[
+            "maillaser_spool_dead_letters_total{reason=\"expired\"} 1",
+            "maillaser_spool_depth 0",
+        ],
+    )
+    .await;
     server.stop().await;
 }
 

@@ -1,0 +1,23 @@
+//! MailLaser's integration tests, in one binary: each module is one family
+//! (`cargo test --test it -- spool::` runs one). They drive a real server on
+//! loopback ports, the `mail-laser` binary, and real clients and servers
+//! (Postfix, swaks, smtplib, Prometheus). A test whose external tool is
+//! missing prints one `skipped:` line and passes, unless
+//! `MAIL_LASER_REQUIRE_TOOLS=1` is set (`scripts/test` installs the tools).
+
+#[macro_use]
+mod common;
+
+mod binary;
+mod chunking;
+mod clients;
+mod deploy_configs;
+mod dialogue;
+mod postfix;
+mod prometheus;
+mod properties;
+mod python_smtplib;
+mod spool;
+mod swaks;
+mod traces;
+mod webhook;
