@@ -104,6 +104,48 @@ async fn configuration_errors_exit_2_with_one_line_naming_the_variable() {
     );
 }
 
+/// Settings for a server on free loopback ports printing payloads.
+const LOOPBACK: &[(&str, &str)] = &[
+    ("MAIL_LASER_TARGET_EMAILS", TARGET),
+    ("MAIL_LASER_WEBHOOK_URL", "-"),
+    ("MAIL_LASER_BIND_ADDRESS", "127.0.0.1"),
+    ("MAIL_LASER_PORT", "0"),
+    ("MAIL_LASER_HEALTH_BIND_ADDRESS", "127.0.0.1"),
+    ("MAIL_LASER_HEALTH_PORT", "0"),
+];
+
+#[tokio::test]
+async fn a_port_in_use_is_one_line_and_exit_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for variable in ["MAIL_LASER_PORT", "MAIL_LASER_HEALTH_PORT"] {
+        let mut envs = LOOPBACK.to_vec();
+        envs.push((variable, &port));
+        let line = config_failure(&envs).await;
+        assert!(
+            line.starts_with(&format!("mail-laser: {variable}: cannot listen for ")),
+            "{line}"
+        );
+        assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn tls_files_are_checked_before_anything_listens() {
+    let mut envs = LOOPBACK.to_vec();
+    envs.push(("MAIL_LASER_TLS_CERT", "/nonexistent/cert.pem"));
+    envs.push(("MAIL_LASER_TLS_KEY", "/nonexistent/key.pem"));
+    // One line on stderr (checked by `config_failure`): no `listening` log
+    // came before it.
+    let line = config_failure(&envs).await;
+    assert!(
+        line.starts_with(
+            "mail-laser: MAIL_LASER_TLS_CERT: cannot read certificates from /nonexistent/cert.pem"
+        ),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn an_unusable_spool_dir_stops_start_up_with_exit_2() {
     let dir = scratch_dir("spool-dir");

@@ -3,7 +3,7 @@
 //! and a refused BDAT still has its chunk read so the stream stays in sync.
 
 use crate::common::{Client, DEADLINE, OTHER_TARGET, TARGET, TestServer, simple_message};
-use mail_laser::sink::Outcome;
+use mail_laser::sink::DeliveryOutcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -224,15 +224,13 @@ async fn oversize_bdat_is_drained_and_refused_with_552() {
 #[tokio::test]
 async fn bdat_delivery_outcome_decides_the_reply() {
     let server = TestServer::start(&[]).await;
-    server.sink.answer_with(Outcome::Deferred {
-        reason: "down".into(),
-    });
+    server.sink.answer_with(DeliveryOutcome::Deferred);
     let mut c = transaction(&server).await;
     assert_eq!(
         bdat(&mut c, simple_message("retry", "x").as_bytes(), true).await,
         "451 4.3.0 Temporary delivery failure, try again later"
     );
-    server.sink.answer_with(Outcome::Delivered);
+    server.sink.answer_with(DeliveryOutcome::Delivered);
     c.expect("MAIL FROM:<sender@example.org>", "250 2.1.0 OK")
         .await;
     c.expect(&format!("RCPT TO:<{TARGET}>"), "250 2.1.5 OK")

@@ -1,10 +1,10 @@
 //! Raw-socket SMTP transcripts against a real server: exact replies for the
-//! dialogue of SPEC §2, limits, and hostile input.
+//! dialogue of `docs/smtp.md`, limits, and hostile input.
 
 use crate::common::{
     Client, DEADLINE, OTHER_TARGET, TARGET, TestServer, eventually, simple_message,
 };
-use mail_laser::sink::Outcome;
+use mail_laser::sink::DeliveryOutcome;
 use tokio::io::AsyncReadExt;
 
 #[tokio::test]
@@ -452,9 +452,7 @@ async fn require_tls_refuses_mail_in_clear() {
 #[tokio::test]
 async fn delivery_outcomes_decide_the_final_reply() {
     let server = TestServer::start(&[]).await;
-    server.sink.answer_with(Outcome::Deferred {
-        reason: "down".into(),
-    });
+    server.sink.answer_with(DeliveryOutcome::Deferred);
     let mut c = Client::greeted(server.smtp).await;
     let reply = c
         .send_mail("a@example.org", &[TARGET], &simple_message("d", "x"))
@@ -463,7 +461,7 @@ async fn delivery_outcomes_decide_the_final_reply() {
         reply.last(),
         "451 4.3.0 Temporary delivery failure, try again later"
     );
-    server.sink.answer_with(Outcome::Rejected {
+    server.sink.answer_with(DeliveryOutcome::Rejected {
         reason: Some("no thanks".into()),
     });
     let reply = c

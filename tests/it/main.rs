@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod architecture;
 mod binary;
 mod chunking;
 mod clients;

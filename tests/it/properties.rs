@@ -123,7 +123,7 @@ proptest! {
     fn mime_parsing_never_panics(raw in mime(), prefixes in proptest::collection::vec("[A-Za-z-]{0,6}", 0..3)) {
         let parsed = mail_laser::mail::parse(&raw, &prefixes);
         // Whatever came in, what goes out is valid JSON.
-        let payload = mail_laser::mail::Payload::new(&parsed, "a@b", "c@d");
+        let payload = mail_laser::mail::Payload::new(parsed, "a@b", "c@d");
         prop_assert!(serde_json::from_slice::<serde_json::Value>(&payload.to_json()).is_ok());
     }
 }

@@ -1,4 +1,4 @@
-//! `spool` mode end to end (SPEC §5): SMTP client → MailLaser → a real HTTP
+//! `spool` mode end to end (`docs/delivery.md`): SMTP client → MailLaser → a real HTTP
 //! receiver on loopback, with a real spool folder. A `250` means the
 //! payload is at the webhook or in a fsync'd file that the background
 //! deliverer posts later under the same `Idempotency-Key`.
@@ -11,7 +11,7 @@ use crate::common::receiver::{Answer, Receiver};
 use crate::common::{
     self, CaptureSink, Client, DEADLINE, TARGET, TestServer, eventually, simple_message,
 };
-use mail_laser::config::{Delivery, SinkTarget};
+use mail_laser::config::SinkConfig;
 use mail_laser::spool::{SpoolConfig, SpoolEntry, SpoolSink};
 use mail_laser::webhook::Backoff;
 
@@ -76,13 +76,12 @@ async fn server(
     let mut args = vec!["--delivery", "spool", "--spool-dir", &spool_dir];
     args.extend_from_slice(extra);
     let mut config = common::config(&receiver.url(), &args);
-    let SinkTarget::Webhook(webhook) = &mut config.sink else {
-        unreachable!("a URL configures the webhook sink");
+    let SinkConfig::Spool { webhook, spool } = &mut config.sink else {
+        unreachable!("--delivery spool with a webhook URL");
     };
-    webhook.breaker.reset = Duration::from_millis(200);
-    let Delivery::Spool(spool) = &mut config.delivery else {
-        unreachable!("--delivery spool");
-    };
+    if !extra.contains(&"--circuit-breaker-reset") {
+        webhook.breaker.reset = Duration::from_millis(200);
+    }
     spool.backoff = Backoff {
         base: Duration::from_millis(20),
         max: Duration::from_millis(100),
@@ -410,10 +409,20 @@ async fn an_open_breaker_spools_without_a_request() {
     let receiver = Receiver::start().await;
     receiver.answer_with(Answer::Status(500));
     let dir = SpoolDir::new();
-    let (server, _) = server(&receiver, &dir, &["--circuit-breaker-threshold", "1"], idle).await;
+    // The breaker stays open for the whole test.
+    let flags = [
+        "--circuit-breaker-threshold",
+        "1",
+        "--circuit-breaker-reset",
+        "600",
+    ];
+    let (server, _) = server(&receiver, &dir, &flags, idle).await;
     assert_eq!(send(&server, "opens-it").await, QUEUED);
     assert_eq!(send(&server, "short-circuit").await, QUEUED);
     assert_eq!(receiver.requests().len(), 1, "no request while open");
+    // Spool mode stays ready with the breaker open: that is what the spool
+    // is for (docs/http.md).
+    assert_eq!(common::http_get(server.http, "/ready").await.0, 200);
     let attempts: Vec<_> = dir
         .waiting()
         .iter()

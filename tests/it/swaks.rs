@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::common::{OTHER_TARGET, TARGET, TestServer};
-use mail_laser::sink::Outcome;
+use mail_laser::sink::DeliveryOutcome;
 
 /// Runs `swaks` against `server` with `args` after the connection options.
 async fn run(swaks: &Path, server: &TestServer, args: &[&str]) -> (Output, String) {
@@ -243,9 +243,7 @@ async fn attachment_and_non_ascii_headers() {
 async fn temporary_failure_is_reported_to_swaks() {
     let [swaks] = require_tool!("swaks");
     let server = TestServer::start(&[]).await;
-    server.sink.answer_with(Outcome::Deferred {
-        reason: "webhook down".into(),
-    });
+    server.sink.answer_with(DeliveryOutcome::Deferred);
     let (output, transcript) = run(
         &swaks,
         &server,

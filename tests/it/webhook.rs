@@ -63,11 +63,14 @@ async fn payload_headers_idempotency_key_and_signature() {
     assert_eq!(json["message_id"], "<id-signed@example.org>");
     assert_eq!(json["body"].as_str().unwrap().trim_end(), "body text");
 
-    // Idempotency-Key: sha256(lower(recipient) NUL message-id), lowercase hex.
-    let expected_key = hex(&Sha256::digest(format!(
-        "{TARGET}\0<id-signed@example.org>"
-    )));
-    assert_eq!(request.header("idempotency-key"), expected_key);
+    // Idempotency-Key: sha256(lower(recipient) NUL sender NUL sha256(raw
+    // message)), lowercase hex; the raw message ends with the CRLF before
+    // the terminating dot.
+    let raw = format!("{}\r\n", simple_message("signed", "body text"));
+    let mut key = Sha256::new();
+    key.update(format!("{TARGET}\0sender@example.org\0"));
+    key.update(Sha256::digest(raw));
+    assert_eq!(request.header("idempotency-key"), hex(&key.finalize()));
 
     // The signature verifies with the secret over "<timestamp>.<raw body>".
     let timestamp = request.header("x-maillaser-timestamp");
@@ -212,6 +215,9 @@ async fn breaker_opens_then_one_probe_closes_it() {
             "0",
             "--circuit-breaker-threshold",
             "2",
+            // Long enough that the open state is seen before it half-opens.
+            "--circuit-breaker-reset",
+            "3",
         ],
     )
     .await;
@@ -219,7 +225,7 @@ async fn breaker_opens_then_one_probe_closes_it() {
     assert_eq!(send(&server, "fail-1", &[TARGET]).await, DEFERRED);
     assert_eq!(send(&server, "fail-2", &[TARGET]).await, DEFERRED);
     assert_eq!(sink.breaker().state(), BreakerState::Open);
-    // Not ready while the breaker is open (SPEC §6).
+    // Not ready while the breaker is open (docs/http.md).
     assert_eq!(common::http_get(server.http, "/ready").await.0, 503);
     let metrics = common::http_get(server.http, "/metrics").await.1;
     assert!(
@@ -236,10 +242,13 @@ async fn breaker_opens_then_one_probe_closes_it() {
     assert_eq!(receiver.requests().len(), 2);
 
     receiver.answer_with(Answer::Status(200));
-    eventually("the breaker to half-open", || async {
-        sink.breaker().state() == BreakerState::HalfOpen
+    // Half-open after the reset time, with no traffic at all: ready again,
+    // so a load balancer sends the mail that will probe the webhook.
+    eventually("ready once the breaker half-opens", || async {
+        common::http_get(server.http, "/ready").await.0 == 200
     })
     .await;
+    assert_eq!(sink.breaker().state(), BreakerState::HalfOpen);
     assert_eq!(send(&server, "probe", &[TARGET]).await, ACCEPTED);
     assert_eq!(receiver.requests().len(), 3, "exactly one probe");
     assert_eq!(sink.breaker().state(), BreakerState::Closed);

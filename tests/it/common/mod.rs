@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use mail_laser::config::Config;
-use mail_laser::config::SinkTarget;
 use mail_laser::mail::Payload;
-use mail_laser::sink::{Delivery, Outcome, SharedSink, Sink};
+use mail_laser::sink::{DeliveryOutcome, RecipientPayload, SharedSink, Sink};
 use mail_laser::telemetry::{Observability, TelemetryConfig};
 use mail_laser::webhook::WebhookSink;
 use mail_laser::{Listeners, run};
@@ -33,7 +32,7 @@ pub const OTHER_TARGET: &str = "ops@example.com";
 #[derive(Clone)]
 pub struct CaptureSink {
     payloads: Arc<Mutex<Vec<Payload>>>,
-    outcome: Arc<Mutex<Outcome>>,
+    outcome: Arc<Mutex<DeliveryOutcome>>,
     arrived: Arc<Notify>,
 }
 
@@ -41,12 +40,12 @@ impl CaptureSink {
     pub fn new() -> Self {
         Self {
             payloads: Arc::default(),
-            outcome: Arc::new(Mutex::new(Outcome::Delivered)),
+            outcome: Arc::new(Mutex::new(DeliveryOutcome::Delivered)),
             arrived: Arc::new(Notify::new()),
         }
     }
 
-    pub fn answer_with(&self, outcome: Outcome) {
+    pub fn answer_with(&self, outcome: DeliveryOutcome) {
         *self.outcome.lock().unwrap() = outcome;
     }
 
@@ -74,9 +73,9 @@ impl CaptureSink {
 }
 
 impl Sink for CaptureSink {
-    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, Outcome> {
+    fn deliver(&self, delivery: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
         let outcome = self.outcome.lock().unwrap().clone();
-        if outcome == Outcome::Delivered {
+        if outcome == DeliveryOutcome::Delivered {
             self.payloads.lock().unwrap().push(delivery.payload);
             self.arrived.notify_waiters();
         }
@@ -175,11 +174,14 @@ impl TestServer {
         observability: Observability,
     ) -> (Self, WebhookSink) {
         let mut config = config(url, extra);
-        let SinkTarget::Webhook(webhook) = &mut config.sink else {
-            unreachable!("a URL configures the webhook sink");
-        };
+        let webhook = config
+            .sink
+            .webhook_mut()
+            .expect("a URL configures the webhook sink");
         webhook.backoff.base = Duration::from_millis(10);
-        webhook.breaker.reset = Duration::from_millis(300);
+        if !extra.contains(&"--circuit-breaker-reset") {
+            webhook.breaker.reset = Duration::from_millis(300);
+        }
         let sink =
             WebhookSink::new(webhook, observability.metrics()).expect("webhook client builds");
         let server = Self::start_with_sink(
