@@ -1,0 +1,497 @@
+//! The RFC 5321 state machine as plain data.
+//!
+//! A [`Session`] is fed one decoded [`Frame`] at a time and answers with an
+//! [`Action`]: a reply to write, a request for the Tower stack, or a change of
+//! mode (DATA, a BDAT chunk, STARTTLS). It owns the dialogue's sequencing and nothing else:
+//! no I/O, no business decisions (which recipients exist, what delivery
+//! means), so every transition of the dialogue (`docs/smtp.md`) is a unit
+//! test without a socket.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::codec::Frame;
+use super::command::{Command, CommandError, MailParams};
+use super::reply::Reply;
+use super::request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpResponse};
+
+/// RFC 5321 §4.5.3.1.8 requires at least 100; more is a `452`.
+pub const MAX_RECIPIENTS: usize = 100;
+/// Protocol errors tolerated before the session is closed with `421`.
+pub const MAX_ERRORS: u32 = 10;
+
+/// What a session needs to know about the server; shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Name used in the greeting (`MAIL_LASER_HOSTNAME`).
+    pub hostname: Option<String>,
+    /// Advertised as `SIZE`; larger `MAIL FROM SIZE=` is refused early.
+    pub max_message_size: usize,
+    /// `MAIL` before `STARTTLS` is refused with `530`.
+    pub require_tls: bool,
+    /// Whether `STARTTLS` can be offered at all.
+    pub tls_available: bool,
+}
+
+/// What the connection must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write this reply; close afterwards if [`Reply::closes_connection`].
+    Reply(Reply),
+    /// Ask the Tower stack; hand its response to [`Session::on_response`].
+    Call(RequestKind),
+    /// Write this `354` and switch the codec to data mode.
+    StartData(Reply),
+    /// Switch the codec to chunk mode for the `size` octets after `BDAT`
+    /// (RFC 3030), keeping them or, when the BDAT was refused or the message
+    /// is already over the limit, reading and dropping them. No reply yet:
+    /// it follows the chunk.
+    ReadChunk { size: u64, keep: bool },
+    /// Write this `220`, discard buffered input and upgrade to TLS; then
+    /// call [`Session::on_tls_established`].
+    StartTls(Reply),
+}
+
+/// The envelope being built between `MAIL` and the end of data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Transaction {
+    sender: String,
+    params: MailParams,
+    recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Connected (or just upgraded to TLS): EHLO/HELO expected.
+    Fresh,
+    /// Greeted, no transaction open.
+    Idle,
+    /// `MAIL` accepted; collecting recipients.
+    Mail(Transaction),
+    /// `354` sent; the codec is reading the body.
+    Data(Transaction),
+    /// At least one `BDAT` chunk received; more may follow until `LAST`.
+    Chunking(Chunking),
+}
+
+/// A message being received in BDAT chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunking {
+    transaction: Transaction,
+    /// The chunks so far, concatenated; never longer than the size limit.
+    message: BytesMut,
+    /// A chunk overflowed the size limit: later chunks are dropped and
+    /// `LAST` is answered `552`.
+    too_large: bool,
+}
+
+/// The `BDAT` whose chunk the codec is reading, and what its octets are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingChunk {
+    size: u64,
+    last: bool,
+    fate: ChunkFate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkFate {
+    /// Append to the message.
+    Keep,
+    /// The message is over the limit: drop, answer `552` at `LAST`.
+    TooLarge,
+    /// The BDAT is out of sequence: drop, answer `503`.
+    Refuse,
+}
+
+/// Which stack request is in flight, so its response can update the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AwaitedResponse {
+    Mail { sender: String, params: MailParams },
+    Rcpt { recipient: String },
+    Message,
+}
+
+/// One SMTP session's state.
+#[derive(Debug)]
+pub struct Session {
+    config: Arc<SessionConfig>,
+    peer: SocketAddr,
+    state: State,
+    awaiting: Option<AwaitedResponse>,
+    /// Set between `BDAT` and the end of its chunk.
+    chunk: Option<PendingChunk>,
+    helo: Option<String>,
+    /// EHLO (not HELO) was used: enhanced status codes are in effect.
+    esmtp: bool,
+    tls: bool,
+    errors: u32,
+}
+
+impl Session {
+    pub fn new(config: Arc<SessionConfig>, peer: SocketAddr) -> Self {
+        Self {
+            config,
+            peer,
+            state: State::Fresh,
+            awaiting: None,
+            chunk: None,
+            helo: None,
+            esmtp: false,
+            tls: false,
+            errors: 0,
+        }
+    }
+
+    pub fn greeting(&self) -> Reply {
+        Reply::greeting(self.config.hostname.as_deref())
+    }
+
+    /// Whether replies carry RFC 3463 codes (only after EHLO, RFC 2034 §3).
+    pub fn enhanced_codes(&self) -> bool {
+        self.esmtp
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The client's EHLO/HELO name, once given.
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// The context a stack request carries.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            peer: self.peer,
+            helo: self.helo.clone().unwrap_or_default(),
+            tls: self.tls,
+        }
+    }
+
+    /// Steps the state machine with one frame from the codec.
+    pub fn on_frame(&mut self, frame: Frame) -> Action {
+        let action = match frame {
+            Frame::Command(Ok(command)) => self.on_command(command),
+            Frame::Command(Err(error)) => Action::Reply(command_error_reply(&error)),
+            Frame::LineTooLong => Action::Reply(Reply::line_too_long()),
+            Frame::Message(message) => self.on_message(message),
+            Frame::MessageTooLarge => {
+                self.reset_transaction();
+                Action::Reply(Reply::message_too_large())
+            }
+            Frame::Chunk(octets) => self.on_chunk(Some(octets)),
+            Frame::ChunkSkipped => self.on_chunk(None),
+        };
+        match action {
+            Action::Reply(reply) => Action::Reply(self.count_errors(reply)),
+            other => other,
+        }
+    }
+
+    /// Folds the stack's response to the request of the last
+    /// [`Action::Call`] into the state and returns the reply to write.
+    pub fn on_response(&mut self, response: SmtpResponse) -> Reply {
+        let accepted = response.outcome == Outcome::Accepted;
+        match (self.awaiting.take(), &mut self.state) {
+            (Some(AwaitedResponse::Mail { sender, params }), State::Idle) if accepted => {
+                self.state = State::Mail(Transaction {
+                    sender,
+                    params,
+                    recipients: Vec::new(),
+                });
+            }
+            (Some(AwaitedResponse::Rcpt { recipient }), State::Mail(transaction)) if accepted => {
+                transaction.recipients.push(recipient);
+            }
+            (Some(AwaitedResponse::Message), _) => self.reset_transaction(),
+            _ => {}
+        }
+        self.count_errors(response.reply)
+    }
+
+    /// After the TLS handshake: RFC 3207 §4.2, the client starts over.
+    pub fn on_tls_established(&mut self) {
+        self.tls = true;
+        self.esmtp = false;
+        self.helo = None;
+        self.state = State::Fresh;
+    }
+
+    /// The reply for a client that stayed silent too long.
+    pub fn idle_timeout(&self) -> Reply {
+        Reply::idle_timeout()
+    }
+
+    /// Whether the body of a message is being read, after DATA or in BDAT
+    /// chunks (shutdown lets it finish).
+    pub fn in_data(&self) -> bool {
+        matches!(self.state, State::Data(_) | State::Chunking(_)) || self.chunk.is_some()
+    }
+
+    fn on_command(&mut self, command: Command) -> Action {
+        let reply = match command {
+            Command::Ehlo(host) => self.greet(host, true),
+            Command::Helo(host) => self.greet(host, false),
+            Command::Mail { from, params } => return self.mail(from, params),
+            Command::Rcpt { to } => return self.rcpt(to),
+            Command::Data => return self.data(),
+            Command::Bdat { size, last } => return self.bdat(size, last),
+            Command::Rset => {
+                self.reset_transaction();
+                Reply::ok()
+            }
+            Command::Noop => Reply::ok(),
+            Command::Vrfy => Reply::cannot_vrfy(),
+            Command::Help => Reply::help(),
+            Command::Quit => Reply::bye(),
+            Command::StartTls => return self.starttls(),
+            Command::NotImplemented(_) => Reply::not_implemented(),
+        };
+        Action::Reply(reply)
+    }
+
+    fn greet(&mut self, host: String, esmtp: bool) -> Reply {
+        self.reset_transaction();
+        self.esmtp = esmtp;
+        let reply = if esmtp {
+            Reply::ehlo(&host, &self.extensions())
+        } else {
+            Reply::helo()
+        };
+        self.helo = Some(host);
+        self.state = State::Idle;
+        reply
+    }
+
+    /// The EHLO keywords, each only once it works.
+    fn extensions(&self) -> Vec<Cow<'static, str>> {
+        let mut extensions: Vec<Cow<'static, str>> = vec![
+            "PIPELINING".into(),
+            format!("SIZE {}", self.config.max_message_size).into(),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+        ];
+        if self.config.tls_available && !self.tls {
+            extensions.push("STARTTLS".into());
+        }
+        extensions
+    }
+
+    fn mail(&mut self, sender: String, params: MailParams) -> Action {
+        let reply = match self.state {
+            State::Fresh => Reply::need_ehlo(),
+            State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::nested_mail(),
+            State::Idle if self.config.require_tls && !self.tls => Reply::tls_required(),
+            State::Idle
+                if params
+                    .size
+                    .is_some_and(|size| size > self.config.max_message_size as u64) =>
+            {
+                Reply::message_too_large()
+            }
+            State::Idle => {
+                self.awaiting = Some(AwaitedResponse::Mail {
+                    sender: sender.clone(),
+                    params: params.clone(),
+                });
+                return Action::Call(RequestKind::Mail { sender, params });
+            }
+        };
+        Action::Reply(reply)
+    }
+
+    fn rcpt(&mut self, recipient: String) -> Action {
+        let transaction = match &self.state {
+            State::Mail(transaction) => transaction,
+            // Recipients are closed once the message started (RFC 3030 §3).
+            State::Chunking(_) => return Action::Reply(Reply::bad_sequence()),
+            _ => return Action::Reply(Reply::need_mail()),
+        };
+        if transaction
+            .recipients
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(&recipient))
+        {
+            // Already accepted: one payload per distinct recipient.
+            return Action::Reply(Reply::recipient_ok());
+        }
+        if transaction.recipients.len() >= MAX_RECIPIENTS {
+            return Action::Reply(Reply::too_many_recipients());
+        }
+        self.awaiting = Some(AwaitedResponse::Rcpt {
+            recipient: recipient.clone(),
+        });
+        Action::Call(RequestKind::Rcpt { recipient })
+    }
+
+    fn data(&mut self) -> Action {
+        match std::mem::replace(&mut self.state, State::Fresh) {
+            State::Mail(transaction) if !transaction.recipients.is_empty() => {
+                self.state = State::Data(transaction);
+                Action::StartData(Reply::start_data())
+            }
+            // RFC 3030 §3: DATA and BDAT do not mix in one transaction. The
+            // chunks so far stay; the client may go on with BDAT or RSET.
+            State::Chunking(chunking) => {
+                self.state = State::Chunking(chunking);
+                Action::Reply(Reply::data_after_bdat())
+            }
+            other => {
+                self.state = other;
+                Action::Reply(Reply::bad_sequence())
+            }
+        }
+    }
+
+    /// `BDAT size [LAST]`: decides what the chunk's octets are for. Even a
+    /// refused BDAT has its chunk read (and dropped): the octets are already
+    /// on their way and must not be taken for commands.
+    fn bdat(&mut self, size: u64, last: bool) -> Action {
+        let max = self.config.max_message_size as u64;
+        let fate = match std::mem::replace(&mut self.state, State::Fresh) {
+            State::Mail(transaction) if !transaction.recipients.is_empty() => {
+                let fits = size <= max;
+                self.state = State::Chunking(Chunking {
+                    transaction,
+                    message: BytesMut::new(),
+                    too_large: !fits,
+                });
+                if fits {
+                    ChunkFate::Keep
+                } else {
+                    ChunkFate::TooLarge
+                }
+            }
+            State::Chunking(mut chunking) => {
+                let total = (chunking.message.len() as u64).saturating_add(size);
+                chunking.too_large |= total > max;
+                let fate = if chunking.too_large {
+                    ChunkFate::TooLarge
+                } else {
+                    ChunkFate::Keep
+                };
+                self.state = State::Chunking(chunking);
+                fate
+            }
+            other => {
+                self.state = other;
+                ChunkFate::Refuse
+            }
+        };
+        self.chunk = Some(PendingChunk { size, last, fate });
+        Action::ReadChunk {
+            size,
+            keep: fate == ChunkFate::Keep,
+        }
+    }
+
+    /// The chunk announced by the last `BDAT` was read (`None`: dropped).
+    fn on_chunk(&mut self, octets: Option<Bytes>) -> Action {
+        let Some(chunk) = self.chunk.take() else {
+            // Only a BDAT puts the codec in chunk mode.
+            return Action::Reply(Reply::bad_sequence());
+        };
+        if chunk.fate == ChunkFate::Refuse {
+            return Action::Reply(Reply::bad_sequence());
+        }
+        let State::Chunking(chunking) = &mut self.state else {
+            return Action::Reply(Reply::bad_sequence());
+        };
+        match octets {
+            Some(octets) if !chunking.too_large => chunking.message.extend_from_slice(&octets),
+            // The codec dropped a chunk the session meant to keep (it was
+            // over the codec's own limit): the message cannot be complete.
+            _ => chunking.too_large = true,
+        }
+        if !chunk.last {
+            return Action::Reply(Reply::chunk_received(chunk.size));
+        }
+        let State::Chunking(chunking) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Action::Reply(Reply::bad_sequence());
+        };
+        if chunking.too_large {
+            return Action::Reply(Reply::message_too_large());
+        }
+        let transaction = chunking.transaction;
+        self.awaiting = Some(AwaitedResponse::Message);
+        Action::Call(RequestKind::Message(Envelope {
+            sender: transaction.sender,
+            recipients: transaction.recipients,
+            smtputf8: transaction.params.smtputf8,
+            message: chunking.message.freeze(),
+        }))
+    }
+
+    fn on_message(&mut self, message: Bytes) -> Action {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Data(transaction) => {
+                self.awaiting = Some(AwaitedResponse::Message);
+                Action::Call(RequestKind::Message(Envelope {
+                    sender: transaction.sender,
+                    recipients: transaction.recipients,
+                    smtputf8: transaction.params.smtputf8,
+                    message,
+                }))
+            }
+            other => {
+                self.state = other;
+                Action::Reply(Reply::bad_sequence())
+            }
+        }
+    }
+
+    fn starttls(&mut self) -> Action {
+        let reply = if self.tls {
+            Reply::tls_already_active()
+        } else if !self.config.tls_available {
+            Reply::tls_unavailable()
+        } else {
+            match self.state {
+                State::Idle => return Action::StartTls(Reply::tls_go_ahead()),
+                State::Fresh => Reply::need_ehlo(),
+                State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::bad_sequence(),
+            }
+        };
+        Action::Reply(reply)
+    }
+
+    fn reset_transaction(&mut self) {
+        if !matches!(self.state, State::Fresh) {
+            self.state = State::Idle;
+        }
+    }
+
+    /// Counts protocol errors; the one that reaches the cap is answered with
+    /// `421` instead, which closes the session.
+    fn count_errors(&mut self, reply: Reply) -> Reply {
+        if !reply.is_protocol_error() {
+            return reply;
+        }
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            Reply::too_many_errors()
+        } else {
+            reply
+        }
+    }
+}
+
+/// One place maps parse errors to replies.
+fn command_error_reply(error: &CommandError) -> Reply {
+    match error {
+        CommandError::UnknownCommand => Reply::unknown_command(),
+        CommandError::Syntax(expected) => Reply::syntax_error(expected),
+        CommandError::InvalidAddress => Reply::invalid_address(),
+        CommandError::InvalidParameter(param) => Reply::invalid_parameter(param),
+        CommandError::UnsupportedParameter(_) => Reply::unsupported_parameter(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,576 @@
+//! Every transition of the dialogue, without a socket.
+
+use super::*;
+use crate::smtp::command::BodyType;
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        hostname: None,
+        max_message_size: 1000,
+        require_tls: false,
+        tls_available: true,
+    }
+}
+
+fn session_with(config: SessionConfig) -> Session {
+    Session::new(Arc::new(config), "127.0.0.1:4000".parse().unwrap())
+}
+
+fn session() -> Session {
+    session_with(config())
+}
+
+fn cmd(session: &mut Session, line: &str) -> Action {
+    let line = format!("{line}\r\n");
+    session.on_frame(Frame::Command(Command::parse(line.as_bytes())))
+}
+
+/// Steps a command and, for stack calls, answers like a permissive stack.
+fn reply(session: &mut Session, line: &str) -> Reply {
+    match cmd(session, line) {
+        Action::Reply(reply) | Action::StartData(reply) | Action::StartTls(reply) => reply,
+        Action::Call(RequestKind::Mail { .. }) => {
+            session.on_response(SmtpResponse::sender_accepted())
+        }
+        Action::Call(RequestKind::Rcpt { recipient }) if recipient.starts_with("unknown") => {
+            session.on_response(SmtpResponse::new(Outcome::Refused, Reply::no_such_user()))
+        }
+        Action::Call(RequestKind::Rcpt { .. }) => {
+            session.on_response(SmtpResponse::recipient_accepted())
+        }
+        Action::Call(RequestKind::Message(_)) => session.on_response(SmtpResponse::new(
+            Outcome::Delivered,
+            Reply::message_accepted(),
+        )),
+        Action::ReadChunk { .. } => panic!("use `bdat` for BDAT"),
+    }
+}
+
+/// Steps `BDAT …` and then its chunk as the codec would yield it
+/// (`octets` kept or dropped as the session asked); returns the action
+/// after the chunk.
+fn bdat(session: &mut Session, line: &str, octets: &[u8]) -> Action {
+    let Action::ReadChunk { size, keep } = cmd(session, line) else {
+        panic!("BDAT must always read its chunk");
+    };
+    assert_eq!(size, octets.len() as u64, "test chunk size");
+    let frame = if keep {
+        Frame::Chunk(Bytes::copy_from_slice(octets))
+    } else {
+        Frame::ChunkSkipped
+    };
+    session.on_frame(frame)
+}
+
+fn bdat_reply(session: &mut Session, line: &str, octets: &[u8]) -> String {
+    match bdat(session, line, octets) {
+        Action::Reply(reply) => wire(&reply),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn bdat_message(session: &mut Session, line: &str, octets: &[u8]) -> Envelope {
+    match bdat(session, line, octets) {
+        Action::Call(RequestKind::Message(envelope)) => envelope,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+fn wire(reply: &Reply) -> String {
+    reply.to_string()
+}
+
+fn ready_for_data(session: &mut Session) {
+    reply(session, "EHLO client.example");
+    reply(session, "MAIL FROM:<a@example.com>");
+    reply(session, "RCPT TO:<b@example.com>");
+}
+
+#[test]
+fn greeting_texts() {
+    assert_eq!(
+        wire(&session().greeting()),
+        "220 MailLaser SMTP Server Ready"
+    );
+    let named = session_with(SessionConfig {
+        hostname: Some("mx.example".into()),
+        ..config()
+    });
+    assert_eq!(
+        wire(&named.greeting()),
+        "220 mx.example MailLaser SMTP Server Ready"
+    );
+}
+
+#[test]
+fn ehlo_advertises_extensions() {
+    let mut s = session();
+    let ehlo = reply(&mut s, "EHLO client.example");
+    assert_eq!(
+        ehlo.text,
+        "MailLaser greets client.example\nPIPELINING\nSIZE 1000\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\nCHUNKING\nSTARTTLS"
+    );
+    assert_eq!(ehlo.code, 250);
+    assert!(s.enhanced_codes());
+}
+
+#[test]
+fn ehlo_omits_starttls_without_tls_or_inside_tls() {
+    let mut s = session_with(SessionConfig {
+        tls_available: false,
+        ..config()
+    });
+    assert!(!reply(&mut s, "EHLO c").text.contains("STARTTLS"));
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert!(matches!(cmd(&mut s, "STARTTLS"), Action::StartTls(_)));
+    s.on_tls_established();
+    assert!(!reply(&mut s, "EHLO c").text.contains("STARTTLS"));
+}
+
+#[test]
+fn helo_is_plain_and_disables_enhanced_codes() {
+    let mut s = session();
+    assert_eq!(wire(&reply(&mut s, "HELO client.example")), "250 MailLaser");
+    assert!(!s.enhanced_codes());
+    assert_eq!(s.helo(), Some("client.example"));
+}
+
+#[test]
+fn mail_before_helo_is_out_of_sequence() {
+    let mut s = session();
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@b.example>").code, 503);
+}
+
+#[test]
+fn full_transaction() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    assert_eq!(cmd(&mut s, "DATA"), Action::StartData(Reply::start_data()));
+    assert!(s.in_data());
+    let action = s.on_frame(Frame::Message(Bytes::from_static(
+        b"Subject: x\r\n\r\nhi\r\n",
+    )));
+    let Action::Call(RequestKind::Message(envelope)) = action else {
+        panic!("expected a message request, got {action:?}");
+    };
+    assert_eq!(envelope.sender, "a@example.com");
+    assert_eq!(envelope.recipients, vec!["b@example.com".to_string()]);
+    assert_eq!(&envelope.message[..], b"Subject: x\r\n\r\nhi\r\n");
+    let done = s.on_response(SmtpResponse::new(
+        Outcome::Delivered,
+        Reply::message_accepted(),
+    ));
+    assert_eq!(wire(&done), "250 2.0.0 OK: Message accepted for delivery");
+    // The transaction is reset: another message may follow.
+    assert_eq!(reply(&mut s, "RCPT TO:<b@example.com>").code, 503);
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
+
+#[test]
+fn null_sender_and_parameters() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    let action = cmd(&mut s, "MAIL FROM:<> SIZE=10 BODY=8BITMIME SMTPUTF8");
+    assert_eq!(
+        action,
+        Action::Call(RequestKind::Mail {
+            sender: String::new(),
+            params: MailParams {
+                size: Some(10),
+                body: Some(BodyType::EightBitMime),
+                smtputf8: true
+            }
+        })
+    );
+}
+
+#[test]
+fn mail_size_over_limit_is_refused_early() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@b.example> SIZE=1001")),
+        "552 5.3.4 Message size exceeds limit"
+    );
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@b.example> SIZE=1000").code, 250);
+}
+
+#[test]
+fn mail_errors() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@b.example> FOO=BAR")),
+        "555 5.5.4 Unsupported MAIL or RCPT parameter"
+    );
+    let syntax = reply(&mut s, "MAIL FROM a@b.example");
+    assert_eq!(
+        (syntax.code, syntax.enhanced.map(|e| e.to_string())),
+        (501, Some("5.5.2".into()))
+    );
+    reply(&mut s, "MAIL FROM:<a@b.example>");
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@b.example>")),
+        "503 5.5.1 Sender already specified"
+    );
+}
+
+#[test]
+fn rcpt_sequence_and_unknown_recipient_keeps_others() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "RCPT TO:<b@example.com>")),
+        "503 5.5.1 Need MAIL before RCPT"
+    );
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(
+        wire(&reply(&mut s, "RCPT TO:<b@example.com>")),
+        "250 2.1.5 OK"
+    );
+    assert_eq!(
+        wire(&reply(&mut s, "RCPT TO:<unknown@example.com>")),
+        "550 5.1.1 No such user here"
+    );
+    assert!(matches!(cmd(&mut s, "DATA"), Action::StartData(_)));
+}
+
+#[test]
+fn duplicate_recipient_is_accepted_once() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    assert_eq!(reply(&mut s, "RCPT TO:<B@example.com>").code, 250);
+    s.on_frame(Frame::Command(Ok(Command::Data)));
+    let Action::Call(RequestKind::Message(envelope)) =
+        s.on_frame(Frame::Message(Bytes::from_static(b"\r\n")))
+    else {
+        panic!("expected a message");
+    };
+    assert_eq!(envelope.recipients.len(), 1);
+}
+
+#[test]
+fn recipient_limit() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    for i in 0..MAX_RECIPIENTS {
+        assert_eq!(
+            reply(&mut s, &format!("RCPT TO:<r{i}@example.com>")).code,
+            250
+        );
+    }
+    assert_eq!(
+        wire(&reply(&mut s, "RCPT TO:<one-more@example.com>")),
+        "452 4.5.3 Too many recipients"
+    );
+}
+
+#[test]
+fn data_without_recipients() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "DATA")),
+        "503 5.5.1 Bad sequence of commands"
+    );
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    reply(&mut s, "RCPT TO:<unknown@example.com>");
+    assert_eq!(
+        wire(&reply(&mut s, "DATA")),
+        "503 5.5.1 Bad sequence of commands"
+    );
+}
+
+#[test]
+fn oversize_message_resets_transaction() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    cmd(&mut s, "DATA");
+    assert_eq!(
+        s.on_frame(Frame::MessageTooLarge),
+        Action::Reply(Reply::message_too_large())
+    );
+    assert!(!s.in_data());
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
+
+#[test]
+fn simple_commands() {
+    let mut s = session();
+    assert_eq!(wire(&reply(&mut s, "NOOP")), "250 2.0.0 OK");
+    assert_eq!(reply(&mut s, "VRFY someone").code, 252);
+    assert_eq!(reply(&mut s, "HELP").code, 214);
+    assert_eq!(reply(&mut s, "EXPN list").code, 502);
+    assert_eq!(
+        wire(&reply(&mut s, "BOGUS")),
+        "500 5.5.2 Command not recognized"
+    );
+    let quit = reply(&mut s, "QUIT");
+    assert_eq!(wire(&quit), "221 2.0.0 Bye");
+    assert!(quit.closes_connection());
+}
+
+#[test]
+fn rset_and_second_ehlo_reset_the_transaction() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    assert_eq!(wire(&reply(&mut s, "RSET")), "250 2.0.0 OK");
+    assert_eq!(reply(&mut s, "DATA").code, 503);
+    ready_for_data(&mut s);
+    reply(&mut s, "EHLO again");
+    assert_eq!(reply(&mut s, "DATA").code, 503);
+}
+
+#[test]
+fn line_too_long() {
+    let mut s = session();
+    assert_eq!(
+        s.on_frame(Frame::LineTooLong),
+        Action::Reply(Reply::line_too_long())
+    );
+    assert_eq!(reply(&mut s, "EHLO still-alive").code, 250);
+}
+
+#[test]
+fn starttls_rules() {
+    let mut s = session();
+    assert_eq!(reply(&mut s, "STARTTLS").code, 503);
+    reply(&mut s, "EHLO c");
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(reply(&mut s, "STARTTLS").code, 503);
+    reply(&mut s, "RSET");
+    assert_eq!(
+        cmd(&mut s, "STARTTLS"),
+        Action::StartTls(Reply::tls_go_ahead())
+    );
+    s.on_tls_established();
+    assert!(s.is_tls());
+    // The client must greet again.
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 503);
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "STARTTLS")),
+        "503 5.5.1 STARTTLS already active"
+    );
+}
+
+#[test]
+fn require_tls() {
+    let mut s = session_with(SessionConfig {
+        require_tls: true,
+        ..config()
+    });
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@example.com>")),
+        "530 5.7.0 Must issue a STARTTLS command first"
+    );
+    cmd(&mut s, "STARTTLS");
+    s.on_tls_established();
+    reply(&mut s, "EHLO c");
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
+
+#[test]
+fn error_cap_closes_the_session() {
+    let mut s = session();
+    for _ in 1..MAX_ERRORS {
+        assert_eq!(reply(&mut s, "BOGUS").code, 500);
+    }
+    let last = reply(&mut s, "BOGUS");
+    assert_eq!(wire(&last), "421 4.4.2 Too many errors, closing connection");
+    assert!(last.closes_connection());
+}
+
+#[test]
+fn delivery_failure_resets_transaction_too() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    cmd(&mut s, "DATA");
+    s.on_frame(Frame::Message(Bytes::from_static(b"\r\n")));
+    let reply_451 = s.on_response(SmtpResponse::new(
+        Outcome::Deferred,
+        Reply::delivery_deferred(),
+    ));
+    assert_eq!(
+        wire(&reply_451),
+        "451 4.3.0 Temporary delivery failure, try again later"
+    );
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
+
+#[test]
+fn bdat_chunks_make_one_message() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 9", b"Subject: "),
+        "250 2.0.0 9 octets received"
+    );
+    assert!(s.in_data());
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 0", b""),
+        "250 2.0.0 0 octets received"
+    );
+    let envelope = bdat_message(&mut s, "bdat 11 last", b"x\r\n\r\n..hi\r\n");
+    assert_eq!(&envelope.message[..], b"Subject: x\r\n\r\n..hi\r\n");
+    assert_eq!(envelope.sender, "a@example.com");
+    assert_eq!(envelope.recipients, ["b@example.com"]);
+    assert!(!s.in_data());
+    assert_eq!(
+        wire(&s.on_response(SmtpResponse::new(
+            Outcome::Delivered,
+            Reply::message_accepted()
+        ))),
+        "250 2.0.0 OK: Message accepted for delivery"
+    );
+    // The transaction is over; another one may follow.
+    assert_eq!(reply(&mut s, "RCPT TO:<b@example.com>").code, 503);
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
+
+#[test]
+fn bdat_0_last_delivers_an_empty_message() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    assert!(bdat_message(&mut s, "BDAT 0 LAST", b"").message.is_empty());
+}
+
+#[test]
+fn bdat_without_transaction_is_refused_after_its_chunk() {
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        cmd(&mut s, "BDAT 4"),
+        Action::ReadChunk {
+            size: 4,
+            keep: false
+        }
+    );
+    assert_eq!(
+        s.on_frame(Frame::ChunkSkipped),
+        Action::Reply(Reply::bad_sequence())
+    );
+    // Without accepted recipients too.
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    reply(&mut s, "RCPT TO:<unknown@example.com>");
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 3 LAST", b"abc"),
+        "503 5.5.1 Bad sequence of commands"
+    );
+    // The transaction is still open for a recipient and a real BDAT.
+    reply(&mut s, "RCPT TO:<b@example.com>");
+    assert_eq!(bdat_message(&mut s, "BDAT 2 LAST", b"ok").message, "ok");
+}
+
+#[test]
+fn data_after_bdat_is_refused_and_chunks_stay() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    bdat_reply(&mut s, "BDAT 3", b"one");
+    assert_eq!(
+        wire(&reply(&mut s, "DATA")),
+        "503 5.5.1 DATA not allowed after BDAT"
+    );
+    // Neither MAIL, RCPT nor STARTTLS belong inside a BDAT transaction.
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 503);
+    assert_eq!(
+        wire(&reply(&mut s, "RCPT TO:<b@example.com>")),
+        "503 5.5.1 Bad sequence of commands"
+    );
+    assert_eq!(reply(&mut s, "STARTTLS").code, 503);
+    assert_eq!(
+        bdat_message(&mut s, "BDAT 3 LAST", b"two").message,
+        "onetwo"
+    );
+}
+
+#[test]
+fn rset_clears_the_chunks() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    bdat_reply(&mut s, "BDAT 3", b"old");
+    assert_eq!(wire(&reply(&mut s, "RSET")), "250 2.0.0 OK");
+    assert!(!s.in_data());
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 3 LAST", b"new"),
+        "503 5.5.1 Bad sequence of commands"
+    );
+    ready_for_data(&mut s);
+    assert_eq!(bdat_message(&mut s, "BDAT 3 LAST", b"new").message, "new");
+}
+
+#[test]
+fn oversize_bdat_is_drained_and_refused_at_last() {
+    // The limit is 1000 octets: 600 + 400 fits, one more does not.
+    let mut s = session();
+    ready_for_data(&mut s);
+    bdat_reply(&mut s, "BDAT 600", &[b'a'; 600]);
+    let message = bdat_message(&mut s, "BDAT 400 LAST", &[b'b'; 400]);
+    assert_eq!(message.message.len(), 1000);
+    s.on_response(SmtpResponse::new(
+        Outcome::Delivered,
+        Reply::message_accepted(),
+    ));
+
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    reply(&mut s, "RCPT TO:<b@example.com>");
+    bdat_reply(&mut s, "BDAT 600", &[b'a'; 600]);
+    assert_eq!(
+        cmd(&mut s, "BDAT 401"),
+        Action::ReadChunk {
+            size: 401,
+            keep: false
+        }
+    );
+    assert_eq!(
+        s.on_frame(Frame::ChunkSkipped),
+        Action::Reply(Reply::chunk_received(401))
+    );
+    // Later chunks are dropped too, whatever their size.
+    assert_eq!(
+        cmd(&mut s, "BDAT 1"),
+        Action::ReadChunk {
+            size: 1,
+            keep: false
+        }
+    );
+    assert_eq!(
+        wire(&match s.on_frame(Frame::ChunkSkipped) {
+            Action::Reply(reply) => reply,
+            other => panic!("{other:?}"),
+        }),
+        "250 2.0.0 1 octets received"
+    );
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 0 LAST", b""),
+        "552 5.3.4 Message size exceeds limit"
+    );
+    // Reset: a new transaction works.
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+
+    // A single first chunk over the limit.
+    reply(&mut s, "RCPT TO:<b@example.com>");
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 1001 LAST", &[b'c'; 1001]),
+        "552 5.3.4 Message size exceeds limit"
+    );
+}
+
+#[test]
+fn bdat_delivery_failure_resets_transaction() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    bdat_message(&mut s, "BDAT 1 LAST", b"x");
+    assert_eq!(
+        s.on_response(SmtpResponse::new(
+            Outcome::Deferred,
+            Reply::delivery_deferred()
+        ))
+        .code,
+        451
+    );
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
