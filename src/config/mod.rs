@@ -349,6 +349,9 @@ mod tests {
         assert!(matches!(config.sink, SinkConfig::Stdout));
         assert!(config.stack.recipients.accepts("alerts@example.com"));
         assert!(config.stack.recipients.accepts("OPS@example.com"));
+        // The self-signed certificate names the machine when no hostname is set.
+        assert_eq!(config.server.tls.hostname, machine_hostname());
+        assert!(config.server.tls.hostname.is_some());
     }
 
     #[test]
@@ -373,6 +376,7 @@ mod tests {
             config.server.session.hostname.as_deref(),
             Some("mx.example")
         );
+        assert_eq!(config.server.tls.hostname.as_deref(), Some("mx.example"));
     }
 
     #[test]
