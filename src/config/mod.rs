@@ -115,21 +115,22 @@ impl Config {
 }
 
 /// dotenvy reports a parse error by the line's text and a character index
-/// within it; operators look for a line number.
+/// within it; operators look for a line number. The text is not repeated:
+/// the line may hold a secret.
 fn dotenv_error(path: &Path, error: dotenvy::Error) -> ConfigError {
     let (line, reason) = match &error {
-        dotenvy::Error::LineParse(text, index) => {
+        dotenvy::Error::LineParse(text, _) => {
+            // An unterminated quote makes the text span several lines.
+            let first = text.lines().next().unwrap_or_default().trim_end();
             let number = std::fs::read_to_string(path).ok().and_then(|file| {
                 file.lines()
-                    .position(|line| line.trim_end() == text.trim_end())
+                    .position(|line| line.trim_end() == first)
                     .map(|n| n + 1)
             });
-            (
-                number,
-                format!("cannot parse '{text}' at character {}", index + 1),
-            )
+            (number, "not a NAME=value line".to_owned())
         }
-        other => (None, other.to_string()),
+        dotenvy::Error::Io(io) => (None, format!("cannot read the file: {io}")),
+        _ => (None, "cannot be read".to_owned()),
     };
     ConfigError::DotEnv {
         line,
@@ -584,8 +585,22 @@ mod tests {
             .find_map(Result::err)
             .unwrap();
         let message = dotenv_error(&path, error).to_string();
-        assert!(message.starts_with(".env line 4: "), "{message}");
-        assert!(message.contains("not a setting line"), "{message}");
+        assert_eq!(message, ".env line 4: not a NAME=value line");
+
+        // An unterminated quote: the secret never reaches the message.
+        std::fs::write(
+            &path,
+            "MAIL_LASER_PORT=2525\nMAIL_LASER_WEBHOOK_SIGNING_SECRET=\"hunter2\nMAIL_LASER_HOSTNAME=mx\n",
+        )
+        .unwrap();
+        let error = dotenvy::from_path_iter(&path)
+            .unwrap()
+            .find_map(Result::err)
+            .unwrap();
+        let message = dotenv_error(&path, error).to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.starts_with(".env"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -133,6 +133,11 @@ impl Spool {
         fs::create_dir_all(&dead).map_err(SpoolError::io("create", &dead))?;
         remove_temporaries(&dead)?;
         remove_temporaries(dir)?;
+        // Refuse an unwritable folder now rather than with a 452 for the
+        // first message that needs it.
+        let probe = dir.join(".tmp-write-probe");
+        fs::write(&probe, b"").map_err(SpoolError::io("write to", dir))?;
+        fs::remove_file(&probe).map_err(SpoolError::io("write to", dir))?;
         let mut ledger = Ledger::default();
         let mut waiting = Vec::new();
         for (id, len) in list(dir)? {
