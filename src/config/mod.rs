@@ -575,29 +575,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mail-laser-dotenv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(".env");
-        std::fs::write(
-            &path,
-            "MAIL_LASER_PORT=2525\n# a comment\nMAIL_LASER_HOSTNAME=mx.example\nnot a setting line\n",
-        )
-        .unwrap();
-        let error = dotenvy::from_path_iter(&path)
-            .unwrap()
-            .find_map(Result::err)
-            .unwrap();
-        let message = dotenv_error(&path, error).to_string();
-        assert_eq!(message, ".env line 4: not a NAME=value line");
-
+        let message_for = |contents: &str| {
+            std::fs::write(&path, contents).unwrap();
+            let error = dotenvy::from_path_iter(&path)
+                .unwrap()
+                .find_map(Result::err)
+                .unwrap();
+            dotenv_error(&path, error).to_string()
+        };
+        assert_eq!(
+            message_for(
+                "MAIL_LASER_PORT=2525\n# a comment\nMAIL_LASER_HOSTNAME=mx\nnot a setting\n"
+            ),
+            ".env line 4: not a NAME=value line"
+        );
         // An unterminated quote: the secret never reaches the message.
-        std::fs::write(
-            &path,
+        let message = message_for(
             "MAIL_LASER_PORT=2525\nMAIL_LASER_WEBHOOK_SIGNING_SECRET=\"hunter2\nMAIL_LASER_HOSTNAME=mx\n",
-        )
-        .unwrap();
-        let error = dotenvy::from_path_iter(&path)
-            .unwrap()
-            .find_map(Result::err)
-            .unwrap();
-        let message = dotenv_error(&path, error).to_string();
+        );
         assert!(!message.contains("hunter2"), "{message}");
         assert!(message.starts_with(".env"), "{message}");
         assert!(!message.contains('\n'), "{message}");

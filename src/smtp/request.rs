@@ -119,3 +119,20 @@ impl SmtpResponse {
         Self::new(Outcome::Deferred, Reply::local_error())
     }
 }
+
+#[cfg(test)]
+impl SmtpRequest {
+    /// `RCPT TO:<recipient>` from a plain session on loopback.
+    pub(crate) fn test_rcpt(recipient: &str) -> Self {
+        Self {
+            session: SessionInfo {
+                peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+                helo: "client.example".into(),
+                tls: false,
+            },
+            kind: RequestKind::Rcpt {
+                recipient: recipient.into(),
+            },
+        }
+    }
+}

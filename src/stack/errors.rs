@@ -95,20 +95,10 @@ pub fn response_for_error(error: &BoxError) -> SmtpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::{RequestKind, SessionInfo};
     use tower::{ServiceExt, service_fn};
 
     fn request() -> SmtpRequest {
-        SmtpRequest {
-            session: SessionInfo {
-                peer: "127.0.0.1:1".parse().unwrap(),
-                helo: "c".into(),
-                tls: false,
-            },
-            kind: RequestKind::Rcpt {
-                recipient: "a@example.com".into(),
-            },
-        }
+        SmtpRequest::test_rcpt("a@example.com")
     }
 
     #[tokio::test]

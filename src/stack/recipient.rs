@@ -119,21 +119,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::SessionInfo;
     use tower::ServiceExt;
     use tower::service_fn;
 
     fn rcpt(recipient: &str) -> SmtpRequest {
-        SmtpRequest {
-            session: SessionInfo {
-                peer: "127.0.0.1:1".parse().unwrap(),
-                helo: "c".into(),
-                tls: false,
-            },
-            kind: RequestKind::Rcpt {
-                recipient: recipient.into(),
-            },
-        }
+        SmtpRequest::test_rcpt(recipient)
     }
 
     type Session = Recipients<
