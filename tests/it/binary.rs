@@ -222,13 +222,15 @@ impl Running {
         }
     }
 
+    /// Sends `signal` with the shell's built-in `kill`: `/bin/sh` is on
+    /// every machine, the `kill` program (procps) is not.
     fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
+        let pid = self.child.id().unwrap();
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", &format!("kill -{signal} {pid}")])
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
     }
 }
 
