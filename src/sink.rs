@@ -3,19 +3,18 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::mail::Payload;
 
-/// One payload for one recipient, with the raw message it came from (the
-/// webhook derives its idempotency key from it).
+/// One payload for one recipient, with the SHA-256 of the raw message it
+/// came from (the webhook derives its idempotency key from it).
 #[derive(Debug, Clone)]
 pub struct RecipientPayload {
     pub payload: Payload,
-    pub raw: Bytes,
+    pub message_sha256: [u8; 32],
 }
 
 /// What became of one payload; the stack derives the end-of-data reply from

@@ -80,8 +80,8 @@ impl Reply {
         reply(250, enhanced(2, 0, 0), "OK: Message accepted for delivery")
     }
     /// `250` in `spool` mode when the message is on disk but not yet at the
-    /// webhook. Its own text tells the sender's logs (and the metrics, see
-    /// `MessageOutcome::of`) that it was queued, not delivered.
+    /// webhook. Its own text tells the sender's logs that it was queued, not
+    /// delivered.
     pub const fn message_queued() -> Self {
         reply(250, enhanced(2, 0, 0), "OK: Message queued for delivery")
     }

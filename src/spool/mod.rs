@@ -163,15 +163,12 @@ impl SpoolSink {
 impl Sink for SpoolSink {
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
         let request = WebhookRequest::new(&item);
-        let (webhook, spool, spooled) = (
-            self.webhook.clone(),
-            self.spool.clone(),
-            self.spooled.clone(),
-        );
+        let key = request.idempotency_key().unwrap_or_default().to_owned();
+        let body = request.body.clone();
+        let posted = self.webhook.post(request);
+        let (spool, spooled) = (self.spool.clone(), self.spooled.clone());
         Box::pin(async move {
-            let key = request.idempotency_key().unwrap_or_default().to_owned();
-            let body = request.body.clone();
-            let error = match webhook::settle(webhook.post(request).await) {
+            let error = match webhook::settle(posted.await) {
                 Ok(outcome) => return outcome,
                 Err(error) => error,
             };

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture};
+use sha2::{Digest, Sha256};
 use tower::Service;
 use tracing::Instrument;
 
@@ -76,8 +77,9 @@ async fn hand_off(
         message,
         ..
     } = envelope;
-    let parsed = parse(message.clone(), options)
-        .instrument(tracing::info_span!("mail.parse", size = message.len()))
+    let size = message.len();
+    let (parsed, message_sha256) = parse(message, options)
+        .instrument(tracing::info_span!("mail.parse", size))
         .await?;
 
     // The last recipient takes the parsed bodies by value: a single-recipient
@@ -94,35 +96,41 @@ async fn hand_off(
         .map(|payload| {
             let item = RecipientPayload {
                 payload,
-                raw: message.clone(),
+                message_sha256,
             };
             sink.deliver(item).in_current_span()
         })
         .collect();
-    // Sinks take what they need of the raw message when called (a webhook
-    // request is serialised up front); while they wait for the consumer our
-    // copy would only hold the read buffer it lives in (up to twice the
-    // message size) in memory.
-    drop(message);
     let outcomes = future::join_all(deliveries).await;
     Ok(response_for(&outcomes))
 }
 
-/// Parses off the async workers whatever may be expensive: large messages,
-/// and HTML rendering (its cost depends on the client's input).
-async fn parse(raw: Bytes, options: ParseOptions) -> Result<ParsedMail, tower::BoxError> {
+/// Parses the message and hashes its raw bytes (once, for every
+/// recipient's idempotency key), off the async workers whenever it may be
+/// expensive: large messages, and HTML rendering (its cost depends on the
+/// client's input). The raw bytes are dropped here: nothing after the parse
+/// needs them, and they pin the read buffer they live in.
+async fn parse(
+    raw: Bytes,
+    options: ParseOptions,
+) -> Result<(ParsedMail, [u8; 32]), tower::BoxError> {
     let span = tracing::Span::current();
     if raw.len() <= INLINE_PARSE_LIMIT {
+        let digest = Sha256::digest(&raw).into();
         let unrendered = mail::parse_unrendered(&raw, &options.header_prefixes);
+        drop(raw);
         if !unrendered.needs_rendering() {
-            return Ok(unrendered.render());
+            return Ok((unrendered.render(), digest));
         }
-        return Ok(
-            tokio::task::spawn_blocking(move || span.in_scope(|| unrendered.render())).await?,
-        );
+        let parsed =
+            tokio::task::spawn_blocking(move || span.in_scope(|| unrendered.render())).await?;
+        return Ok((parsed, digest));
     }
     Ok(tokio::task::spawn_blocking(move || {
-        span.in_scope(|| mail::parse(&raw, &options.header_prefixes))
+        span.in_scope(|| {
+            let parsed = mail::parse(&raw, &options.header_prefixes);
+            (parsed, Sha256::digest(&raw).into())
+        })
     })
     .await?)
 }

@@ -106,12 +106,16 @@ impl WebhookSink {
         Ok(Self { service, breaker })
     }
 
-    /// Sends one request through the whole outbound stack.
+    /// Sends one request through the whole outbound stack; the returned
+    /// future owns what it needs.
     ///
     /// # Errors
     /// How the delivery failed, [`WebhookError::Rejected`] included.
-    pub async fn post(&self, request: WebhookRequest) -> Result<(), WebhookError> {
-        self.service.clone().oneshot(request).await
+    pub fn post(
+        &self,
+        request: WebhookRequest,
+    ) -> impl Future<Output = Result<(), WebhookError>> + Send + 'static {
+        self.service.clone().oneshot(request)
     }
 
     /// The circuit breaker, for readiness and metrics.
@@ -143,10 +147,9 @@ impl Sink for WebhookSink {
     }
 
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let request = WebhookRequest::new(&item);
-        let sink = self.clone();
+        let posted = self.post(WebhookRequest::new(&item));
         Box::pin(async move {
-            settle(sink.post(request).await).unwrap_or_else(|error| {
+            settle(posted.await).unwrap_or_else(|error| {
                 tracing::warn!(error = %ErrorChain(&error), "webhook delivery failed");
                 DeliveryOutcome::Deferred
             })

@@ -22,7 +22,11 @@ pub struct WebhookRequest {
 
 impl WebhookRequest {
     pub fn new(item: &RecipientPayload) -> Self {
-        let key = idempotency_key(&item.payload.recipient, &item.payload.sender, &item.raw);
+        let key = idempotency_key(
+            &item.payload.recipient,
+            &item.payload.sender,
+            &item.message_sha256,
+        );
         Self::from_parts(Bytes::from(item.payload.to_json()), &key, 1)
     }
 
@@ -49,19 +53,19 @@ impl WebhookRequest {
 }
 
 /// Lowercase hex SHA-256 over the lower-cased recipient, a NUL, the
-/// envelope sender, a NUL and the SHA-256 of the raw message
-/// (`docs/webhook.md`). Stable across our retries, our restarts and the
+/// envelope sender, a NUL and the SHA-256 of the raw message,
+/// `message_sha256` (`docs/webhook.md`). Stable across our retries, our restarts and the
 /// sender's re-sends of the same bytes, so consumers can drop duplicates by
 /// it; a forger reusing a genuine Message-ID still gets a key of its own.
 /// Addresses hold no NUL (the command parser refuses control characters),
 /// and the digest has a fixed length, so no two inputs run together.
-pub fn idempotency_key(recipient: &str, sender: &str, raw: &[u8]) -> String {
+pub fn idempotency_key(recipient: &str, sender: &str, message_sha256: &[u8; 32]) -> String {
     let mut hash = Sha256::new();
     hash.update(recipient.to_lowercase().as_bytes());
     hash.update([0]);
     hash.update(sender.as_bytes());
     hash.update([0]);
-    hash.update(Sha256::digest(raw));
+    hash.update(message_sha256);
     hex(&hash.finalize())
 }
 
@@ -79,17 +83,19 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// The key of a message given as its raw bytes.
+    fn key(recipient: &str, sender: &str, raw: &[u8]) -> String {
+        idempotency_key(recipient, sender, &Sha256::digest(raw).into())
+    }
+
     #[test]
     fn key_is_stable_and_tells_messages_apart() {
-        let a = idempotency_key("A@example.com", "s@example.org", b"raw");
-        assert_eq!(a, idempotency_key("a@example.com", "s@example.org", b"raw"));
-        assert_ne!(a, idempotency_key("b@example.com", "s@example.org", b"raw"));
-        assert_ne!(a, idempotency_key("a@example.com", "t@example.org", b"raw"));
-        assert_ne!(
-            a,
-            idempotency_key("a@example.com", "s@example.org", b"raw2")
-        );
-        assert_ne!(a, idempotency_key("a@example.com", "", b"raw"));
+        let a = key("A@example.com", "s@example.org", b"raw");
+        assert_eq!(a, key("a@example.com", "s@example.org", b"raw"));
+        assert_ne!(a, key("b@example.com", "s@example.org", b"raw"));
+        assert_ne!(a, key("a@example.com", "t@example.org", b"raw"));
+        assert_ne!(a, key("a@example.com", "s@example.org", b"raw2"));
+        assert_ne!(a, key("a@example.com", "", b"raw"));
         assert_eq!(a.len(), 64);
         assert!(
             a.chars()
@@ -102,8 +108,8 @@ mod tests {
         let genuine = b"Message-ID: <alert-1@example.com>\r\n\r\ndisk full\r\n";
         let forged = b"Message-ID: <alert-1@example.com>\r\n\r\nall clear\r\n";
         assert_ne!(
-            idempotency_key("ops@example.com", "mon@example.com", genuine),
-            idempotency_key("ops@example.com", "mon@example.com", forged)
+            key("ops@example.com", "mon@example.com", genuine),
+            key("ops@example.com", "mon@example.com", forged)
         );
     }
 
@@ -112,10 +118,7 @@ mod tests {
         let mut expected = Sha256::new();
         expected.update(b"a@b\0s@t\0");
         expected.update(Sha256::digest(b"hello"));
-        assert_eq!(
-            idempotency_key("A@B", "s@t", b"hello"),
-            hex(&expected.finalize())
-        );
+        assert_eq!(key("A@B", "s@t", b"hello"), hex(&expected.finalize()));
         assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }
 }
