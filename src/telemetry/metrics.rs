@@ -23,6 +23,14 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The label values each labelled counter is exported with from the start
+/// (at 0), so a dashboard panel shows 0 rather than "No data" before the
+/// first event. Callers pass one of these.
+const MESSAGE_OUTCOMES: &[&str] = &["delivered", "spooled", "rejected", "deferred"];
+const BREAKER_STATES: &[&str] = &["open", "half_open", "closed"];
+const REFUSAL_REASONS: &[&str] = &["global_limit", "per_ip_limit"];
+const DEAD_LETTER_REASONS: &[&str] = &["rejected", "expired", "unreadable"];
+
 /// The instruments. Cheap to clone (each is a handle).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -41,6 +49,29 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(meter: Meter) -> Self {
+        let metrics = Self::build(meter);
+        metrics.export_known_series();
+        metrics
+    }
+
+    /// Every known label set at 0.
+    fn export_known_series(&self) {
+        let zero = |counter: &Counter<u64>, key: &'static str, values: &[&'static str]| {
+            for value in values {
+                counter.add(0, &[KeyValue::new(key, *value)]);
+            }
+        };
+        zero(&self.messages, "outcome", MESSAGE_OUTCOMES);
+        zero(&self.breaker_transitions, "to", BREAKER_STATES);
+        zero(&self.refused, "reason", REFUSAL_REASONS);
+        zero(&self.dead_letters, "reason", DEAD_LETTER_REASONS);
+        for tls in [false, true] {
+            self.sessions.add(0, &[KeyValue::new("tls", tls)]);
+        }
+        self.webhook_retries.add(0, &[]);
+    }
+
+    fn build(meter: Meter) -> Self {
         Self {
             sessions_active: meter
                 .i64_up_down_counter("maillaser.sessions.active")

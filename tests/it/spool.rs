@@ -187,9 +187,9 @@ async fn webhook_down_spools_then_the_deliverer_posts_it_with_the_same_key() {
         &metrics_now,
         "maillaser_messages_total{outcome=\"spooled\"} 1",
     );
-    assert!(
-        !metrics_now.contains("outcome=\"delivered\""),
-        "{metrics_now}"
+    assert_metric(
+        &metrics_now,
+        "maillaser_messages_total{outcome=\"delivered\"} 0",
     );
 
     // The background deliverer keeps trying while the webhook is down.
@@ -464,4 +464,36 @@ async fn shutdown_abandons_a_hung_background_attempt_and_keeps_the_file() {
         let name = path.file_name().unwrap().to_string_lossy();
         !name.starts_with(".tmp-")
     }));
+}
+
+/// Issue "metrics exist from the start": every labelled counter and the
+/// spool and breaker gauges are on `/metrics` before their first event.
+#[tokio::test]
+async fn metrics_exist_from_the_start() {
+    let receiver = Receiver::start().await;
+    let dir = SpoolDir::new();
+    let (server, _) = server(&receiver, &dir, &[], idle).await;
+    let text = metrics(&server).await;
+    for series in [
+        "maillaser_messages_total{outcome=\"delivered\"} 0",
+        "maillaser_messages_total{outcome=\"spooled\"} 0",
+        "maillaser_messages_total{outcome=\"rejected\"} 0",
+        "maillaser_messages_total{outcome=\"deferred\"} 0",
+        "maillaser_circuit_breaker_transitions_total{to=\"open\"} 0",
+        "maillaser_circuit_breaker_transitions_total{to=\"half_open\"} 0",
+        "maillaser_circuit_breaker_transitions_total{to=\"closed\"} 0",
+        "maillaser_connections_refused_total{reason=\"global_limit\"} 0",
+        "maillaser_connections_refused_total{reason=\"per_ip_limit\"} 0",
+        "maillaser_spool_dead_letters_total{reason=\"rejected\"} 0",
+        "maillaser_spool_dead_letters_total{reason=\"expired\"} 0",
+        "maillaser_spool_dead_letters_total{reason=\"unreadable\"} 0",
+        "maillaser_sessions_total{tls=\"false\"} 0",
+        "maillaser_sessions_total{tls=\"true\"} 0",
+        "maillaser_webhook_retries_total 0",
+        "maillaser_spool_depth 0",
+        "maillaser_circuit_breaker_state 0",
+    ] {
+        assert_metric(&text, series);
+    }
+    server.stop().await;
 }
