@@ -143,6 +143,10 @@ impl Connection {
             }
             let reply = match action {
                 Action::Reply(reply) => reply,
+                Action::Close(reply) => {
+                    self.context.metrics.command(verb, reply.code);
+                    return self.close_with(&mut framed, &reply).await;
+                }
                 Action::Call(kind) => {
                     let response = self.call(kind).await;
                     self.session.on_response(response)

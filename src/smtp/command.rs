@@ -70,6 +70,11 @@ pub enum CommandError {
     InvalidParameter(&'static str),
     #[error("parameter {0} not supported")]
     UnsupportedParameter(String),
+    /// A `BDAT` line whose chunk size is not a decimal number that fits in
+    /// 64 bits (or that has other arguments than `LAST`): where its chunk
+    /// ends cannot be known, so nothing after it can be read as a command.
+    #[error("malformed BDAT chunk size")]
+    BadChunkSize,
 }
 
 impl Command {
@@ -79,6 +84,9 @@ impl Command {
     /// # Errors
     /// A [`CommandError`] the session turns into a `5xx` reply.
     pub fn parse(line: &[u8]) -> Result<Self, CommandError> {
+        if let Some(arguments) = bdat_arguments(line) {
+            return parse_bdat(arguments);
+        }
         match Request::parse(&mut line.iter()) {
             Ok(request) => Self::from_request(request),
             Err(error) => Err(match error {
@@ -117,13 +125,9 @@ impl Command {
                 }
             }
             Request::Data => Self::Data,
-            Request::Bdat {
-                chunk_size,
-                is_last,
-            } => Self::Bdat {
-                size: chunk_size as u64,
-                last: is_last,
-            },
+            // `bdat_arguments` sees every BDAT line first; should one slip
+            // through, its chunk end is unknown.
+            Request::Bdat { .. } => return Err(CommandError::BadChunkSize),
             Request::Rset => Self::Rset,
             Request::Noop { .. } => Self::Noop,
             Request::Vrfy { .. } => Self::Vrfy,
@@ -152,6 +156,50 @@ impl Command {
             Self::NotImplemented(verb) => verb,
         }
     }
+}
+
+/// The arguments of a `BDAT` line (verb matched case-insensitively), or
+/// `None` for any other command. BDAT is parsed here rather than by
+/// smtp-proto, whose size parser saturates and restarts on overflow, so an
+/// oversized number would be read as a small chunk and the rest of the
+/// line's octets taken for commands.
+/// Like smtp-proto, leading blanks are skipped and blanks separate words.
+fn bdat_arguments(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.trim_ascii_start();
+    let (verb, rest) = line.split_at_checked(4)?;
+    let separated = rest.first().is_none_or(|&byte| is_blank(byte));
+    (verb.eq_ignore_ascii_case(b"BDAT") && separated).then_some(rest)
+}
+
+fn is_blank(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t')
+}
+
+/// `BDAT SP chunk-size [SP "LAST"]` (RFC 3030 §2), strictly: the size is
+/// 1*DIGIT within `u64`.
+fn parse_bdat(arguments: &[u8]) -> Result<Command, CommandError> {
+    let mut words = arguments
+        .split(|&byte| is_blank(byte))
+        .filter(|word| !word.is_empty());
+    let size = words.next().ok_or(CommandError::BadChunkSize)?;
+    if size.is_empty() || !size.iter().all(u8::is_ascii_digit) {
+        return Err(CommandError::BadChunkSize);
+    }
+    let size = size.iter().try_fold(0u64, |total, digit| {
+        total.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    });
+    let size = size.ok_or(CommandError::BadChunkSize)?;
+    let last = match words.next() {
+        None => false,
+        Some(word) if word.eq_ignore_ascii_case(b"LAST") => true,
+        Some(_) => return Err(CommandError::BadChunkSize),
+    };
+    if words.next().is_some() {
+        return Err(CommandError::BadChunkSize);
+    }
+    Ok(Command::Bdat { size, last })
 }
 
 /// Keeps only the parameters we advertise; anything else `smtp-proto`
@@ -271,5 +319,55 @@ mod tests {
     #[test]
     fn not_implemented_commands() {
         assert_eq!(parse("EXPN list\r\n"), Ok(Command::NotImplemented("EXPN")));
+    }
+
+    #[test]
+    fn bdat_sizes_are_parsed_strictly() {
+        let parse = |line: &str| Command::parse(format!("{line}\r\n").as_bytes());
+        assert_eq!(
+            parse("BDAT 0 LAST"),
+            Ok(Command::Bdat {
+                size: 0,
+                last: true
+            })
+        );
+        assert_eq!(
+            parse("bdat 512 last"),
+            Ok(Command::Bdat {
+                size: 512,
+                last: true
+            })
+        );
+        assert_eq!(
+            parse("BDAT 7"),
+            Ok(Command::Bdat {
+                size: 7,
+                last: false
+            })
+        );
+        assert_eq!(
+            parse("BDAT 18446744073709551615"),
+            Ok(Command::Bdat {
+                size: u64::MAX,
+                last: false
+            })
+        );
+        for bad in [
+            "BDAT",
+            "BDAT ",
+            "BDAT 18446744073709551616",
+            "BDAT 99999999999999999999999 LAST",
+            "BDAT -1",
+            "BDAT +5",
+            "BDAT 1x",
+            "BDAT 0x10",
+            "BDAT 10 LAST extra",
+            "BDAT 10 FIRST",
+            "BDAT LAST",
+        ] {
+            assert_eq!(parse(bad), Err(CommandError::BadChunkSize), "{bad}");
+        }
+        // Other verbs that start alike are not BDAT.
+        assert_eq!(parse("BDATX 1"), Err(CommandError::UnknownCommand));
     }
 }

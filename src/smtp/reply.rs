@@ -230,6 +230,15 @@ impl Reply {
     pub fn invalid_parameter(param: &str) -> Self {
         Self::new(501, enhanced(5, 5, 4), format!("Invalid value for {param}"))
     }
+    /// A `BDAT` size that is not a number within 64 bits; the session
+    /// closes after it (RFC 3030 §2 grammar; Postfix hangs up likewise).
+    pub const fn bad_chunk_size() -> Self {
+        reply(
+            501,
+            enhanced(5, 5, 4),
+            "Syntax: BDAT <size> [LAST], closing connection",
+        )
+    }
     pub const fn unsupported_parameter() -> Self {
         reply(555, enhanced(5, 5, 4), "Unsupported MAIL or RCPT parameter")
     }

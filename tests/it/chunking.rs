@@ -242,3 +242,27 @@ async fn bdat_delivery_outcome_decides_the_reply() {
     assert_eq!(server.sink.wait_for(1).await[0].subject, "retry");
     server.stop().await;
 }
+
+/// Issue "BDAT 99999999999999999999999 LAST": a size over 64 bits was read
+/// as a small chunk and the octets after it ran as commands, so a second,
+/// smuggled transaction was delivered. Now the size is refused, the session
+/// closes, and nothing is delivered.
+#[tokio::test]
+async fn bdat_size_over_u64_is_refused_and_nothing_is_smuggled() {
+    let server = TestServer::start(&[]).await;
+    let mut c = transaction(&server).await;
+    let smuggled = format!(
+        "RSET\r\nMAIL FROM:<forger@example.org>\r\nRCPT TO:<{TARGET}>\r\nDATA\r\n{}\r\n.\r\n",
+        simple_message("smuggled", "not from the client you think")
+    );
+    c.send(format!("BDAT 99999999999999999999999 LAST\r\n{smuggled}"))
+        .await;
+    assert_eq!(
+        c.reply().await.last(),
+        "501 5.5.4 Syntax: BDAT <size> [LAST], closing connection"
+    );
+    c.expect_closed().await;
+    // The session is over: nothing it read can still be delivered.
+    assert!(server.sink.payloads().is_empty());
+    server.stop().await;
+}

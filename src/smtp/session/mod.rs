@@ -41,6 +41,10 @@ pub struct SessionConfig {
 pub enum Action {
     /// Write this reply; close afterwards if [`Reply::closes_connection`].
     Reply(Reply),
+    /// Write this reply and close: the client is out of sync (a `BDAT`
+    /// whose chunk end cannot be known), so nothing it sends after can be
+    /// read as a command.
+    Close(Reply),
     /// Ask the Tower stack; hand its response to [`Session::on_response`].
     Call(RequestKind),
     /// Write this `354` and switch the codec to data mode.
@@ -176,6 +180,9 @@ impl Session {
     pub fn on_frame(&mut self, frame: Frame) -> Action {
         let action = match frame {
             Frame::Command(Ok(command)) => self.on_command(command),
+            Frame::Command(Err(CommandError::BadChunkSize)) => {
+                return Action::Close(Reply::bad_chunk_size());
+            }
             Frame::Command(Err(error)) => Action::Reply(command_error_reply(&error)),
             Frame::LineTooLong => Action::Reply(Reply::line_too_long()),
             Frame::Message(message) => self.on_message(message),
@@ -490,6 +497,7 @@ fn command_error_reply(error: &CommandError) -> Reply {
         CommandError::InvalidAddress => Reply::invalid_address(),
         CommandError::InvalidParameter(param) => Reply::invalid_parameter(param),
         CommandError::UnsupportedParameter(_) => Reply::unsupported_parameter(),
+        CommandError::BadChunkSize => Reply::bad_chunk_size(),
     }
 }
 

@@ -28,7 +28,10 @@ fn cmd(session: &mut Session, line: &str) -> Action {
 /// Steps a command and, for stack calls, answers like a permissive stack.
 fn reply(session: &mut Session, line: &str) -> Reply {
     match cmd(session, line) {
-        Action::Reply(reply) | Action::StartData(reply) | Action::StartTls(reply) => reply,
+        Action::Reply(reply)
+        | Action::Close(reply)
+        | Action::StartData(reply)
+        | Action::StartTls(reply) => reply,
         Action::Call(RequestKind::Mail { .. }) => {
             session.on_response(SmtpResponse::sender_accepted())
         }
@@ -573,4 +576,16 @@ fn bdat_delivery_failure_resets_transaction() {
         451
     );
     assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+}
+
+#[test]
+fn an_unreadable_bdat_size_closes_the_session() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    let action = cmd(&mut s, "BDAT 99999999999999999999999 LAST");
+    assert_eq!(action, Action::Close(Reply::bad_chunk_size()));
+    assert_eq!(
+        wire(&Reply::bad_chunk_size()),
+        "501 5.5.4 Syntax: BDAT <size> [LAST], closing connection"
+    );
 }
