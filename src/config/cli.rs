@@ -142,9 +142,18 @@ pub(super) struct Cli {
     )]
     pub(super) max_unknown_rcpts_per_session: u32,
 
-    /// Seconds a session may sit idle waiting for the client.
+    /// Seconds for a whole command line, for any pause inside a message, and for each write to the client.
     #[arg(long, env = "MAIL_LASER_SMTP_TIMEOUT", value_name = "MAIL_LASER_SMTP_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) smtp_timeout: u64,
+
+    /// Bytes per second a message body must average after its first 30 seconds; 0 = no minimum.
+    #[arg(
+        long,
+        env = "MAIL_LASER_DATA_MIN_RATE",
+        value_name = "MAIL_LASER_DATA_MIN_RATE",
+        default_value_t = 1024
+    )]
+    pub(super) data_min_rate: u64,
 
     /// PEM certificate chain for STARTTLS (a self-signed one is generated without it).
     #[arg(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::server::{ConnectionLimits, ServerConfig, TlsConfig};
+use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
 use crate::stack::{ParseOptions, RecipientPolicy, StackConfig};
@@ -23,6 +23,10 @@ use cli::{Cli, DeliveryMode, one_line};
 /// backoff), well under the 10 minutes a client waits for the end-of-data
 /// reply (RFC 5321 §4.5.3.2.6).
 const DELIVERY_BUDGET: Duration = Duration::from_secs(240);
+
+/// How long a message body may arrive slower than `MAIL_LASER_DATA_MIN_RATE`
+/// (a slow start: TLS, a congested link) before the rate counts.
+const DATA_RATE_GRACE: Duration = Duration::from_secs(30);
 
 /// Why start-up cannot go on; printed as one line, exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +237,11 @@ impl Cli {
                     tls_available: true,
                 }),
                 max_message_size: self.max_message_size,
-                idle_timeout: Duration::from_secs(self.smtp_timeout),
+                timeouts: Timeouts {
+                    command: Duration::from_secs(self.smtp_timeout),
+                    data_min_rate: self.data_min_rate,
+                    data_rate_grace: DATA_RATE_GRACE,
+                },
                 limits: ConnectionLimits {
                     max_connections: self.max_connections as usize,
                     max_per_ip: self.max_concurrent_per_ip,
@@ -338,7 +346,14 @@ mod tests {
         assert_eq!(config.server.bind, "0.0.0.0:2525".parse().unwrap());
         assert_eq!(config.http_bind, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.server.max_message_size, 26_214_400);
-        assert_eq!(config.server.idle_timeout, Duration::from_secs(300));
+        assert_eq!(
+            config.server.timeouts,
+            Timeouts {
+                command: Duration::from_secs(300),
+                data_min_rate: 1024,
+                data_rate_grace: Duration::from_secs(30),
+            }
+        );
         assert_eq!(
             config.server.limits,
             ConnectionLimits {

@@ -4,16 +4,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{Instrument, field};
 
+use super::pace::{BodyClock, Expired, Timeouts};
 use super::transport::Transport;
 use crate::smtp::codec::{CodecError, Frame, Outbound, SmtpCodec};
 use crate::smtp::command::Command;
@@ -34,7 +35,7 @@ const INITIAL_BUFFER: usize = 1024;
 pub struct ConnectionContext {
     pub session: Arc<SessionConfig>,
     pub tls: Option<TlsAcceptor>,
-    pub idle_timeout: Duration,
+    pub timeouts: Timeouts,
     pub max_message_size: usize,
     pub metrics: Metrics,
 }
@@ -47,6 +48,9 @@ enum ConnectionError {
     Handshake(#[source] std::io::Error),
     #[error("TLS handshake timed out")]
     HandshakeTimeout,
+    /// The client stopped reading: a write or flush did not finish in time.
+    #[error("write to the client timed out")]
+    WriteTimeout,
     /// The session asked for STARTTLS without an acceptor or inside TLS;
     /// it never does (it knows both), so this is a bug, not a client error.
     #[error("STARTTLS requested where no upgrade is possible")]
@@ -63,7 +67,7 @@ impl From<std::io::Error> for ConnectionError {
 enum Wakeup {
     Frame(Frame),
     Closed,
-    IdleTimeout,
+    Expired(Expired),
     Shutdown,
 }
 
@@ -89,6 +93,7 @@ pub async fn serve(
         context,
         service,
         shutdown,
+        body: None,
     };
     if let Err(error) = connection.run(stream).instrument(span).await {
         tracing::debug!(%peer, error = %ErrorChain(&error), "connection ended with an error");
@@ -101,6 +106,9 @@ struct Connection {
     context: Arc<ConnectionContext>,
     service: SmtpService,
     shutdown: CancellationToken,
+    /// Set while a message body is read (after `354`, or between `BDAT`
+    /// chunks), for its minimum rate.
+    body: Option<BodyClock>,
 }
 
 impl Connection {
@@ -121,9 +129,13 @@ impl Connection {
             let frame = match self.next_event(&mut framed).await? {
                 Wakeup::Frame(frame) => frame,
                 Wakeup::Closed => return Ok(()),
-                Wakeup::IdleTimeout => {
+                Wakeup::Expired(Expired::Idle) => {
                     let reply = self.session.idle_timeout();
                     return self.close_with(&mut framed, &reply).await;
+                }
+                Wakeup::Expired(Expired::TooSlow) => {
+                    tracing::info!("message arriving too slowly, closing the session");
+                    return self.close_with(&mut framed, &Reply::too_slow()).await;
                 }
                 Wakeup::Shutdown => {
                     return self.close_with(&mut framed, &Reply::shutting_down()).await;
@@ -164,7 +176,7 @@ impl Connection {
                 Action::StartTls(reply) => {
                     self.context.metrics.command(verb, reply.code);
                     self.send(&mut framed, &reply).await?;
-                    framed.flush().await?;
+                    self.write(framed.flush()).await?;
                     framed = self.start_tls(framed).await?;
                     continue;
                 }
@@ -178,27 +190,42 @@ impl Connection {
     }
 
     /// The next frame, flushing queued replies first unless another complete
-    /// command is already buffered (pipelining, RFC 2920 §3.1).
+    /// command is already buffered (pipelining, RFC 2920 §3.1). The wait is
+    /// bounded as [`Timeouts`] says.
     async fn next_event(&mut self, framed: &mut SmtpFramed) -> Result<Wakeup, ConnectionError> {
         if let Some(item) = framed.next().now_or_never() {
             return event(item);
         }
-        framed.flush().await?;
+        self.write(framed.flush()).await?;
+        let timeouts = self.context.timeouts;
+        let ready = Instant::now();
         // A session reading a body is let finish; the server bounds the wait.
-        let stoppable = !self.session.in_data();
+        let in_body = self.session.in_data();
+        if !in_body {
+            self.body = None;
+        } else if self.body.is_none() {
+            self.body = Some(BodyClock::start(ready, framed.get_ref().bytes_read()));
+        }
         loop {
-            let progress = framed.get_ref().bytes_read();
-            tokio::select! {
-                biased;
-                () = self.shutdown.cancelled(), if stoppable => return Ok(Wakeup::Shutdown),
-                item = tokio::time::timeout(self.context.idle_timeout, framed.next()) => {
-                    match item {
-                        Ok(item) => return event(item),
-                        // Still sending (a long line or body): not idle.
-                        Err(_) if framed.get_ref().bytes_read() > progress => {}
-                        Err(_) => return Ok(Wakeup::IdleTimeout),
+            let now = Instant::now();
+            let deadline = match &mut self.body {
+                Some(clock) => {
+                    match timeouts.body_deadline(clock, now, framed.get_ref().bytes_read()) {
+                        Ok(deadline) => deadline,
+                        Err(expired) => return Ok(Wakeup::Expired(expired)),
                     }
                 }
+                None => timeouts.command_deadline(ready),
+            };
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled(), if !in_body => return Ok(Wakeup::Shutdown),
+                item = tokio::time::timeout_at(deadline, framed.next()) => match item {
+                    Ok(item) => return event(item),
+                    // A body may have progressed: its deadline moves.
+                    Err(_) if self.body.is_some() => {}
+                    Err(_) => return Ok(Wakeup::Expired(Expired::Idle)),
+                },
             }
         }
     }
@@ -214,16 +241,26 @@ impl Connection {
         response
     }
 
-    /// Queues a reply; [`Self::next_event`] decides when to flush.
+    /// Queues a reply; [`Self::next_event`] decides when to flush (a full
+    /// write buffer is written at once).
     async fn send(&self, framed: &mut SmtpFramed, reply: &Reply) -> Result<(), ConnectionError> {
         tracing::trace!(reply = %reply, "reply");
-        framed
-            .feed(Outbound {
-                reply,
-                enhanced: self.session.enhanced_codes(),
-            })
-            .await?;
-        Ok(())
+        let outbound = Outbound {
+            reply,
+            enhanced: self.session.enhanced_codes(),
+        };
+        self.write(framed.feed(outbound)).await
+    }
+
+    /// A write, feed, flush or close within the SMTP timeout.
+    async fn write(
+        &self,
+        io: impl Future<Output = Result<(), CodecError>>,
+    ) -> Result<(), ConnectionError> {
+        tokio::time::timeout(self.context.timeouts.command, io)
+            .await
+            .map_err(|_| ConnectionError::WriteTimeout)?
+            .map_err(ConnectionError::from)
     }
 
     async fn close_with(
@@ -232,8 +269,7 @@ impl Connection {
         reply: &Reply,
     ) -> Result<(), ConnectionError> {
         self.send(framed, reply).await?;
-        framed.close().await?;
-        Ok(())
+        self.write(framed.close()).await
     }
 
     /// Upgrades in place. Input the client pipelined after STARTTLS is
@@ -252,7 +288,7 @@ impl Connection {
         let Some((tcp, bytes_read)) = parts.io.into_plain() else {
             return Err(ConnectionError::NoUpgrade);
         };
-        let tls = tokio::time::timeout(self.context.idle_timeout, acceptor.accept(tcp))
+        let tls = tokio::time::timeout(self.context.timeouts.command, acceptor.accept(tcp))
             .await
             .map_err(|_| ConnectionError::HandshakeTimeout)?
             .map_err(ConnectionError::Handshake)?;

@@ -5,6 +5,7 @@
 //! ([`crate::stack`]).
 
 mod connection;
+mod pace;
 pub mod tls;
 mod transport;
 
@@ -26,6 +27,7 @@ use crate::smtp::session::SessionConfig;
 use crate::stack::SmtpService;
 use crate::telemetry::Metrics;
 use connection::ConnectionContext;
+pub use pace::Timeouts;
 pub use tls::TlsConfig;
 
 /// Connection-level limits enforced by the accept loop.
@@ -42,7 +44,7 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     pub session: Arc<SessionConfig>,
     pub max_message_size: usize,
-    pub idle_timeout: Duration,
+    pub timeouts: Timeouts,
     pub limits: ConnectionLimits,
     pub tls: TlsConfig,
     /// How long sessions in DATA may finish after a shutdown signal.
@@ -82,7 +84,7 @@ impl Server {
             context: Arc::new(ConnectionContext {
                 session,
                 tls,
-                idle_timeout: config.idle_timeout,
+                timeouts: config.timeouts,
                 max_message_size: config.max_message_size,
                 metrics: metrics.clone(),
             }),

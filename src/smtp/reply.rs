@@ -119,6 +119,10 @@ impl Reply {
     pub const fn idle_timeout() -> Self {
         reply(421, enhanced(4, 4, 2), "Idle timeout, closing connection")
     }
+    /// A message body arriving slower than `MAIL_LASER_DATA_MIN_RATE`.
+    pub const fn too_slow() -> Self {
+        reply(421, enhanced(4, 4, 2), "Too slow, closing connection")
+    }
     pub const fn too_many_errors() -> Self {
         reply(
             421,

@@ -203,6 +203,7 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_SPOOL_MAX_AGE",
         "MAIL_LASER_SPOOL_MAX_FILES",
         "MAIL_LASER_SPOOL_MAX_BYTES",
+        "MAIL_LASER_DATA_MIN_RATE",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
