@@ -8,9 +8,10 @@
 //!
 //! Dependencies between the top-level modules point one way (a test checks
 //! it): `smtp`, `mail`, `telemetry` and `duration` import nothing of the
-//! crate; `sink` builds on `mail`; `webhook` and `spool` on `sink`; `stack`
-//! on `smtp`, `mail` and `sink`; `server` on `smtp`, `stack` and `http`;
-//! `config` builds every module's settings and nothing imports it.
+//! crate; `sink` builds on `mail`; `webhook` on `sink` (and `smtp`'s
+//! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
+//! `sink`; `server` on `smtp`, `stack` and `http`; `config` builds every
+//! module's settings and nothing imports it.
 
 pub mod config;
 pub mod duration;

@@ -57,6 +57,14 @@ pub enum Command {
     NotImplemented(&'static str),
 }
 
+/// The one form of a mailbox address that recipients are matched,
+/// de-duplicated and keyed by: Unicode lower case (`docs/smtp.md`). A
+/// single definition, so that no two spellings the matcher accepts as one
+/// target (`K`, `k` and U+212A KELVIN SIGN) are two recipients elsewhere.
+pub fn canonical_mailbox(address: &str) -> String {
+    address.to_lowercase()
+}
+
 /// Why a command line could not be turned into a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -369,5 +377,17 @@ mod tests {
         }
         // Other verbs that start alike are not BDAT.
         assert_eq!(parse("BDATX 1"), Err(CommandError::UnknownCommand));
+    }
+
+    #[test]
+    fn mailboxes_fold_to_one_canonical_form() {
+        assert_eq!(
+            canonical_mailbox("Alerts@Example.COM"),
+            "alerts@example.com"
+        );
+        assert_eq!(
+            canonical_mailbox("\u{212A}elvin@example.com"),
+            canonical_mailbox("kelvin@example.com")
+        );
     }
 }

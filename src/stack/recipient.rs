@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
+use crate::smtp::command::canonical_mailbox;
 use crate::smtp::reply::Reply;
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
 
 /// Which recipients exist, and how many unknown ones a session may try.
 #[derive(Debug, Clone)]
 pub struct RecipientPolicy {
-    /// Lower-cased addresses; matching is case-insensitive.
+    /// Canonical addresses; matching is case-insensitive.
     targets: Arc<HashSet<String>>,
     /// After this many unknown recipients the session is closed; 0 = no cap.
     max_unknown: u32,
@@ -31,7 +32,7 @@ impl RecipientPolicy {
             targets: Arc::new(
                 targets
                     .into_iter()
-                    .map(|target| target.as_ref().trim().to_lowercase())
+                    .map(|target| canonical_mailbox(target.as_ref().trim()))
                     .filter(|target| !target.is_empty())
                     .collect(),
             ),
@@ -40,7 +41,7 @@ impl RecipientPolicy {
     }
 
     pub fn accepts(&self, recipient: &str) -> bool {
-        self.targets.contains(&recipient.to_lowercase())
+        self.targets.contains(&canonical_mailbox(recipient))
     }
 
     /// The response to the `unknown`-th unknown recipient of a session

@@ -5,6 +5,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use crate::sink::RecipientPayload;
+use crate::smtp::command::canonical_mailbox;
 
 pub(super) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -52,7 +53,7 @@ impl WebhookRequest {
     }
 }
 
-/// Lowercase hex SHA-256 over the lower-cased recipient, a NUL, the
+/// Lowercase hex SHA-256 over the canonical (lower-cased) recipient, a NUL, the
 /// envelope sender, a NUL and the SHA-256 of the raw message,
 /// `message_sha256` (`docs/webhook.md`). Stable across our retries, our restarts and the
 /// sender's re-sends of the same bytes, so consumers can drop duplicates by
@@ -61,7 +62,7 @@ impl WebhookRequest {
 /// and the digest has a fixed length, so no two inputs run together.
 pub fn idempotency_key(recipient: &str, sender: &str, message_sha256: &[u8; 32]) -> String {
     let mut hash = Sha256::new();
-    hash.update(recipient.to_lowercase().as_bytes());
+    hash.update(canonical_mailbox(recipient).as_bytes());
     hash.update([0]);
     hash.update(sender.as_bytes());
     hash.update([0]);

@@ -500,3 +500,42 @@ async fn shutdown_answers_idle_sessions_and_finishes_data() {
         .unwrap()
         .unwrap();
 }
+
+/// Issue "recipient duplicates": acceptance folded case with Unicode rules
+/// and duplicate removal with ASCII rules, so two spellings of one mailbox
+/// (`k` and U+212A KELVIN SIGN) were accepted twice and POSTed twice. One
+/// canonical form now decides both (and the idempotency key).
+#[tokio::test]
+async fn recipient_spellings_of_one_mailbox_are_one_recipient() {
+    let config = mail_laser::config::Config::from_args([
+        "mail-laser",
+        "--target-emails",
+        "kelvin@example.com",
+        "--webhook-url",
+        "-",
+    ])
+    .unwrap();
+    let server = TestServer::start_with(config).await;
+    let mut c = Client::greeted(server.smtp).await;
+    c.command("EHLO c").await;
+    c.expect("MAIL FROM:<a@example.org> SMTPUTF8", "250 2.1.0 OK")
+        .await;
+    for spelling in [
+        "kelvin@example.com",
+        "KELVIN@example.com",
+        "\u{212A}elvin@example.com",
+    ] {
+        c.expect(&format!("RCPT TO:<{spelling}>"), "250 2.1.5 OK")
+            .await;
+    }
+    c.expect("DATA", "354 Start mail input; end with <CRLF>.<CRLF>")
+        .await;
+    c.send(simple_message("once", "one mailbox")).await;
+    c.expect("\r\n.", "250 2.0.0 OK: Message accepted for delivery")
+        .await;
+    // Every payload reached the sink before the 250.
+    let payloads = server.sink.payloads();
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    assert_eq!(payloads[0].recipient, "kelvin@example.com");
+    server.stop().await;
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::codec::Frame;
-use super::command::{Command, CommandError, MailParams};
+use super::command::{Command, CommandError, MailParams, canonical_mailbox};
 use super::reply::Reply;
 use super::request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpResponse};
 
@@ -320,10 +320,11 @@ impl Session {
             State::Chunking(_) => return Action::Reply(Reply::bad_sequence()),
             _ => return Action::Reply(Reply::need_mail()),
         };
+        let canonical = canonical_mailbox(&recipient);
         if transaction
             .recipients
             .iter()
-            .any(|known| known.eq_ignore_ascii_case(&recipient))
+            .any(|known| canonical_mailbox(known) == canonical)
         {
             // Already accepted: one payload per distinct recipient.
             return Action::Reply(Reply::recipient_ok());
