@@ -382,3 +382,80 @@ async fn sigterm_during_data_delivers_the_message_and_exits_0() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Every file under `dir`, recursively, with its contents.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+/// Issue "secrets in the webhook URL": a token in the URL reached WARN/INFO
+/// logs, spool files and `dead/*.reason` through the HTTP client's error
+/// text. Now only the redacted URL (no userinfo, query or fragment) is ever
+/// written, errors included.
+#[tokio::test]
+async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
+    let spool = scratch_dir("secret-url").join("spool");
+    let _ = std::fs::remove_dir_all(&spool);
+    let spool_dir = spool.to_string_lossy().into_owned();
+    // Nothing listens on the discard port: every attempt fails to connect.
+    let mut running = Running::start(
+        "secret-url",
+        &[
+            (
+                "MAIL_LASER_WEBHOOK_URL",
+                "http://user:pw-s3cr3t@127.0.0.1:9/hook?token=s3cr3t#frag-s3cr3t",
+            ),
+            ("MAIL_LASER_DELIVERY", "spool"),
+            ("MAIL_LASER_SPOOL_DIR", &spool_dir),
+            ("MAIL_LASER_SPOOL_MAX_AGE", "1s"),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    let mut c = Client::greeted(running.smtp).await;
+    let reply = c
+        .send_mail("a@example.org", &[TARGET], &simple_message("s", "x"))
+        .await;
+    assert_eq!(reply.last(), "250 2.0.0 OK: Message queued for delivery");
+    // Too old after a second: the background worker gives up with the last
+    // error in the reason file.
+    let deadline = Instant::now() + DEADLINE;
+    while !files_under(&spool.join("dead"))
+        .iter()
+        .any(|(path, _)| path.extension().is_some_and(|ext| ext == "msg"))
+    {
+        assert!(Instant::now() < deadline, "no dead letter in time");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    running.signal("TERM");
+    let mut logs = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(DEADLINE, running.stderr.next_line()).await
+    {
+        logs.push(line);
+    }
+    let logs = logs.join("\n");
+    assert!(logs.contains("cannot connect to the webhook"), "{logs}");
+    assert!(logs.contains("http://127.0.0.1:9/hook"), "{logs}");
+    assert!(!logs.contains("s3cr3t"), "{logs}");
+    let written = files_under(&spool);
+    let reason = written
+        .iter()
+        .find(|(path, _)| path.extension().is_some_and(|ext| ext == "reason"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .expect("a reason file");
+    assert!(reason.contains("cannot connect to the webhook"), "{reason}");
+    for (path, bytes) in &written {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("s3cr3t"), "{}: {text}", path.display());
+    }
+}
