@@ -22,7 +22,7 @@ use crate::smtp::reply::Reply;
 use crate::smtp::session::{Action, Session, SessionConfig};
 use crate::smtp::{RequestKind, SmtpRequest, SmtpResponse};
 use crate::stack::SmtpService;
-use crate::telemetry::{ErrorChain, Metrics};
+use crate::telemetry::{ErrorChain, Metrics, Printable};
 
 type SmtpFramed = Framed<Transport, SmtpCodec>;
 
@@ -151,7 +151,7 @@ impl Connection {
             // record to the span's text, so a record per reply grew it (and
             // every log line in the session) by one `helo=` per reply.
             if let Some(helo) = self.session.helo().filter(|_| greets) {
-                tracing::Span::current().record("smtp.helo", helo);
+                tracing::Span::current().record("smtp.helo", field::display(Printable(helo)));
             }
             let reply = match action {
                 Action::Reply(reply) => reply,

@@ -54,8 +54,14 @@ impl Reply {
         }
     }
 
-    /// The EHLO reply: greeting line then one line per extension.
+    /// The EHLO reply: greeting line then one line per extension. The
+    /// client's name is echoed as printable ASCII only (anything else
+    /// becomes `?`): a reply never carries a client's control bytes.
     pub fn ehlo(client: &str, extensions: &[Cow<'static, str>]) -> Self {
+        let client: String = client
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect();
         let mut text = format!("MailLaser greets {client}");
         for extension in extensions {
             text.push('\n');

@@ -12,6 +12,7 @@ use tower::{Layer, Service};
 use crate::smtp::command::canonical_mailbox;
 use crate::smtp::reply::Reply;
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
+use crate::telemetry::Printable;
 
 /// Which recipients exist, and how many unknown ones a session may try.
 #[derive(Debug, Clone)]
@@ -110,7 +111,11 @@ where
             && !self.policy.accepts(recipient)
         {
             self.unknown = self.unknown.saturating_add(1);
-            tracing::info!(recipient = ?recipient, unknown = self.unknown, "unknown recipient refused");
+            tracing::info!(
+                recipient = %Printable(recipient),
+                unknown = self.unknown,
+                "unknown recipient refused"
+            );
             return Either::Left(ready(Ok(self.policy.refuse(self.unknown))));
         }
         Either::Right(self.inner.call(request))

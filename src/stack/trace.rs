@@ -9,7 +9,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field};
 
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Printable};
 
 /// Wraps every request in a span (`smtp.transaction` for messages).
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ where
         let span = match &request.kind {
             RequestKind::Message(envelope) => tracing::info_span!(
                 "smtp.transaction",
-                "smtp.sender" = %envelope.sender,
+                "smtp.sender" = %Printable(&envelope.sender),
                 "smtp.recipient_count" = envelope.recipients.len() as i64,
                 "smtp.message_size" = envelope.message.len() as i64,
                 "smtp.reply_code" = field::Empty,

@@ -308,6 +308,24 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
+/// A client-controlled string for logs and span attributes: control
+/// characters (ESC sequences, CR, LF) are written escaped (`\u{1b}`), so a
+/// client cannot forge log lines or drive the operator's terminal.
+pub struct Printable<'a>(pub &'a str);
+
+impl std::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +422,18 @@ mod tests {
         assert_eq!(
             ErrorChain(&error).to_string(),
             "cannot connect to the webhook: connection refused"
+        );
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(
+            Printable("a\x1b[31mb\r\nINFO forged").to_string(),
+            "a\\u{1b}[31mb\\u{d}\\u{a}INFO forged"
+        );
+        assert_eq!(
+            Printable("müller@example.com").to_string(),
+            "müller@example.com"
         );
     }
 }

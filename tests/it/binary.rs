@@ -438,8 +438,7 @@ async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
     }
     running.signal("TERM");
     let mut logs = Vec::new();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(DEADLINE, running.stderr.next_line()).await
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(DEADLINE, running.stderr.next_line()).await
     {
         logs.push(line);
     }
@@ -458,4 +457,34 @@ async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains("s3cr3t"), "{}: {text}", path.display());
     }
+}
+
+/// Issue "log injection": a quoted local part or an EHLO name with ESC
+/// sequences or line breaks was logged raw. Client-controlled values are
+/// now written with control characters escaped.
+#[tokio::test]
+async fn client_controlled_values_are_escaped_in_logs() {
+    let mut running = Running::start("log-injection", &[("RUST_LOG", "info")]).await;
+    let mut c = Client::greeted(running.smtp).await;
+    c.command("EHLO evil\x1b[2J").await;
+    c.expect("MAIL FROM:<a@example.org>", "250 2.1.0 OK").await;
+    let refused = c
+        .command("RCPT TO:<\"\x1b[31mforged\x1b[0m\"@example.org>")
+        .await;
+    assert_eq!(refused.code, 550, "{refused:?}");
+    c.command("QUIT").await;
+    running.signal("TERM");
+    let mut logs = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(DEADLINE, running.stderr.next_line()).await
+    {
+        logs.push(line);
+    }
+    let logs = logs.join("\n");
+    let refusal = logs
+        .lines()
+        .find(|line| line.contains("unknown recipient refused"))
+        .unwrap_or_else(|| panic!("the refusal is logged at INFO: {logs}"));
+    assert!(refusal.contains("\\u{1b}[31mforged"), "{refusal}");
+    assert!(refusal.contains("evil\\u{1b}[2J"), "{refusal}");
+    assert!(!logs.contains('\x1b'), "{logs:?}");
 }

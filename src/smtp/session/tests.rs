@@ -589,3 +589,16 @@ fn an_unreadable_bdat_size_closes_the_session() {
         "501 5.5.4 Syntax: BDAT <size> [LAST], closing connection"
     );
 }
+
+#[test]
+fn the_ehlo_reply_never_reflects_control_bytes() {
+    let mut s = session();
+    let action = s.on_frame(Frame::Command(Ok(Command::Ehlo(
+        "evil\x1b[2J\r\n250 fake".into(),
+    ))));
+    let Action::Reply(reply) = action else {
+        panic!("EHLO is answered at once");
+    };
+    let first = wire(&reply).lines().next().unwrap().to_owned();
+    assert_eq!(first, "250-MailLaser greets evil?[2J??250?fake");
+}
