@@ -45,6 +45,11 @@ pub struct Header {
     /// refusal while no request has been made yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Lowercase hex SHA-256 of the body, checked before every attempt so
+    /// a truncated or damaged file is never POSTed. Absent only in files
+    /// written before it existed, which are sent unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
 }
 
 /// One spooled delivery: metadata and the webhook body.
@@ -69,6 +74,12 @@ pub enum FormatError {
     Header(#[source] serde_json::Error),
     #[error("the idempotency key is not a valid header value")]
     Key,
+    /// The body is not the one written (truncated, damaged, edited).
+    #[error("the body does not match its checksum")]
+    Checksum,
+    /// A link or a folder under a spool file's name.
+    #[error("not a regular file")]
+    NotAFile,
 }
 
 impl SpoolEntry {
@@ -79,6 +90,7 @@ impl SpoolEntry {
                 first_seen_ms,
                 attempts: 0,
                 last_error: None,
+                body_sha256: Some(body_digest(&body)),
             },
             body,
         }
@@ -146,11 +158,24 @@ impl SpoolEntry {
         {
             return Err(FormatError::Key);
         }
-        Ok(Self {
-            header,
-            body: rest.slice(header_end + 1..),
-        })
+        let body = rest.slice(header_end + 1..);
+        if header
+            .body_sha256
+            .as_ref()
+            .is_some_and(|expected| *expected != body_digest(&body))
+        {
+            return Err(FormatError::Checksum);
+        }
+        Ok(Self { header, body })
     }
+}
+
+fn body_digest(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -176,8 +201,9 @@ mod tests {
         assert_eq!(
             lines[1],
             format!(
-                "{{\"idempotency_key\":\"{}\",\"first_seen_ms\":1700000000123,\"attempts\":1,\"last_error\":\"webhook answered 500\"}}",
-                "ab".repeat(32)
+                "{{\"idempotency_key\":\"{}\",\"first_seen_ms\":1700000000123,\"attempts\":1,\"last_error\":\"webhook answered 500\",\"body_sha256\":\"{}\"}}",
+                "ab".repeat(32),
+                body_digest(&entry.body)
             )
         );
         assert_eq!(lines[2].as_bytes(), &entry.body[..]);
@@ -252,5 +278,25 @@ mod tests {
                 Err(FormatError::Header(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_damaged_body_fails_its_checksum() {
+        let bytes = entry().encode();
+        let truncated = Bytes::copy_from_slice(&bytes[..bytes.len() - 3]);
+        assert!(matches!(
+            SpoolEntry::decode(truncated),
+            Err(FormatError::Checksum)
+        ));
+        let mut edited = bytes.clone();
+        let last = edited.len() - 1;
+        edited[last] ^= 0x20;
+        assert!(matches!(
+            SpoolEntry::decode(Bytes::from(edited)),
+            Err(FormatError::Checksum)
+        ));
+        // A file written before checksums existed is read unchecked.
+        let old = b"maillaser-spool 1\n{\"idempotency_key\":\"k\",\"first_seen_ms\":1,\"attempts\":0}\n{}";
+        assert!(SpoolEntry::decode(Bytes::from_static(old)).is_ok());
     }
 }

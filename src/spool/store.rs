@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use super::SpoolLimits;
 use super::error::SpoolError;
-use super::file::SpoolEntry;
+use super::file::{FormatError, SpoolEntry};
 use crate::telemetry::Metrics;
 
 /// Prefix of files being written; never read, removed at start.
@@ -131,6 +131,10 @@ impl Spool {
     pub fn open(dir: &Path, limits: SpoolLimits) -> Result<(Self, Vec<SpoolId>), SpoolError> {
         let dead = dir.join(DEAD_DIR);
         fs::create_dir_all(&dead).map_err(SpoolError::io("create", &dead))?;
+        // Mail is private: only MailLaser's own user may list or read it.
+        for folder in [dir, dead.as_path()] {
+            restrict_to_owner(folder)?;
+        }
         remove_temporaries(&dead)?;
         remove_temporaries(dir)?;
         // Refuse an unwritable folder now rather than with a 452 for the
@@ -238,6 +242,15 @@ impl Spool {
     /// [`SpoolError::Format`] for a file that is not a spool file.
     pub fn load(&self, id: &SpoolId) -> Result<SpoolEntry, SpoolError> {
         let path = self.path(id);
+        // A link or folder under an entry's name is never followed or read:
+        // a link could make the worker POST any file MailLaser can read.
+        let metadata = fs::symlink_metadata(&path).map_err(SpoolError::io("read", &path))?;
+        if !metadata.is_file() {
+            return Err(SpoolError::Format {
+                path,
+                source: FormatError::NotAFile,
+            });
+        }
         let bytes = fs::read(&path).map_err(SpoolError::io("read", &path))?;
         SpoolEntry::decode(Bytes::from(bytes)).map_err(|source| SpoolError::Format { path, source })
     }
@@ -282,7 +295,8 @@ impl Spool {
     /// stays where it is.
     pub fn dead_letter(&self, id: &SpoolId, reason: &str) -> Result<(), SpoolError> {
         let path = self.path(id);
-        fs::metadata(&path).map_err(SpoolError::io("read", &path))?;
+        // The entry itself, link or folder included, is moved.
+        fs::symlink_metadata(&path).map_err(SpoolError::io("read", &path))?;
         let mut text = reason.replace(['\r', '\n'], " ");
         text.push('\n');
         write_and_rename(&self.inner.dead, &id.reason_name(), text.as_bytes())?;
@@ -387,6 +401,18 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     }
 }
 
+/// Makes `folder` readable and writable by its owner only (0700).
+fn restrict_to_owner(folder: &Path) -> Result<(), SpoolError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o700))
+            .map_err(SpoolError::io("restrict", folder))?;
+    }
+    let _ = folder;
+    Ok(())
+}
+
 /// Waiting entries in `dir` with their sizes.
 fn list(dir: &Path) -> Result<Vec<(SpoolId, u64)>, SpoolError> {
     let mut found = Vec::new();
@@ -395,9 +421,13 @@ fn list(dir: &Path) -> Result<Vec<(SpoolId, u64)>, SpoolError> {
         let Some(id) = entry.file_name().to_str().and_then(SpoolId::from_file_name) else {
             continue;
         };
+        // Not following links: anything under an entry's name is listed
+        // (a link or folder counts 0 bytes), so the worker dead-letters it
+        // instead of skipping it for ever.
         match entry.metadata() {
             Ok(metadata) if metadata.is_file() => found.push((id, metadata.len())),
-            _ => {}
+            Ok(_) => found.push((id, 0)),
+            Err(_) => {}
         }
     }
     Ok(found)
@@ -631,5 +661,19 @@ mod tests {
         assert!(spool.list().unwrap().is_empty());
         spool.remove(&id).unwrap();
         assert_eq!(spool.usage(), Usage::default());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_folders_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new();
+        fs::create_dir_all(&tmp.0).unwrap();
+        fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o755)).unwrap();
+        let (_spool, _) = Spool::open(&tmp.0, ROOMY).unwrap();
+        for folder in [tmp.0.clone(), tmp.0.join(DEAD_DIR)] {
+            let mode = fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", folder.display());
+        }
     }
 }

@@ -497,3 +497,71 @@ async fn metrics_exist_from_the_start() {
     }
     server.stop().await;
 }
+
+/// Issue "spool integrity": a truncated spool file was POSTed as broken
+/// JSON and deleted after the 2xx. Its checksum now fails and it becomes a
+/// dead letter with the reason; nothing is sent.
+#[tokio::test]
+async fn spool_integrity_a_truncated_file_is_a_dead_letter_not_a_post() {
+    let receiver = Receiver::start().await;
+    let dir = SpoolDir::new();
+    let (server, _) = server(&receiver, &dir, &[], |_| {}).await;
+    let entry = SpoolEntry::new(
+        "k".repeat(64),
+        bytes::Bytes::from_static(b"{\"sender\":\"a@example.org\",\"subject\":\"cut\"}"),
+        mail_laser::spool::now_ms(),
+    );
+    let bytes = entry.encode();
+    std::fs::write(
+        dir.0.join("1700000000000-00000000000000aa.msg"),
+        &bytes[..bytes.len() - 10],
+    )
+    .unwrap();
+    let dead = wait_for_dead_letter(&dir).await;
+    let reason = std::fs::read_to_string(dead.with_extension("reason")).unwrap();
+    assert!(
+        reason.contains("the body does not match its checksum"),
+        "{reason}"
+    );
+    assert!(receiver.requests().is_empty(), "nothing was POSTed");
+    server.stop().await;
+}
+
+/// Issue "spool integrity": links or folders named like spool files were
+/// skipped for ever. Now they are dead letters, and a link is never
+/// followed: the file it points to is neither sent nor touched.
+#[cfg(unix)]
+#[tokio::test]
+async fn spool_integrity_a_link_named_like_a_spool_file_is_not_followed() {
+    let receiver = Receiver::start().await;
+    let dir = SpoolDir::new();
+    let (server, _) = server(&receiver, &dir, &[], |_| {}).await;
+    let outside = dir.0.with_extension("outside");
+    let valid = SpoolEntry::new(
+        "k".repeat(64),
+        bytes::Bytes::from_static(b"{\"secret\":\"outside the spool\"}"),
+        mail_laser::spool::now_ms(),
+    );
+    std::fs::write(&outside, valid.encode()).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.0.join("1700000000000-00000000000000bb.msg")).unwrap();
+    std::fs::create_dir(dir.0.join("1700000000000-00000000000000cc.msg")).unwrap();
+    eventually("both entries in dead/", || async {
+        dir.dead(".reason").len() == 2 && dir.waiting().is_empty()
+    })
+    .await;
+    let reasons: Vec<_> = dir
+        .dead(".reason")
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .all(|reason| reason.contains("not a regular file")),
+        "{reasons:?}"
+    );
+    assert!(receiver.requests().is_empty(), "nothing was POSTed");
+    assert_eq!(std::fs::read(&outside).unwrap(), valid.encode());
+    std::fs::remove_file(outside).unwrap();
+    server.stop().await;
+}
