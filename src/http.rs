@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::sink::SharedSink;
@@ -80,16 +85,75 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Serves until `shutdown` fires.
+/// What the HTTP side allows a client, so that no client of the health
+/// port can hold connections or file descriptors the SMTP side needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// For a request's headers to arrive, from the connection's start or
+    /// the previous response (an idle kept-alive connection is closed too).
+    pub header_timeout: Duration,
+    /// For a whole connection: a slow body or a client that reads the
+    /// response slowly cannot hold it longer.
+    pub connection_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    /// 64 connections (a load balancer, Prometheus and a few people),
+    /// 10 s for headers, 60 s per connection.
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            connection_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves until `shutdown` fires, within `limits`.
 ///
 /// # Errors
-/// An I/O error from the listener.
+/// None today: a failed accept (out of file descriptors) is logged and
+/// retried after a pause.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the cap the stream is dropped: closed at once.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("HTTP connection refused: limit reached");
+            continue;
+        };
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            );
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::timeout(limits.connection_timeout, connection) => {}
+                () = shutdown.cancelled() => {}
+            }
+            drop(slot);
+        });
+    }
 }

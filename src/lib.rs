@@ -101,7 +101,7 @@ impl MailLaser {
             metrics,
         );
         let router = http::router(readiness.clone(), observability);
-        let http = http::serve(listeners.http, router, shutdown.clone());
+        let http = http::serve(listeners.http, router, config.http_limits, shutdown.clone());
         let background = async {
             if let Some(background) = background {
                 background.await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::http::HttpLimits;
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
@@ -87,6 +88,7 @@ impl SinkConfig {
 pub struct Config {
     pub server: ServerConfig,
     pub http_bind: SocketAddr,
+    pub http_limits: HttpLimits,
     pub stack: StackConfig,
     pub sink: SinkConfig,
 }
@@ -253,6 +255,7 @@ impl Cli {
                 drain_timeout: Duration::from_secs(30),
             },
             http_bind: SocketAddr::new(self.health_bind_address, self.health_port),
+            http_limits: HttpLimits::default(),
             stack: StackConfig {
                 recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session),
                 parse: ParseOptions { header_prefixes },

@@ -14,6 +14,7 @@ mod chunking;
 mod clients;
 mod deploy_configs;
 mod dialogue;
+mod http;
 mod pace;
 mod postfix;
 mod prometheus;
