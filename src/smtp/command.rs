@@ -65,6 +65,45 @@ pub fn canonical_mailbox(address: &str) -> String {
     address.to_lowercase()
 }
 
+/// The address in its RFC 5321 form: smtp-proto hands over a quoted local
+/// part unquoted (`"john doe"@x` as `john doe@x`), which is another
+/// mailbox, so a local part that is not a dot-string is quoted again,
+/// with `"` and `\` escaped.
+fn as_written(address: &str) -> String {
+    let (local, domain) = match address.rsplit_once('@') {
+        Some((local, domain)) => (local, Some(domain)),
+        None => (address, None),
+    };
+    if address.is_empty() || is_dot_string(local) {
+        return address.to_owned();
+    }
+    let mut written = String::with_capacity(address.len() + 4);
+    written.push('"');
+    for c in local.chars() {
+        if matches!(c, '"' | '\\') {
+            written.push('\\');
+        }
+        written.push(c);
+    }
+    written.push('"');
+    if let Some(domain) = domain {
+        written.push('@');
+        written.push_str(domain);
+    }
+    written
+}
+
+/// `Dot-string` (RFC 5321 §4.1.2): atoms of `atext` (RFC 6531 adds any
+/// non-ASCII character) joined by single dots.
+fn is_dot_string(local: &str) -> bool {
+    let atext =
+        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    !local.is_empty()
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(atext))
+}
+
 /// Why a command line could not be turned into a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -122,14 +161,14 @@ impl Command {
             Request::Helo { host } => Self::Helo(host.into_owned()),
             Request::Mail { from } => Self::Mail {
                 params: mail_params(&from)?,
-                from: from.address.into_owned(),
+                from: as_written(&from.address),
             },
             Request::Rcpt { to } => {
                 if to.flags != 0 || to.orcpt.is_some() {
                     return Err(CommandError::UnsupportedParameter("NOTIFY/ORCPT".into()));
                 }
                 Self::Rcpt {
-                    to: to.address.into_owned(),
+                    to: as_written(&to.address),
                 }
             }
             Request::Data => Self::Data,
@@ -388,6 +427,41 @@ mod tests {
         assert_eq!(
             canonical_mailbox("\u{212A}elvin@example.com"),
             canonical_mailbox("kelvin@example.com")
+        );
+    }
+
+    #[test]
+    fn quoted_local_parts_stay_quoted() {
+        let from = |line: &str| match Command::parse(format!("{line}\r\n").as_bytes()) {
+            Ok(Command::Mail { from, .. }) => from,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            from("MAIL FROM:<john.doe@example.org>"),
+            "john.doe@example.org"
+        );
+        assert_eq!(
+            from("MAIL FROM:<\"john doe\"@example.org>"),
+            "\"john doe\"@example.org"
+        );
+        assert_eq!(
+            from("MAIL FROM:<\"a\\\"b\"@example.org>"),
+            "\"a\\\"b\"@example.org"
+        );
+        assert_eq!(
+            from("MAIL FROM:<\"a..b\"@example.org>"),
+            "\"a..b\"@example.org"
+        );
+        assert_eq!(
+            from("MAIL FROM:<müller@example.org> SMTPUTF8"),
+            "müller@example.org"
+        );
+        assert_eq!(from("MAIL FROM:<>"), "");
+        assert_eq!(
+            Command::parse(b"RCPT TO:<\"x y\"@example.com>\r\n"),
+            Ok(Command::Rcpt {
+                to: "\"x y\"@example.com".into()
+            })
         );
     }
 }

@@ -539,3 +539,23 @@ async fn recipient_spellings_of_one_mailbox_are_one_recipient() {
     assert_eq!(payloads[0].recipient, "kelvin@example.com");
     server.stop().await;
 }
+
+/// Issue "log injection" (its second half): quotes were lost in `sender`,
+/// which made `"john doe"@example.org` another mailbox.
+#[tokio::test]
+async fn a_quoted_sender_keeps_its_quotes() {
+    let server = TestServer::start(&[]).await;
+    let mut c = Client::greeted(server.smtp).await;
+    let reply = c
+        .send_mail(
+            "\"john doe\"@example.org",
+            &[TARGET],
+            &simple_message("quoted", "x"),
+        )
+        .await;
+    assert_eq!(reply.last(), "250 2.0.0 OK: Message accepted for delivery");
+    let payloads = server.sink.payloads();
+    assert_eq!(payloads.len(), 1);
+    assert_eq!(payloads[0].sender, "\"john doe\"@example.org");
+    server.stop().await;
+}
