@@ -267,6 +267,17 @@ impl Running {
 
     /// Sends `signal` with the shell's built-in `kill`: `/bin/sh` is on
     /// every machine, the `kill` program (procps) is not.
+    /// Sends SIGTERM and returns everything logged until the process ends.
+    async fn stop_with_logs(mut self) -> String {
+        self.signal("TERM");
+        let mut logs = Vec::new();
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(DEADLINE, self.stderr.next_line()).await
+        {
+            logs.push(line);
+        }
+        logs.join("\n")
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.child.id().unwrap();
         let status = std::process::Command::new("/bin/sh")
@@ -407,7 +418,7 @@ async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
     let _ = std::fs::remove_dir_all(&spool);
     let spool_dir = spool.to_string_lossy().into_owned();
     // Nothing listens on the discard port: every attempt fails to connect.
-    let mut running = Running::start(
+    let running = Running::start(
         "secret-url",
         &[
             (
@@ -436,13 +447,7 @@ async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
         assert!(Instant::now() < deadline, "no dead letter in time");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    running.signal("TERM");
-    let mut logs = Vec::new();
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(DEADLINE, running.stderr.next_line()).await
-    {
-        logs.push(line);
-    }
-    let logs = logs.join("\n");
+    let logs = running.stop_with_logs().await;
     assert!(logs.contains("cannot connect to the webhook"), "{logs}");
     assert!(logs.contains("http://127.0.0.1:9/hook"), "{logs}");
     assert!(!logs.contains("s3cr3t"), "{logs}");
@@ -464,7 +469,7 @@ async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
 /// now written with control characters escaped.
 #[tokio::test]
 async fn client_controlled_values_are_escaped_in_logs() {
-    let mut running = Running::start("log-injection", &[("RUST_LOG", "info")]).await;
+    let running = Running::start("log-injection", &[("RUST_LOG", "info")]).await;
     let mut c = Client::greeted(running.smtp).await;
     c.command("EHLO evil\x1b[2J").await;
     c.expect("MAIL FROM:<a@example.org>", "250 2.1.0 OK").await;
@@ -473,13 +478,7 @@ async fn client_controlled_values_are_escaped_in_logs() {
         .await;
     assert_eq!(refused.code, 550, "{refused:?}");
     c.command("QUIT").await;
-    running.signal("TERM");
-    let mut logs = Vec::new();
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(DEADLINE, running.stderr.next_line()).await
-    {
-        logs.push(line);
-    }
-    let logs = logs.join("\n");
+    let logs = running.stop_with_logs().await;
     let refusal = logs
         .lines()
         .find(|line| line.contains("unknown recipient refused"))
