@@ -25,6 +25,8 @@ pub mod stack;
 pub mod telemetry;
 pub mod webhook;
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -120,8 +122,8 @@ impl MailLaser {
 /// The webhook client cannot be built, or the spool folder cannot be used.
 pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, OpenError> {
     Ok(match config {
-        SinkConfig::Stdout => std::sync::Arc::new(StdoutSink::new()),
-        SinkConfig::Webhook(webhook) => std::sync::Arc::new(WebhookSink::new(webhook, metrics)?),
+        SinkConfig::Stdout => Arc::new(StdoutSink::new()),
+        SinkConfig::Webhook(webhook) => Arc::new(WebhookSink::new(webhook, metrics)?),
         SinkConfig::Spool { webhook, spool } => {
             let sink = SpoolSink::open(webhook, spool, metrics)?;
             tracing::info!(
@@ -130,7 +132,7 @@ pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, O
                 max_age = %duration::humane(spool.max_age),
                 "spool mode"
             );
-            std::sync::Arc::new(sink)
+            Arc::new(sink)
         }
     })
 }

@@ -172,10 +172,7 @@ impl SpoolEntry {
 
 fn body_digest(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(body)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::webhook::hex(&Sha256::digest(body))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub use breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerState};
 pub use classify::{ClassifyLayer, rejection_reason};
 pub use client::{HttpClient, WebhookResponse};
 pub use error::WebhookError;
+pub(crate) use request::hex;
 pub use request::{WebhookRequest, idempotency_key};
 pub use retry::{Backoff, RetryPolicy};
 pub use sign::{SignLayer, SigningSecret, signature};

@@ -70,7 +70,8 @@ pub fn idempotency_key(recipient: &str, sender: &str, message_sha256: &[u8; 32])
     hex(&hash.finalize())
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, for keys and digests.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

@@ -267,6 +267,16 @@ impl Running {
 
     /// Sends `signal` with the shell's built-in `kill`: `/bin/sh` is on
     /// every machine, the `kill` program (procps) is not.
+    /// Sends `signal` and returns the exit status once the process ends.
+    async fn exit_code_after(mut self, signal: &str) -> Option<i32> {
+        self.signal(signal);
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("exit in time")
+            .expect("a status");
+        status.code()
+    }
+
     /// Sends SIGTERM and returns everything logged until the process ends.
     async fn stop_with_logs(mut self) -> String {
         self.signal("TERM");
@@ -333,17 +343,12 @@ async fn quick_start_prints_payload_json_on_stdout() {
         json.get("html_body").is_none(),
         "optional fields are omitted"
     );
-    running.signal("INT");
-    let status = tokio::time::timeout(DEADLINE, running.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(running.exit_code_after("INT").await, Some(0));
 }
 
 #[tokio::test]
 async fn health_endpoint_and_not_found() {
-    let mut running = Running::start("http", &[]).await;
+    let running = Running::start("http", &[]).await;
     assert_eq!(
         http_get(running.http, "/health").await,
         (200, String::new())
@@ -352,12 +357,7 @@ async fn health_endpoint_and_not_found() {
         http_get(running.http, "/nope").await,
         (404, "Not Found".to_owned())
     );
-    running.signal("TERM");
-    let status = tokio::time::timeout(DEADLINE, running.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(running.exit_code_after("TERM").await, Some(0));
 }
 
 #[tokio::test]
