@@ -1,7 +1,7 @@
 //! MIME parse + payload build: `mail::parse`, `Payload::new` and `to_json`,
 //! the per-message work between the codec and the webhook. Messages/s by
 //! size (2 KB, 100 KB) and shape (plain, multipart/alternative, HTML-only,
-//! with attachments).
+//! with attachments), and the hostile header shapes of issue 9.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -115,5 +115,36 @@ fn to_json(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, payload, to_json);
+/// The shapes of the header attack (issue 9, finding 1), which mailparse's
+/// own header decoding took seconds for: time per message, linear now.
+fn hostile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hostile");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let shapes = [
+        (
+            "800KB_subject_of_=?",
+            format!("Subject: {}\r\n\r\nx", "=?".repeat(400_000)),
+        ),
+        (
+            "64KB_from_of_=?",
+            format!("From: {}\r\n\r\nx", "=?".repeat(32_000)),
+        ),
+        (
+            "1MB_folded_subject",
+            format!("Subject: a{}\r\n\r\nx", "\r\n b".repeat(250_000)),
+        ),
+    ];
+    for (name, raw) in shapes {
+        group.throughput(Throughput::Bytes(raw.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| parse_and_build(black_box(raw.as_bytes()), &[]));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, payload, to_json, hostile);
 criterion_main!(benches);

@@ -120,6 +120,16 @@ pub(super) struct Cli {
     )]
     pub(super) max_message_size: usize,
 
+    /// Bytes of message data all sessions together may hold (bodies being
+    /// read, parsed and delivered); beyond it DATA/BDAT get 452 4.3.1.
+    #[arg(
+        long,
+        env = "MAIL_LASER_MAX_BUFFERED_BYTES",
+        value_name = "MAIL_LASER_MAX_BUFFERED_BYTES",
+        default_value_t = 268_435_456
+    )]
+    pub(super) max_buffered_bytes: usize,
+
     /// Concurrent sessions per client IP; 0 = unlimited.
     #[arg(
         long,

@@ -160,6 +160,13 @@ impl Cli {
                 expected: "comma-separated email addresses (local@domain)",
             });
         }
+        if self.max_buffered_bytes < self.max_message_size {
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_MAX_BUFFERED_BYTES",
+                value: self.max_buffered_bytes.to_string(),
+                expected: "at least MAIL_LASER_MAX_MESSAGE_SIZE (else a message of the largest size could never be taken)",
+            });
+        }
         if targets.is_empty() {
             return Err(ConfigError::Value {
                 variable: "MAIL_LASER_TARGET_EMAILS",
@@ -239,6 +246,7 @@ impl Cli {
                     tls_available: true,
                 }),
                 max_message_size: self.max_message_size,
+                max_buffered_bytes: self.max_buffered_bytes,
                 timeouts: Timeouts {
                     command: Duration::from_secs(self.smtp_timeout),
                     data_min_rate: self.data_min_rate,

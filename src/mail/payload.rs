@@ -26,6 +26,10 @@ pub struct Payload {
     pub headers: Headers,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The message was cut short by its parse budget: the fields hold what
+    /// was found until then. Present only when `true`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parse_truncated: bool,
 }
 
 impl Payload {
@@ -42,6 +46,7 @@ impl Payload {
             html_body: mail.html_body,
             headers: Headers::from_pairs(mail.headers),
             message_id: mail.message_id,
+            parse_truncated: mail.truncated,
         }
     }
 

@@ -16,7 +16,7 @@ use tracing::{Instrument, field};
 
 use super::pace::{BodyClock, Expired, Timeouts};
 use super::transport::Transport;
-use crate::smtp::codec::{CodecError, Frame, Outbound, SmtpCodec};
+use crate::smtp::codec::{CodecError, Frame, MemoryBudget, Outbound, SmtpCodec};
 use crate::smtp::command::Command;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Action, Session, SessionConfig};
@@ -37,6 +37,8 @@ pub struct ConnectionContext {
     pub tls: Option<TlsAcceptor>,
     pub timeouts: Timeouts,
     pub max_message_size: usize,
+    /// Message octets held by all connections together.
+    pub memory: MemoryBudget,
     pub metrics: Metrics,
 }
 
@@ -118,7 +120,7 @@ impl Connection {
         // batched up to 8 KB before a write.
         let mut framed = Framed::with_capacity(
             Transport::plain(stream),
-            SmtpCodec::new(self.context.max_message_size),
+            SmtpCodec::with_budget(self.context.max_message_size, &self.context.memory),
             INITIAL_BUFFER,
         );
         framed.set_backpressure_boundary(8 * 1024);
@@ -141,11 +143,13 @@ impl Connection {
                     return self.close_with(&mut framed, &Reply::shutting_down()).await;
                 }
             };
-            let verb = verb_label(&frame);
+            let verb = verb_label(&frame, self.session.awaits_chunk());
             let greets = matches!(
                 frame,
                 Frame::Command(Ok(Command::Ehlo(_) | Command::Helo(_)))
             );
+            self.session
+                .set_buffers_full(!framed.codec().budget_has_room());
             let action = self.session.on_frame(frame);
             // Recorded once per greeting: the fmt subscriber appends every
             // record to the span's text, so a record per reply grew it (and
@@ -181,6 +185,10 @@ impl Connection {
                     continue;
                 }
             };
+            if !self.session.in_data() {
+                // Answered, refused or reset: the message octets are gone.
+                framed.codec_mut().release_message();
+            }
             self.context.metrics.command(verb, reply.code);
             if reply.closes_connection() {
                 return self.close_with(&mut framed, &reply).await;
@@ -303,8 +311,10 @@ impl Connection {
 /// The `verb` label of `maillaser_smtp_commands_total`: a bounded set, so a
 /// client cannot create series at will. The end of data counts as `DATA`,
 /// a chunk (answered once read) as `BDAT`.
-fn verb_label(frame: &Frame) -> &'static str {
+fn verb_label(frame: &Frame, awaits_chunk: bool) -> &'static str {
     match frame {
+        Frame::OverBudget if awaits_chunk => "BDAT",
+        Frame::OverBudget => "DATA",
         Frame::Command(Ok(Command::NotImplemented(_))) => "OTHER",
         Frame::Command(Ok(command)) => command.verb(),
         Frame::Message(_) | Frame::MessageTooLarge => "DATA",

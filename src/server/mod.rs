@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::Readiness;
+use crate::smtp::codec::MemoryBudget;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::SessionConfig;
 use crate::stack::SmtpService;
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     pub session: Arc<SessionConfig>,
     pub max_message_size: usize,
+    /// Bound on the message octets held by all sessions together
+    /// (`MAIL_LASER_MAX_BUFFERED_BYTES`).
+    pub max_buffered_bytes: usize,
     pub timeouts: Timeouts,
     pub limits: ConnectionLimits,
     pub tls: TlsConfig,
@@ -79,6 +83,18 @@ impl Server {
             max_connections,
             max_per_ip,
         } = config.limits;
+        let memory = MemoryBudget::new(config.max_buffered_bytes);
+        let observed = memory.clone();
+        metrics
+            .meter()
+            .i64_observable_gauge("maillaser.buffered.bytes")
+            .with_description(
+                "Message bytes held by all sessions, against MAIL_LASER_MAX_BUFFERED_BYTES",
+            )
+            .with_callback(move |observer| {
+                observer.observe(i64::try_from(observed.in_use()).unwrap_or(i64::MAX), &[]);
+            })
+            .build();
         Self {
             listener,
             context: Arc::new(ConnectionContext {
@@ -86,6 +102,7 @@ impl Server {
                 tls,
                 timeouts: config.timeouts,
                 max_message_size: config.max_message_size,
+                memory,
                 metrics: metrics.clone(),
             }),
             service,

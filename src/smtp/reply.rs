@@ -164,8 +164,10 @@ impl Reply {
             "Local error in processing, try again later",
         )
     }
-    /// RFC 3463 4.3.1 "mail system full": the spool is full or unwritable.
-    pub const fn spool_unavailable() -> Self {
+    /// RFC 3463 4.3.1 "mail system full" (RFC 5321 §4.5.3.1.10): the spool
+    /// is full or unwritable, or the memory budget for message octets is
+    /// spent.
+    pub const fn insufficient_storage() -> Self {
         reply(
             452,
             enhanced(4, 3, 1),

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_util::future::{self, BoxFuture};
-use sha2::{Digest, Sha256};
 use tower::Service;
 use tracing::Instrument;
 
-use crate::mail::{self, ParsedMail, Payload};
+use super::parse::{ParsePool, parse_message};
+use crate::mail::Payload;
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Envelope, Outcome, RequestKind, SmtpRequest, SmtpResponse};
@@ -27,11 +26,12 @@ pub struct ParseOptions {
 pub struct Handoff {
     sink: SharedSink,
     parse: ParseOptions,
+    pool: ParsePool,
 }
 
 impl Handoff {
-    pub fn new(sink: SharedSink, parse: ParseOptions) -> Self {
-        Self { sink, parse }
+    pub fn new(sink: SharedSink, parse: ParseOptions, pool: ParsePool) -> Self {
+        Self { sink, parse, pool }
     }
 }
 
@@ -52,23 +52,20 @@ impl Service<SmtpRequest> for Handoff {
             RequestKind::Rcpt { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::recipient_accepted())))
             }
-            RequestKind::Message(envelope) => {
-                Box::pin(hand_off(self.sink.clone(), self.parse.clone(), envelope))
-            }
+            RequestKind::Message(envelope) => Box::pin(hand_off(
+                self.sink.clone(),
+                self.parse.clone(),
+                self.pool.clone(),
+                envelope,
+            )),
         }
     }
 }
 
-/// Messages up to this size are parsed on the async worker: without HTML
-/// rendering, parsing is linear in the size (about 40 µs for 64 KB, see
-/// `benches/payload.rs`), cheaper than handing it to the blocking pool,
-/// which costs two thread wake-ups per message (13 % of the CPU at 32
-/// sessions × 2 KB).
-const INLINE_PARSE_LIMIT: usize = 64 * 1024;
-
 async fn hand_off(
     sink: SharedSink,
     options: ParseOptions,
+    pool: ParsePool,
     envelope: Envelope,
 ) -> Result<SmtpResponse, tower::BoxError> {
     let Envelope {
@@ -78,9 +75,15 @@ async fn hand_off(
         ..
     } = envelope;
     let size = message.len();
-    let (parsed, message_sha256) = parse(message, options)
+    let (parsed, message_sha256) = parse_message(message, &options, &pool)
         .instrument(tracing::info_span!("mail.parse", size))
         .await?;
+    if parsed.truncated {
+        tracing::warn!(
+            size,
+            "parse budget spent: delivering what was parsed, marked parse_truncated"
+        );
+    }
 
     // The last recipient takes the parsed bodies by value: a single-recipient
     // message (the common case) is never copied.
@@ -105,36 +108,6 @@ async fn hand_off(
     Ok(response_for(&outcomes))
 }
 
-/// Parses the message and hashes its raw bytes (once, for every
-/// recipient's idempotency key), off the async workers whenever it may be
-/// expensive: large messages, and HTML rendering (its cost depends on the
-/// client's input). The raw bytes are dropped here: nothing after the parse
-/// needs them, and they pin the read buffer they live in.
-async fn parse(
-    raw: Bytes,
-    options: ParseOptions,
-) -> Result<(ParsedMail, [u8; 32]), tower::BoxError> {
-    let span = tracing::Span::current();
-    if raw.len() <= INLINE_PARSE_LIMIT {
-        let digest = Sha256::digest(&raw).into();
-        let unrendered = mail::parse_unrendered(&raw, &options.header_prefixes);
-        drop(raw);
-        if !unrendered.needs_rendering() {
-            return Ok((unrendered.render(), digest));
-        }
-        let parsed =
-            tokio::task::spawn_blocking(move || span.in_scope(|| unrendered.render())).await?;
-        return Ok((parsed, digest));
-    }
-    Ok(tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            let parsed = mail::parse(&raw, &options.header_prefixes);
-            (parsed, Sha256::digest(&raw).into())
-        })
-    })
-    .await?)
-}
-
 /// One response for all recipients of a message: any temporary failure
 /// makes the sender retry the whole message (the idempotency key lets the
 /// consumer drop repeats) — `451`, or `452` when it is the spool that failed;
@@ -146,7 +119,7 @@ fn response_for(outcomes: &[DeliveryOutcome]) -> SmtpResponse {
         return SmtpResponse::new(Outcome::Deferred, Reply::delivery_deferred());
     }
     if any(|outcome| matches!(outcome, DeliveryOutcome::SpoolUnavailable)) {
-        return SmtpResponse::new(Outcome::Deferred, Reply::spool_unavailable());
+        return SmtpResponse::new(Outcome::Deferred, Reply::insufficient_storage());
     }
     let rejection = outcomes.iter().find_map(|outcome| match outcome {
         DeliveryOutcome::Rejected { reason } => Some(reason.as_deref()),

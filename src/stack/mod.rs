@@ -9,11 +9,13 @@
 //! Trace          a span per request; message outcome and size metrics
 //! Timeout        bounds everything below it
 //! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
-//! Handoff        parse the message, one payload per recipient to the sink
+//! Handoff        parse the message (small ones inline, others in the
+//!                ParsePool), one payload per recipient to the sink
 //! ```
 
 mod errors;
 mod handoff;
+mod parse;
 mod recipient;
 mod trace;
 
@@ -25,6 +27,7 @@ use tower::util::BoxCloneSyncService;
 
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
+pub use parse::{PARSE_TIME_LIMIT, ParsePool};
 pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
@@ -54,6 +57,6 @@ pub fn build(config: StackConfig, sink: SharedSink, metrics: Metrics) -> SmtpSer
         .layer(TraceLayer::new(metrics))
         .timeout(config.request_timeout)
         .layer(RecipientLayer::new(config.recipients))
-        .service(Handoff::new(sink, config.parse));
+        .service(Handoff::new(sink, config.parse, ParsePool::per_core()));
     BoxCloneSyncService::new(service)
 }

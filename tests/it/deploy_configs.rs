@@ -324,6 +324,7 @@ const COUNTERS_AND_GAUGES: &[&str] = &[
     "maillaser_connections_refused_total",
     "maillaser_spool_depth",
     "maillaser_spool_dead_letters_total",
+    "maillaser_buffered_bytes",
 ];
 const HISTOGRAMS: &[&str] = &[
     "maillaser_message_size_bytes",

@@ -15,6 +15,7 @@ mod clients;
 mod deploy_configs;
 mod dialogue;
 mod http;
+mod memory;
 mod pace;
 mod postfix;
 mod prometheus;

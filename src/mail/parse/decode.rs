@@ -1,7 +1,10 @@
 //! Transfer and charset decoding of a text part to UTF-8.
 
 use mailparse::body::Body;
-use mailparse::{MailHeader, MailHeaderMap, ParsedContentType};
+use mailparse::{MailHeader, ParsedContentType};
+
+use super::budget::ParseBudget;
+use super::headers::first_value;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Charset {
@@ -39,10 +42,10 @@ pub(super) fn decode_text(
     headers: &[MailHeader<'_>],
     raw: &[u8],
     ctype: &ParsedContentType,
+    budget: &ParseBudget,
 ) -> String {
-    let encoding = headers
-        .get_first_value("Content-Transfer-Encoding")
-        .map(|value| value.trim().to_ascii_lowercase());
+    let encoding = first_value(headers, "Content-Transfer-Encoding", budget)
+        .map(|value| value.to_ascii_lowercase());
     let charset = Charset::of(ctype);
     let lossy_raw = || String::from_utf8_lossy(raw).into_owned();
     let fallback = |decoded: Result<String, mailparse::MailParseError>| {

@@ -1,9 +1,12 @@
 //! Top-level headers: lenient header parsing, the fields read from them
 //! (subject, display name, Message-ID) and the forwarded prefixes.
 
-use mailparse::{MailAddr, MailHeader};
+use mailparse::MailHeader;
 
 use super::ParsedMail;
+use super::address::parse_address_list;
+use super::budget::ParseBudget;
+use super::words::decode_value;
 
 /// Drops a leading mbox `From ` envelope line, which is not a header field.
 pub(super) fn skip_mbox_from_line(raw: &[u8]) -> &[u8] {
@@ -19,8 +22,12 @@ pub(super) fn skip_mbox_from_line(raw: &[u8]) -> &[u8] {
 /// are skipped). Returns the headers and where the body starts.
 ///
 /// Input whose first line is text rather than a header field (no `name:`)
-/// is taken to have no headers: all of it is body.
-pub(super) fn parse_headers_lenient(raw: &[u8]) -> (Vec<MailHeader<'_>>, usize) {
+/// is taken to have no headers: all of it is body. Each octet is scanned
+/// once, and charged to `budget`; once it is spent the block ends there.
+pub(super) fn parse_headers_lenient<'a>(
+    raw: &'a [u8],
+    budget: &ParseBudget,
+) -> (Vec<MailHeader<'a>>, usize) {
     let mut headers = Vec::new();
     let first_line = &raw[..next_line(raw, 0).unwrap_or(raw.len())];
     if first_line.first().is_some_and(|b| !b.is_ascii_whitespace())
@@ -30,21 +37,23 @@ pub(super) fn parse_headers_lenient(raw: &[u8]) -> (Vec<MailHeader<'_>>, usize) 
     }
     let mut ix = 0;
     while ix < raw.len() {
+        let line_start = ix;
         match raw[ix] {
             b'\n' => return (headers, ix + 1),
             b'\r' if raw.get(ix + 1) == Some(&b'\n') => return (headers, ix + 2),
-            b'\r' | b' ' | b'\t' => {
-                ix = next_line(raw, ix).unwrap_or(raw.len());
-                continue;
-            }
-            _ => {}
+            b'\r' | b' ' | b'\t' => ix = next_line(raw, ix).unwrap_or(raw.len()),
+            // mailparse's header parser is linear: one pass over the field,
+            // continuation lines included.
+            _ => match mailparse::parse_header(&raw[ix..]) {
+                Ok((header, len)) if len > 0 => {
+                    headers.push(header);
+                    ix += len;
+                }
+                _ => ix = next_line(raw, ix).unwrap_or(raw.len()),
+            },
         }
-        match mailparse::parse_header(&raw[ix..]) {
-            Ok((header, len)) if len > 0 => {
-                headers.push(header);
-                ix += len;
-            }
-            _ => ix = next_line(raw, ix).unwrap_or(raw.len()),
+        if !budget.charge(ix - line_start) {
+            return (headers, raw.len());
         }
     }
     (headers, raw.len())
@@ -72,6 +81,7 @@ pub(super) fn read_top_headers(
     headers: &[MailHeader<'_>],
     prefixes: &[String],
     mail: &mut ParsedMail,
+    budget: &ParseBudget,
 ) {
     let mut subject = None;
     let mut from = None;
@@ -87,12 +97,26 @@ pub(super) fn read_top_headers(
             message_id = message_id.or(Some(header));
         }
         if has_prefix(name, prefixes) {
-            mail.headers.push((name.to_owned(), header_value(header)));
+            mail.headers
+                .push((name.to_owned(), header_value(header, budget)));
         }
     }
-    mail.subject = subject.map(header_value).unwrap_or_default();
-    mail.sender_name = from.and_then(display_name);
-    mail.message_id = message_id.map(header_value).filter(|id| !id.is_empty());
+    let value = |header| header_value(header, budget);
+    mail.subject = subject.map(value).unwrap_or_default();
+    mail.sender_name = from.and_then(|from| display_name(from, budget));
+    mail.message_id = message_id.map(value).filter(|id| !id.is_empty());
+}
+
+/// Decoded value of the first field named `name` (ASCII case-insensitive).
+pub(super) fn first_value(
+    headers: &[MailHeader<'_>],
+    name: &str,
+    budget: &ParseBudget,
+) -> Option<String> {
+    headers
+        .iter()
+        .find(|header| header.get_key_ref().trim().eq_ignore_ascii_case(name))
+        .map(|header| header_value(header, budget))
 }
 
 pub(super) fn has_prefix(name: &str, prefixes: &[String]) -> bool {
@@ -105,11 +129,11 @@ pub(super) fn has_prefix(name: &str, prefixes: &[String]) -> bool {
     })
 }
 
-/// Unfolded, RFC 2047-decoded, trimmed value. mailparse decodes raw 8-bit
-/// bytes as UTF-8 (RFC 6532) and only falls back to Latin-1 when they are
-/// not valid UTF-8.
-pub(super) fn header_value(header: &MailHeader<'_>) -> String {
-    trimmed(header.get_value())
+/// Unfolded, RFC 2047-decoded, trimmed value. Raw 8-bit octets are read
+/// as UTF-8 (RFC 6532), as Latin-1 only when they are not valid UTF-8.
+/// Never mailparse's `get_value`: it is quadratic (see `words`).
+pub(super) fn header_value(header: &MailHeader<'_>, budget: &ParseBudget) -> String {
+    trimmed(decode_value(header.get_value_raw(), budget))
 }
 
 pub(super) fn trimmed(value: String) -> String {
@@ -121,24 +145,10 @@ pub(super) fn trimmed(value: String) -> String {
     }
 }
 
-/// Display name of the first mailbox in `From:`. When the field does not
-/// parse as an address list, whatever precedes `<` is taken as the name.
-pub(super) fn display_name(from: &MailHeader<'_>) -> Option<String> {
-    let name = match mailparse::addrparse_header(from) {
-        Ok(list) => list.iter().find_map(|addr| match addr {
-            MailAddr::Single(single) => Some(single.display_name.clone()),
-            MailAddr::Group(_) => None,
-        })?,
-        Err(_) => {
-            let value = from.get_value();
-            value.find('<').map(|lt| value[..lt].to_owned())
-        }
-    }?;
-    let name = name.trim();
-    let name = name
-        .strip_prefix('"')
-        .and_then(|inner| inner.strip_suffix('"'))
-        .unwrap_or(name)
-        .trim();
-    (!name.is_empty()).then(|| name.to_owned())
+/// Display name of the first mailbox in `From:`.
+pub(super) fn display_name(from: &MailHeader<'_>, budget: &ParseBudget) -> Option<String> {
+    parse_address_list(from.get_value_raw(), budget)
+        .into_iter()
+        .next()
+        .and_then(|mailbox| mailbox.name)
 }

@@ -1,11 +1,12 @@
 //! The MIME walk: iterative, bounded in depth, finds the first `text/plain`
 //! and `text/html` leaves and tells attachments apart.
 
-use mailparse::{DispositionType, MailHeader, MailHeaderMap, ParsedContentType};
+use mailparse::{DispositionType, MailHeader, ParsedContentType};
 
 use super::MAX_MULTIPART_DEPTH;
+use super::budget::ParseBudget;
 use super::decode::decode_text;
-use super::headers::{next_line, parse_headers_lenient};
+use super::headers::{first_value, next_line, parse_headers_lenient};
 
 /// A part still to visit: its raw bytes (headers and body).
 pub(super) struct Pending<'a> {
@@ -21,8 +22,15 @@ pub(super) struct Bodies {
 }
 
 /// Depth-first, pre-order walk with an explicit stack: the first `text/plain`
-/// and `text/html` leaves in message order.
-pub(super) fn find_bodies(top_headers: &[MailHeader<'_>], top_body: &[u8]) -> Bodies {
+/// and `text/html` leaves in message order. Each multipart level scans its
+/// body once, so the work is at most [`MAX_MULTIPART_DEPTH`] passes over
+/// the message; all of it is charged to `budget`, and the walk stops where
+/// the budget is spent.
+pub(super) fn find_bodies(
+    top_headers: &[MailHeader<'_>],
+    top_body: &[u8],
+    budget: &ParseBudget,
+) -> Bodies {
     let mut found = Bodies::default();
     let mut pending = Vec::new();
     let top = Pending {
@@ -30,17 +38,17 @@ pub(super) fn find_bodies(top_headers: &[MailHeader<'_>], top_body: &[u8]) -> Bo
         depth: 0,
         in_digest: false,
     };
-    visit(top_headers, &top, true, &mut pending, &mut found);
+    visit(top_headers, &top, true, &mut pending, &mut found, budget);
     while let Some(part) = pending.pop() {
-        if found.text.is_some() && found.html.is_some() {
+        if found.text.is_some() && found.html.is_some() || budget.is_spent() {
             break;
         }
-        let (headers, body_start) = parse_headers_lenient(part.raw);
+        let (headers, body_start) = parse_headers_lenient(part.raw, budget);
         let part = Pending {
             raw: &part.raw[body_start..],
             ..part
         };
-        visit(&headers, &part, false, &mut pending, &mut found);
+        visit(&headers, &part, false, &mut pending, &mut found, budget);
     }
     found
 }
@@ -54,14 +62,18 @@ pub(super) fn visit<'a>(
     top: bool,
     pending: &mut Vec<Pending<'a>>,
     found: &mut Bodies,
+    budget: &ParseBudget,
 ) {
-    let ctype = content_type(headers, part.in_digest);
+    let ctype = content_type(headers, part.in_digest, budget);
     if ctype.mimetype.starts_with("multipart/") {
         if part.depth >= MAX_MULTIPART_DEPTH {
             tracing::debug!(
                 depth = part.depth,
                 "multipart nesting limit reached, parts skipped"
             );
+            return;
+        }
+        if !budget.charge(part.raw.len()) {
             return;
         }
         let Some(delimiter) = delimiter(&ctype, part.raw) else {
@@ -85,20 +97,27 @@ pub(super) fn visit<'a>(
         "text/html" => &mut found.html,
         _ => return,
     };
-    if slot.is_none() && !is_attachment(headers, &ctype, top) {
-        *slot = Some(decode_text(headers, part.raw, &ctype));
+    if slot.is_none()
+        && !is_attachment(headers, &ctype, top, budget)
+        && budget.charge(part.raw.len())
+    {
+        *slot = Some(decode_text(headers, part.raw, &ctype, budget));
     }
 }
 
 /// Content-Type with RFC 2045 defaults: `text/plain` when absent or
 /// syntactically invalid, `message/rfc822` inside `multipart/digest`.
-pub(super) fn content_type(headers: &[MailHeader<'_>], in_digest: bool) -> ParsedContentType {
+pub(super) fn content_type(
+    headers: &[MailHeader<'_>],
+    in_digest: bool,
+    budget: &ParseBudget,
+) -> ParsedContentType {
     let default_type = if in_digest {
         "message/rfc822"
     } else {
         "text/plain"
     };
-    match headers.get_first_value("Content-Type") {
+    match first_value(headers, "Content-Type", budget) {
         Some(value) => {
             let mut ctype = mailparse::parse_content_type(&value);
             if !ctype.mimetype.contains('/') {
@@ -117,11 +136,12 @@ pub(super) fn is_attachment(
     headers: &[MailHeader<'_>],
     ctype: &ParsedContentType,
     top: bool,
+    budget: &ParseBudget,
 ) -> bool {
     let named = |params: &std::collections::BTreeMap<String, String>, key: &str| {
         params.keys().any(|k| k.starts_with(key))
     };
-    if let Some(value) = headers.get_first_value("Content-Disposition") {
+    if let Some(value) = first_value(headers, "Content-Disposition", budget) {
         let disposition = mailparse::parse_content_disposition(&value);
         if disposition.disposition == DispositionType::Attachment
             || (!top && named(&disposition.params, "filename"))

@@ -21,16 +21,25 @@
 //!   type than `text/plain`/`text/html` is never a body either;
 //! - HTML is rendered to text (html2text) only when no usable `text/plain`
 //!   exists: none at all, or one that is blank.
+//!
+//! Every step is linear in the size of the message (header values are
+//! decoded by `words`, not by mailparse's quadratic `get_value`) and charges
+//! its work to a [`ParseBudget`]; where the budget is spent the parse stops
+//! and what was found so far is the result, marked [`ParsedMail::truncated`].
 
+mod address;
+mod budget;
 mod decode;
 mod headers;
 mod html;
 mod mime;
 #[cfg(test)]
 mod tests;
+mod words;
 
 use std::time::Duration;
 
+pub use budget::ParseBudget;
 use headers::{parse_headers_lenient, read_top_headers, skip_mbox_from_line};
 use html::render_html;
 use mime::find_bodies;
@@ -64,6 +73,9 @@ pub struct ParsedMail {
     pub headers: Vec<(String, String)>,
     /// `Message-ID:` value trimmed, angle brackets kept.
     pub message_id: Option<String>,
+    /// The parse stopped early (its [`ParseBudget`] was spent): the fields
+    /// hold what was found until then.
+    pub truncated: bool,
 }
 
 /// Parses one message. Best effort: never panics and never fails, whatever
@@ -77,7 +89,8 @@ pub struct ParsedMail {
 /// [`HTML_RENDER_BUDGET`]): call it off the async workers. It opens no span
 /// of its own; the caller's `mail.parse` span covers it.
 pub fn parse(raw: &[u8], header_prefixes: &[String]) -> ParsedMail {
-    parse_unrendered(raw, header_prefixes).render()
+    let budget = ParseBudget::for_size(raw.len());
+    parse_unrendered(raw, header_prefixes, &budget).render(&budget)
 }
 
 /// [`parse`] without its one expensive step, the HTML rendering: the work
@@ -85,13 +98,17 @@ pub fn parse(raw: &[u8], header_prefixes: &[String]) -> ParsedMail {
 /// and charset decoding), so for a small message it is cheap enough to run
 /// on an async worker. Call [`Unrendered::render`] (off the async workers
 /// when [`Unrendered::needs_rendering`]) to finish.
-pub fn parse_unrendered(raw: &[u8], header_prefixes: &[String]) -> Unrendered {
+pub fn parse_unrendered(
+    raw: &[u8],
+    header_prefixes: &[String],
+    budget: &ParseBudget,
+) -> Unrendered {
     let raw = skip_mbox_from_line(raw);
-    let (headers, body_start) = parse_headers_lenient(raw);
+    let (headers, body_start) = parse_headers_lenient(raw, budget);
     let mut mail = ParsedMail::default();
-    read_top_headers(&headers, header_prefixes, &mut mail);
+    read_top_headers(&headers, header_prefixes, &mut mail, budget);
 
-    let found = find_bodies(&headers, &raw[body_start..]);
+    let found = find_bodies(&headers, &raw[body_start..], budget);
     let render = match (&found.text, &found.html) {
         (Some(text), Some(_)) => text.trim().is_empty(),
         (None, Some(_)) => true,
@@ -120,12 +137,15 @@ impl Unrendered {
 
     /// The finished [`ParsedMail`]: for HTML-only mail (or a blank text
     /// part) `body` is the rendering of `html_body`.
-    pub fn render(mut self) -> ParsedMail {
+    pub fn render(mut self, budget: &ParseBudget) -> ParsedMail {
         if self.render {
             if let Some(html) = &self.mail.html_body {
-                self.mail.body = render_html(html, HTML_RENDER_BUDGET);
+                if budget.charge(html.len()) {
+                    self.mail.body = render_html(html, HTML_RENDER_BUDGET);
+                }
             }
         }
+        self.mail.truncated = budget.is_spent();
         self.mail
     }
 }

@@ -36,6 +36,7 @@ fn plain_message() {
             sender_name: Some("Alice Example".into()),
             headers: vec![],
             message_id: Some("<abc@example.com>".into()),
+            truncated: false,
         }
     );
 }
@@ -118,9 +119,10 @@ fn only_html_bodies_are_left_for_rendering() {
          --b\nContent-Type: text/html\n\n<p>hi</p>\n--b--\n",
     );
     for (raw, renders) in [(&plain, false), (&html, true), (&blank_text, true)] {
-        let unrendered = parse_unrendered(raw, &[]);
+        let budget = ParseBudget::for_size(raw.len());
+        let unrendered = parse_unrendered(raw, &[], &budget);
         assert_eq!(unrendered.needs_rendering(), renders);
-        assert_eq!(unrendered.render(), parse(raw, &[]));
+        assert_eq!(unrendered.render(&budget), parse(raw, &[]));
     }
     assert_eq!(parse(&html, &[]).body, "hi");
 }
@@ -668,4 +670,115 @@ fn truncated_multipart_still_yields_top_level_fields() {
         }
     }
     assert_eq!(parse(&full, &[]).body, "Hello, base64 world!\n");
+}
+
+/// Work units a full parse of `raw` is charged (no limit).
+fn work(raw: &[u8], prefixes: &[String]) -> u64 {
+    let budget = ParseBudget::with_limit(u64::MAX);
+    let mail = parse_unrendered(raw, prefixes, &budget).render(&budget);
+    assert!(!mail.truncated);
+    budget.charged()
+}
+
+/// Finding 1 (issue 9): every step from bytes to fields is linear. Each
+/// hostile shape is parsed at two sizes, the second twice the first; the
+/// work (octets examined, as charged to the budget by the code that examines
+/// them) may grow at most 2.5 times. mailparse's `get_value`, which these
+/// shapes made quadratic, is no longer called.
+#[test]
+fn quadratic_header_decoding_is_linear() {
+    type Shape = fn(usize) -> Vec<u8>;
+    let shapes: [(&str, Shape); 16] = [
+        ("Subject of =?", |n| {
+            crlf(&format!("Subject: {}\n\nx", "=?".repeat(n)))
+        }),
+        ("From of =?", |n| {
+            crlf(&format!("From: {}\n\nx", "=?".repeat(n)))
+        }),
+        ("From of unterminated words", |n| {
+            crlf(&format!("From: {}\n\nx", " =?utf-8?q?a".repeat(n)))
+        }),
+        ("Subject of words", |n| {
+            crlf(&format!("Subject: {}\n\nx", "=?utf-8?q?a?= ".repeat(n)))
+        }),
+        ("Subject of adjacent words", |n| {
+            crlf(&format!("Subject: {}\n\nx", "=?utf-8?b?YQ==?=".repeat(n)))
+        }),
+        ("Subject of ?= closers", |n| {
+            crlf(&format!("Subject: =?utf-8?q?{}\n\nx", "?=x".repeat(n)))
+        }),
+        ("folded Subject", |n| {
+            crlf(&format!("Subject: a{}\n\nx", "\n =?".repeat(n)))
+        }),
+        ("many header fields", |n| {
+            crlf(&format!("{}\nx", "X-A: =?\n".repeat(n)))
+        }),
+        ("Content-Type of =?", |n| {
+            crlf(&format!(
+                "Content-Type: text/plain; name=\"{}\"\n\nx",
+                "=?".repeat(n)
+            ))
+        }),
+        ("Content-Disposition of =?", |n| {
+            crlf(&format!(
+                "Content-Disposition: inline; filename={}\n\nx",
+                "=?".repeat(n)
+            ))
+        }),
+        ("Content-Transfer-Encoding of =?", |n| {
+            crlf(&format!(
+                "Content-Transfer-Encoding: {}\n\nx",
+                "=?".repeat(n)
+            ))
+        }),
+        ("From of nested comments", |n| {
+            crlf(&format!("From: {}a@b{}\n\nx", "(".repeat(n), ")".repeat(n)))
+        }),
+        ("From of quotes and brackets", |n| {
+            crlf(&format!("From: {}\n\nx", "\"<a>\",".repeat(n)))
+        }),
+        ("From of groups", |n| {
+            crlf(&format!("From: {}\n\nx", "g: =?a@b;".repeat(n)))
+        }),
+        ("many parts", |n| {
+            let mut raw = String::from("Content-Type: multipart/mixed; boundary=b\n\n");
+            for _ in 0..n {
+                raw.push_str("--b\nContent-Type: image/png; name==?\n\nx\n");
+            }
+            crlf(&raw)
+        }),
+        ("many bare lines", |n| {
+            crlf(&format!("Subject: s\n\n{}", "=?\n".repeat(n)))
+        }),
+    ];
+    let prefixes = prefixes(&["X-"]);
+    for (name, shape) in shapes {
+        let small = work(&shape(20_000), &prefixes);
+        let large = work(&shape(40_000), &prefixes);
+        assert!(
+            large * 2 <= small * 5,
+            "{name}: doubling the input took {large} / {small} = {:.2}× the work",
+            large as f64 / small as f64
+        );
+    }
+}
+
+/// The budget is a real bound: a message whose parse would cost more stops
+/// where it was spent, keeps what it had found and says so.
+#[test]
+fn a_spent_budget_truncates_the_parse() {
+    let raw = crlf(&format!(
+        "Subject: kept\nX-Big: {}\n\nbody\n",
+        "=?".repeat(10_000)
+    ));
+    let budget = ParseBudget::with_limit(1_000);
+    let mail = parse_unrendered(&raw, &prefixes(&["X-"]), &budget).render(&budget);
+    assert!(mail.truncated);
+    assert_eq!(mail.body, "", "the body lies beyond the budget");
+    let full = parse(&raw, &prefixes(&["X-"]));
+    assert!(!full.truncated);
+    assert_eq!(
+        (full.subject.as_str(), full.body.as_str()),
+        ("kept", "body\r\n")
+    );
 }

@@ -7,15 +7,19 @@
 //! chunk mode with [`SmtpCodec::start_chunk`]. Every limit is enforced here,
 //! so whatever a client sends, the read buffer stays bounded: about
 //! [`MAX_LINE`] octets in command mode and the message size limit (plus one
-//! read) in data and chunk mode.
+//! read) in data and chunk mode — and message octets count against the
+//! [`MemoryBudget`] shared by all connections as they arrive.
 //!
 //! A body ends only at `<CRLF>.<CRLF>`; a dot framed by a bare LF or CR is
 //! body text (no SMTP smuggling). A BDAT chunk is exactly `n` octets, taken
 //! as they are: no dot processing, no line parsing (RFC 3030 §2).
 
+mod budget;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+pub use self::budget::{GRANULE, MemoryBudget, Reservation};
 use super::command::{Command, CommandError};
 use super::reply::Reply;
 
@@ -46,6 +50,9 @@ pub enum Frame {
     /// A BDAT chunk the session asked to skip (refused, or over the limit):
     /// its octets were read and dropped, so the command stream stays in sync.
     ChunkSkipped,
+    /// The body after DATA, or a BDAT chunk, did not fit in the
+    /// [`MemoryBudget`]: it was read to its end and dropped.
+    OverBudget,
 }
 
 /// Errors of the transport underneath; the framing itself never fails.
@@ -70,18 +77,45 @@ pub struct SmtpCodec {
     mode: Mode,
     /// Limit on the unstuffed body octets of one message.
     max_message_size: usize,
+    /// What this connection holds against the shared budget.
+    reservation: Reservation,
+    /// Octets of the current message held: the body so far, or the chunks
+    /// so far (the session keeps them) plus the one being read.
+    held: usize,
 }
 
 // === impl SmtpCodec ===
 
 impl SmtpCodec {
     /// A codec in command mode whose messages may hold at most
-    /// `max_message_size` octets (after dot-unstuffing).
+    /// `max_message_size` octets (after dot-unstuffing), without a shared
+    /// memory budget.
     pub fn new(max_message_size: usize) -> Self {
+        Self::with_budget(max_message_size, &MemoryBudget::unlimited())
+    }
+
+    /// As [`SmtpCodec::new`], with message octets counted against `budget`.
+    pub fn with_budget(max_message_size: usize, budget: &MemoryBudget) -> Self {
         Self {
             mode: Mode::command(),
             max_message_size,
+            reservation: budget.reservation(),
+            held: 0,
         }
+    }
+
+    /// Gives the current message's octets back to the budget. The
+    /// connection calls it once the session holds no message any more (it
+    /// was answered, refused or reset): until then the octets live on, in
+    /// the session's chunks, the parse and the delivery.
+    pub fn release_message(&mut self) {
+        self.held = 0;
+        self.reservation.release();
+    }
+
+    /// Whether the shared budget has room for a new message.
+    pub fn budget_has_room(&self) -> bool {
+        self.reservation.budget().has_room()
     }
 
     /// Switches to data mode: the next frame is [`Frame::Message`] or
@@ -107,7 +141,7 @@ impl SmtpCodec {
             .filter(|&size| keep && size <= self.max_message_size);
         self.mode = match kept {
             Some(size) => Mode::Chunk(size),
-            None => Mode::SkipChunk(size),
+            None => Mode::SkipChunk(size, Dropped::Limit),
         };
     }
 
@@ -116,7 +150,7 @@ impl SmtpCodec {
     pub fn is_reading_data(&self) -> bool {
         matches!(
             self.mode,
-            Mode::Data(_) | Mode::Draining(_) | Mode::Chunk(_) | Mode::SkipChunk(_)
+            Mode::Data(_) | Mode::Draining(..) | Mode::Chunk(_) | Mode::SkipChunk(..)
         )
     }
 
@@ -134,13 +168,17 @@ impl Decoder for SmtpCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         loop {
+            let mut held = Held {
+                reservation: &mut self.reservation,
+                octets: &mut self.held,
+            };
             let step = match &mut self.mode {
                 Mode::Command { next_index } => decode_line(next_index, src),
                 Mode::Discarding => discard_line(src),
-                Mode::Data(body) => body.decode(src, self.max_message_size),
-                Mode::Draining(scan) => drain(scan, src),
-                Mode::Chunk(size) => take_chunk(*size, src),
-                Mode::SkipChunk(remaining) => skip_chunk(remaining, src),
+                Mode::Data(body) => body.decode(src, self.max_message_size, &mut held),
+                Mode::Draining(scan, dropped) => drain(scan, *dropped, src),
+                Mode::Chunk(size) => take_chunk(*size, src, &mut held),
+                Mode::SkipChunk(remaining, dropped) => skip_chunk(remaining, *dropped, src),
             };
             match step {
                 Step::Pending => return Ok(None),
@@ -185,12 +223,59 @@ enum Mode {
     Discarding,
     /// A message body being collected in place.
     Data(Body),
-    /// An oversize body: looking for its terminator while keeping nothing.
-    Draining(Scan),
+    /// A body being dropped: looking for its terminator while keeping nothing.
+    Draining(Scan, Dropped),
     /// A BDAT chunk of this many octets, collected at the front of the buffer.
     Chunk(usize),
     /// A BDAT chunk being dropped; this many octets are still to come.
-    SkipChunk(u64),
+    SkipChunk(u64, Dropped),
+}
+
+/// Why a body or chunk is dropped, which decides the frame it ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    /// Over the message size limit, or refused by the session.
+    Limit,
+    /// The shared memory budget could not hold it.
+    Budget,
+}
+
+impl Dropped {
+    fn body_frame(self) -> Frame {
+        match self {
+            Self::Limit => Frame::MessageTooLarge,
+            Self::Budget => Frame::OverBudget,
+        }
+    }
+
+    fn chunk_frame(self) -> Frame {
+        match self {
+            Self::Limit => Frame::ChunkSkipped,
+            Self::Budget => Frame::OverBudget,
+        }
+    }
+}
+
+/// The octets of the current message and their reservation.
+struct Held<'a> {
+    reservation: &'a mut Reservation,
+    octets: &'a mut usize,
+}
+
+impl Held<'_> {
+    /// Covers `octets` more than the chunks kept so far (`base`); `false`
+    /// when the budget cannot.
+    fn cover(&mut self, octets: usize) -> bool {
+        self.reservation.cover(self.octets.saturating_add(octets))
+    }
+
+    /// The message is dropped: nothing of it is held any more (the session
+    /// drops its chunks too), so its octets go back at once rather than
+    /// when the client finally stops sending.
+    fn drop_message(&mut self) {
+        *self.octets = 0;
+        self.reservation.release();
+    }
 }
 
 impl Mode {
@@ -257,15 +342,15 @@ fn discard_line(src: &mut BytesMut) -> Step {
     }
 }
 
-/// Scans an oversize body for its terminator, discarding everything.
-fn drain(scan: &mut Scan, src: &mut BytesMut) -> Step {
+/// Scans a dropped body for its terminator, discarding everything.
+fn drain(scan: &mut Scan, dropped: Dropped, src: &mut BytesMut) -> Step {
     let mut from = 0;
     loop {
         match scan.run(src, from) {
             Event::Dot(at) => from = at + 1,
             Event::End(end) => {
                 src.advance(end);
-                return Step::Yield(Frame::MessageTooLarge);
+                return Step::Yield(dropped.body_frame());
             }
             Event::Exhausted => {
                 src.clear();
@@ -276,23 +361,33 @@ fn drain(scan: &mut Scan, src: &mut BytesMut) -> Step {
 }
 
 /// Yields the chunk once all `size` octets are buffered. Nothing is scanned:
-/// a chunk is opaque.
-fn take_chunk(size: usize, src: &mut BytesMut) -> Step {
+/// a chunk is opaque. The octets count against the budget as they arrive;
+/// when it cannot hold them, the chunk is dropped instead.
+fn take_chunk(size: usize, src: &mut BytesMut, held: &mut Held<'_>) -> Step {
+    let buffered = src.len().min(size);
+    if !held.cover(buffered) {
+        held.drop_message();
+        let remaining = (size - buffered) as u64;
+        src.advance(buffered);
+        return Step::Switch(Mode::SkipChunk(remaining, Dropped::Budget));
+    }
     if src.len() < size {
         return Step::Pending;
     }
+    *held.octets += size;
     Step::Yield(Frame::Chunk(src.split_to(size).freeze()))
 }
 
-/// Drops chunk octets as they arrive; the last one yields [`Frame::ChunkSkipped`].
-fn skip_chunk(remaining: &mut u64, src: &mut BytesMut) -> Step {
+/// Drops chunk octets as they arrive; the last one yields the frame
+/// `dropped` says.
+fn skip_chunk(remaining: &mut u64, dropped: Dropped, src: &mut BytesMut) -> Step {
     let buffered = u64::try_from(src.len()).unwrap_or(u64::MAX);
-    let dropped = buffered.min(*remaining);
+    let skipped = buffered.min(*remaining);
     // `dropped <= src.len()`, so it fits in usize.
-    src.advance(usize::try_from(dropped).unwrap_or(src.len()));
-    *remaining -= dropped;
+    src.advance(usize::try_from(skipped).unwrap_or(src.len()));
+    *remaining -= skipped;
     if *remaining == 0 {
-        Step::Yield(Frame::ChunkSkipped)
+        Step::Yield(dropped.chunk_frame())
     } else {
         Step::Pending
     }
@@ -327,7 +422,9 @@ impl Body {
         }
     }
 
-    fn decode(&mut self, src: &mut BytesMut, max: usize) -> Step {
+    /// The body so far counts against the budget at each read; a body the
+    /// budget cannot hold is drained like an oversize one.
+    fn decode(&mut self, src: &mut BytesMut, max: usize, held: &mut Held<'_>) -> Step {
         if self.next_index > src.len() {
             // The buffer was emptied behind our back (see `SmtpCodec::reset`):
             // start over rather than index out of bounds.
@@ -345,15 +442,23 @@ impl Body {
                     self.pending = at + 1;
                     self.next_index = at + 1;
                     if self.write > max {
+                        held.drop_message();
                         src.advance(self.next_index);
-                        return Step::Switch(Mode::Draining(self.scan));
+                        return Step::Switch(Mode::Draining(self.scan, Dropped::Limit));
                     }
                 }
                 Event::End(end) => {
                     if self.write > max {
+                        held.drop_message();
                         src.advance(end);
                         return Step::Yield(Frame::MessageTooLarge);
                     }
+                    if !held.cover(self.write) {
+                        held.drop_message();
+                        src.advance(end);
+                        return Step::Yield(Frame::OverBudget);
+                    }
+                    *held.octets += self.write;
                     let mut message = src.split_to(end);
                     message.truncate(self.write);
                     return Step::Yield(Frame::Message(message.freeze()));
@@ -362,11 +467,16 @@ impl Body {
                     self.next_index = src.len();
                     let tentative_cr = usize::from(self.scan == Scan::DotCr);
                     let size = self.write + (self.next_index - self.pending) - tentative_cr;
-                    if size > max {
-                        src.clear();
-                        return Step::Switch(Mode::Draining(self.scan));
-                    }
-                    return Step::Pending;
+                    let dropped = if size > max {
+                        Dropped::Limit
+                    } else if !held.cover(size) {
+                        Dropped::Budget
+                    } else {
+                        return Step::Pending;
+                    };
+                    held.drop_message();
+                    src.clear();
+                    return Step::Switch(Mode::Draining(self.scan, dropped));
                 }
             }
         }

@@ -436,7 +436,7 @@ fn searched(codec: &SmtpCodec) -> usize {
     match &codec.mode {
         Mode::Command { next_index } => *next_index,
         Mode::Data(body) => body.next_index,
-        Mode::Discarding | Mode::Draining(_) | Mode::Chunk(_) | Mode::SkipChunk(_) => 0,
+        Mode::Discarding | Mode::Draining(..) | Mode::Chunk(_) | Mode::SkipChunk(..) => 0,
     }
 }
 
@@ -662,4 +662,91 @@ fn encoder_writes_reply_with_and_without_enhanced_code() {
         )
         .unwrap();
     assert_eq!(&dst[..], b"250 OK\r\n");
+}
+
+/// Feeds `input` in 4 KiB reads to `codec` through its read buffer `buf`,
+/// returning the frames and the largest the buffer got.
+fn feed(codec: &mut SmtpCodec, buf: &mut BytesMut, input: &[u8]) -> (Vec<Frame>, usize) {
+    let mut frames = Vec::new();
+    let mut peak = 0;
+    for read in input.chunks(4096) {
+        buf.extend_from_slice(read);
+        peak = peak.max(buf.len());
+        while let Some(frame) = codec.decode(buf).unwrap() {
+            push(codec, &mut frames, frame, true);
+        }
+    }
+    (frames, peak)
+}
+
+/// Finding 5 (issue 9): message octets count against one budget shared by
+/// every connection as they arrive; a body it cannot hold is read to its
+/// end without being buffered, and its octets go back at once.
+#[test]
+fn memory_has_a_global_bound_across_connections() {
+    let budget = MemoryBudget::new(4 * GRANULE);
+    let mut first = SmtpCodec::with_budget(1 << 20, &budget);
+    let mut second = SmtpCodec::with_budget(1 << 20, &budget);
+    let (mut first_buf, mut second_buf) = (BytesMut::new(), BytesMut::new());
+
+    // The first session's body is unfinished: its octets stay counted.
+    let body = vec![b'a'; 3 * GRANULE];
+    let mut open = b"DATA\r\n".to_vec();
+    open.extend_from_slice(&body);
+    let (frames, _) = feed(&mut first, &mut first_buf, &open);
+    assert_eq!(frames, [Frame::Command(Ok(Command::Data))]);
+    assert_eq!(budget.in_use(), 3 * GRANULE);
+
+    // The second one's 200 KB cannot fit: drained, never buffered whole.
+    let mut big = b"DATA\r\n".to_vec();
+    big.extend_from_slice(&vec![b'b'; 200_000]);
+    big.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
+    let (frames, peak) = feed(&mut second, &mut second_buf, &big);
+    assert_eq!(
+        frames,
+        [
+            Frame::Command(Ok(Command::Data)),
+            Frame::OverBudget,
+            Frame::Command(Ok(Command::Noop))
+        ]
+    );
+    assert!(peak <= 2 * GRANULE, "buffered {peak} octets");
+    assert_eq!(
+        budget.in_use(),
+        3 * GRANULE,
+        "the drained body holds nothing"
+    );
+
+    // The first body completes; its octets are held until the connection
+    // says the message was answered.
+    let (frames, _) = feed(&mut first, &mut first_buf, b"\r\n.\r\n");
+    assert!(matches!(&frames[..], [Frame::Message(m)] if m.len() == 3 * GRANULE + 2));
+    assert_eq!(budget.in_use(), 3 * GRANULE + GRANULE);
+    first.release_message();
+    assert_eq!(budget.in_use(), 0);
+    assert!(second.budget_has_room());
+}
+
+/// Finding 5: BDAT chunks count too, cumulatively over the message: a
+/// chunk that does not fit is dropped as it arrives and reported.
+#[test]
+fn memory_has_a_global_bound_for_chunks() {
+    let budget = MemoryBudget::new(2 * GRANULE);
+    let mut codec = SmtpCodec::with_budget(1 << 20, &budget);
+    let mut buf = BytesMut::new();
+    let chunk = |size: usize| {
+        let mut input = format!("BDAT {size}\r\n").into_bytes();
+        input.extend(std::iter::repeat_n(b'c', size));
+        input
+    };
+    let (frames, _) = feed(&mut codec, &mut buf, &chunk(GRANULE));
+    assert!(matches!(&frames[..], [_, Frame::Chunk(c)] if c.len() == GRANULE));
+    let mut input = chunk(GRANULE + 1);
+    input.extend_from_slice(b"NOOP\r\n");
+    let (frames, _) = feed(&mut codec, &mut buf, &input);
+    assert_eq!(
+        frames[1..],
+        [Frame::OverBudget, Frame::Command(Ok(Command::Noop))]
+    );
+    assert_eq!(budget.in_use(), 0, "a failed message holds nothing");
 }

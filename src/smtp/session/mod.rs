@@ -87,9 +87,27 @@ struct Chunking {
     transaction: Transaction,
     /// The chunks so far, concatenated; never longer than the size limit.
     message: BytesMut,
-    /// A chunk overflowed the size limit: later chunks are dropped and
-    /// `LAST` is answered `552`.
-    too_large: bool,
+    /// Why the message cannot be accepted any more: later chunks are
+    /// dropped (and the chunks so far).
+    failure: Option<ChunkFailure>,
+}
+
+impl Chunking {
+    /// The message cannot be accepted any more; the first reason stays,
+    /// and the chunks so far are freed at once.
+    fn fail(&mut self, failure: ChunkFailure) {
+        self.failure.get_or_insert(failure);
+        self.message = BytesMut::new();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkFailure {
+    /// A chunk overflowed the size limit: `LAST` is answered `552`.
+    TooLarge,
+    /// The memory budget could not hold a chunk: it and every later chunk
+    /// are answered `452` (RFC 3030 §2: the client stops on a 4xx).
+    NoRoom,
 }
 
 /// The `BDAT` whose chunk the codec is reading, and what its octets are for.
@@ -104,8 +122,8 @@ struct PendingChunk {
 enum ChunkFate {
     /// Append to the message.
     Keep,
-    /// The message is over the limit: drop, answer `552` at `LAST`.
-    TooLarge,
+    /// The message has failed ([`ChunkFailure`]): drop.
+    Drop,
     /// The BDAT is out of sequence: drop, answer `503`.
     Refuse,
 }
@@ -132,6 +150,9 @@ pub struct Session {
     esmtp: bool,
     tls: bool,
     errors: u32,
+    /// The shared memory budget has no room for a new message (set by the
+    /// connection before each frame): DATA and BDAT get `452`.
+    buffers_full: bool,
 }
 
 impl Session {
@@ -146,6 +167,7 @@ impl Session {
             esmtp: false,
             tls: false,
             errors: 0,
+            buffers_full: false,
         }
     }
 
@@ -176,6 +198,13 @@ impl Session {
         }
     }
 
+    /// Tells the session whether the shared memory budget has room for
+    /// message octets (`MAIL_LASER_MAX_BUFFERED_BYTES`); while it has none,
+    /// DATA and BDAT are answered `452 4.3.1` before any octet is read.
+    pub fn set_buffers_full(&mut self, full: bool) {
+        self.buffers_full = full;
+    }
+
     /// Steps the state machine with one frame from the codec.
     pub fn on_frame(&mut self, frame: Frame) -> Action {
         let action = match frame {
@@ -192,6 +221,16 @@ impl Session {
             }
             Frame::Chunk(octets) => self.on_chunk(Some(octets)),
             Frame::ChunkSkipped => self.on_chunk(None),
+            Frame::OverBudget if self.chunk.is_some() => {
+                if let State::Chunking(chunking) = &mut self.state {
+                    chunking.fail(ChunkFailure::NoRoom);
+                }
+                self.on_chunk(None)
+            }
+            Frame::OverBudget => {
+                self.reset_transaction();
+                Action::Reply(Reply::insufficient_storage())
+            }
         };
         match action {
             Action::Reply(reply) => Action::Reply(self.count_errors(reply)),
@@ -231,6 +270,11 @@ impl Session {
     /// The reply for a client that stayed silent too long.
     pub fn idle_timeout(&self) -> Reply {
         Reply::idle_timeout()
+    }
+
+    /// Whether a `BDAT` chunk is being read.
+    pub fn awaits_chunk(&self) -> bool {
+        self.chunk.is_some()
     }
 
     /// Whether the body of a message is being read, after DATA or in BDAT
@@ -341,6 +385,10 @@ impl Session {
     fn data(&mut self) -> Action {
         match std::mem::replace(&mut self.state, State::Fresh) {
             State::Mail(transaction) if !transaction.recipients.is_empty() => {
+                if self.buffers_full {
+                    self.state = State::Mail(transaction);
+                    return Action::Reply(Reply::insufficient_storage());
+                }
                 self.state = State::Data(transaction);
                 Action::StartData(Reply::start_data())
             }
@@ -362,36 +410,35 @@ impl Session {
     /// on their way and must not be taken for commands.
     fn bdat(&mut self, size: u64, last: bool) -> Action {
         let max = self.config.max_message_size as u64;
-        let fate = match std::mem::replace(&mut self.state, State::Fresh) {
-            State::Mail(transaction) if !transaction.recipients.is_empty() => {
-                let fits = size <= max;
-                self.state = State::Chunking(Chunking {
-                    transaction,
-                    message: BytesMut::new(),
-                    too_large: !fits,
-                });
-                if fits {
-                    ChunkFate::Keep
-                } else {
-                    ChunkFate::TooLarge
-                }
-            }
-            State::Chunking(mut chunking) => {
-                let total = (chunking.message.len() as u64).saturating_add(size);
-                chunking.too_large |= total > max;
-                let fate = if chunking.too_large {
-                    ChunkFate::TooLarge
-                } else {
-                    ChunkFate::Keep
-                };
-                self.state = State::Chunking(chunking);
-                fate
-            }
+        let mut chunking = match std::mem::replace(&mut self.state, State::Fresh) {
+            State::Mail(transaction) if !transaction.recipients.is_empty() => Chunking {
+                transaction,
+                message: BytesMut::new(),
+                failure: None,
+            },
+            State::Chunking(chunking) => chunking,
             other => {
                 self.state = other;
-                ChunkFate::Refuse
+                self.chunk = Some(PendingChunk {
+                    size,
+                    last,
+                    fate: ChunkFate::Refuse,
+                });
+                return Action::ReadChunk { size, keep: false };
             }
         };
+        if (chunking.message.len() as u64).saturating_add(size) > max {
+            chunking.fail(ChunkFailure::TooLarge);
+        }
+        if self.buffers_full {
+            chunking.fail(ChunkFailure::NoRoom);
+        }
+        let fate = if chunking.failure.is_some() {
+            ChunkFate::Drop
+        } else {
+            ChunkFate::Keep
+        };
+        self.state = State::Chunking(chunking);
         self.chunk = Some(PendingChunk { size, last, fate });
         Action::ReadChunk {
             size,
@@ -412,19 +459,28 @@ impl Session {
             return Action::Reply(Reply::bad_sequence());
         };
         match octets {
-            Some(octets) if !chunking.too_large => chunking.message.extend_from_slice(&octets),
+            Some(octets) if chunking.failure.is_none() => {
+                chunking.message.extend_from_slice(&octets);
+            }
+            Some(_) => {}
             // The codec dropped a chunk the session meant to keep (it was
             // over the codec's own limit): the message cannot be complete.
-            _ => chunking.too_large = true,
+            None => chunking.fail(ChunkFailure::TooLarge),
         }
+        let failure = chunking.failure;
         if !chunk.last {
-            return Action::Reply(Reply::chunk_received(chunk.size));
+            return Action::Reply(match failure {
+                Some(ChunkFailure::NoRoom) => Reply::insufficient_storage(),
+                _ => Reply::chunk_received(chunk.size),
+            });
         }
         let State::Chunking(chunking) = std::mem::replace(&mut self.state, State::Idle) else {
             return Action::Reply(Reply::bad_sequence());
         };
-        if chunking.too_large {
-            return Action::Reply(Reply::message_too_large());
+        match failure {
+            Some(ChunkFailure::NoRoom) => return Action::Reply(Reply::insufficient_storage()),
+            Some(ChunkFailure::TooLarge) => return Action::Reply(Reply::message_too_large()),
+            None => {}
         }
         let transaction = chunking.transaction;
         self.awaiting = Some(AwaitedResponse::Message);

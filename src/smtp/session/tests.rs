@@ -602,3 +602,67 @@ fn the_ehlo_reply_never_reflects_control_bytes() {
     let first = wire(&reply).lines().next().unwrap().to_owned();
     assert_eq!(first, "250-MailLaser greets evil?[2J??250?fake");
 }
+
+/// Finding 5 (issue 9): while the shared memory budget has no room, DATA
+/// and BDAT get `452 4.3.1` before any octet is read, and the transaction
+/// stays open for a later try.
+#[test]
+fn memory_has_a_global_bound_data_and_bdat_wait_for_room() {
+    const FULL: &str = "452 4.3.1 Insufficient system storage, try again later";
+    let mut s = session();
+    ready_for_data(&mut s);
+    s.set_buffers_full(true);
+    assert_eq!(wire(&reply(&mut s, "DATA")), FULL);
+    assert!(!s.in_data(), "no 354: nothing of the body is read");
+    // A BDAT's octets are on their way: read and dropped, then 452, and
+    // every chunk the client pipelined after it too (RFC 3030 §2).
+    assert_eq!(bdat_reply(&mut s, "BDAT 5", b"Subje"), FULL);
+    s.set_buffers_full(false);
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 3", b"ct:"),
+        FULL,
+        "the message already failed"
+    );
+    assert_eq!(bdat_reply(&mut s, "BDAT 2 LAST", b"\r\n"), FULL);
+    assert!(!s.in_data());
+    // The LAST ended that transaction; a new one goes through.
+    ready_for_data(&mut s);
+    assert_eq!(reply(&mut s, "DATA").code, 354);
+}
+
+/// Finding 5: a body or chunk the budget cannot hold mid-way is drained
+/// by the codec ([`Frame::OverBudget`]) and answered `452 4.3.1`.
+#[test]
+fn memory_has_a_global_bound_a_body_that_runs_out_of_room_is_452() {
+    let mut s = session();
+    ready_for_data(&mut s);
+    assert_eq!(reply(&mut s, "DATA").code, 354);
+    assert_eq!(
+        s.on_frame(Frame::OverBudget),
+        Action::Reply(Reply::insufficient_storage())
+    );
+    assert!(!s.in_data());
+    assert_eq!(
+        reply(&mut s, "RCPT TO:<b@example.com>").code,
+        503,
+        "transaction reset"
+    );
+
+    ready_for_data(&mut s);
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 4", b"Sub:"),
+        "250 2.0.0 4 octets received"
+    );
+    let Action::ReadChunk { keep: true, .. } = cmd(&mut s, "BDAT 3") else {
+        panic!("the chunk is wanted");
+    };
+    assert_eq!(
+        s.on_frame(Frame::OverBudget),
+        Action::Reply(Reply::insufficient_storage())
+    );
+    assert_eq!(
+        bdat_reply(&mut s, "BDAT 1 LAST", b"x"),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+    assert!(!s.in_data());
+}

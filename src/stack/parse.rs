@@ -1,0 +1,192 @@
+//! Where and within what a message is parsed: small messages on the async
+//! worker, anything that can take long in a [`ParsePool`], always within a
+//! [`ParseBudget`] that is abandoned with the request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::mail::{self, ParseBudget, ParsedMail};
+
+use super::handoff::ParseOptions;
+
+/// Messages up to this size are parsed on the async worker: without HTML
+/// rendering, parsing is linear in the size (about 40 µs for 64 KB, see
+/// `benches/payload.rs`), cheaper than handing it to a pool thread, which
+/// costs two thread wake-ups per message (13 % of the CPU at 32 sessions ×
+/// 2 KB).
+const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+
+/// Wall-clock limit of one parse once it runs. Linear parsing of the
+/// largest message takes a fraction of a second; this only matters when the
+/// machine is starved, and then the best effort found so far is delivered.
+pub const PARSE_TIME_LIMIT: Duration = Duration::from_secs(10);
+
+/// Threads for parse work that may be long: at most one per core, so
+/// hostile messages queue here instead of taking every core from the
+/// sessions. A job keeps its permit until its thread really finishes (a
+/// blocking task cannot be stopped, only told to stop: see [`CancelOnDrop`]).
+#[derive(Debug, Clone)]
+pub struct ParsePool {
+    permits: Arc<Semaphore>,
+}
+
+impl ParsePool {
+    /// A pool of `threads` parse threads (at least one).
+    pub fn new(threads: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(threads.max(1))),
+        }
+    }
+
+    /// One thread per core.
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ParseError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ParseError::PoolClosed)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(ParseError::Panicked)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("the parse pool is closed")]
+    PoolClosed,
+    /// A defect (the parser never panics by design): the client gets a
+    /// temporary failure and the message is not lost.
+    #[error("the message parser panicked")]
+    Panicked(#[source] tokio::task::JoinError),
+}
+
+/// Sets the flag when dropped: the request was abandoned (request timeout,
+/// client gone, server shut down), so the parse thread stops at its next
+/// budget check instead of burning a core for nobody.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Parses the message and hashes its raw bytes (once, for every
+/// recipient's idempotency key). The raw bytes are dropped here: nothing
+/// after the parse needs them, and they pin the read buffer they live in.
+pub async fn parse_message(
+    raw: Bytes,
+    options: &ParseOptions,
+    pool: &ParsePool,
+) -> Result<(ParsedMail, [u8; 32]), ParseError> {
+    let span = tracing::Span::current();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancelled.clone());
+    let budget = move |size| {
+        ParseBudget::for_size(size)
+            .with_deadline(Instant::now() + PARSE_TIME_LIMIT)
+            .with_cancellation(cancelled)
+    };
+    let prefixes = options.header_prefixes.clone();
+    if raw.len() <= INLINE_PARSE_LIMIT {
+        let budget = budget(raw.len());
+        let digest = Sha256::digest(&raw).into();
+        let unrendered = mail::parse_unrendered(&raw, &prefixes, &budget);
+        drop(raw);
+        if !unrendered.needs_rendering() {
+            return Ok((unrendered.render(&budget), digest));
+        }
+        let parsed = pool
+            .run(move || span.in_scope(|| unrendered.render(&budget)))
+            .await?;
+        return Ok((parsed, digest));
+    }
+    pool.run(move || {
+        span.in_scope(|| {
+            let budget = budget(raw.len());
+            let parsed = mail::parse_unrendered(&raw, &prefixes, &budget).render(&budget);
+            (parsed, Sha256::digest(&raw).into())
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// Finding 1 (issue 9): parse work beyond the inline limit queues for
+    /// the pool's threads instead of taking one per message.
+    #[tokio::test]
+    async fn the_parse_pool_runs_at_most_its_threads() {
+        let pool = ParsePool::new(1);
+        let (release, wait) = mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    let _ = wait.recv();
+                })
+                .await
+            }
+        });
+        has_started.await.expect("the first job runs");
+        let mut second = Box::pin(pool.run(|| 2));
+        assert!(
+            (&mut second).now_or_never().is_none(),
+            "the second job waits for the only thread"
+        );
+        release.send(()).expect("the first job listens");
+        first.await.expect("joined").expect("ran");
+        assert_eq!(second.await.expect("ran"), 2);
+    }
+
+    /// Finding 1: a parse whose request is abandoned is told to stop.
+    #[test]
+    fn an_abandoned_parse_is_cancelled() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let budget = ParseBudget::with_limit(u64::MAX).with_cancellation(flag.clone());
+        let guard = CancelOnDrop(flag);
+        assert!(budget.check());
+        drop(guard);
+        assert!(!budget.check());
+    }
+
+    #[tokio::test]
+    async fn large_and_small_messages_parse_alike() {
+        let options = ParseOptions::default();
+        let pool = ParsePool::new(1);
+        let body = "a".repeat(INLINE_PARSE_LIMIT);
+        for body in ["short", body.as_str()] {
+            let raw = Bytes::from(format!("Subject: s\r\n\r\n{body}"));
+            let (parsed, digest) = parse_message(raw.clone(), &options, &pool)
+                .await
+                .expect("parsed");
+            assert_eq!((parsed.subject.as_str(), parsed.body.as_str()), ("s", body));
+            assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&raw)));
+        }
+    }
+}
