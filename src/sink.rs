@@ -83,12 +83,14 @@ impl Sink for StdoutSink {
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
         let out = self.out.clone();
         Box::pin(async move {
-            let mut line = item.payload.to_json();
-            line.push(b'\n');
+            let json = item.payload.to_json();
             // One lock per line keeps concurrent payloads from interleaving.
             let mut out = out.lock().await;
             let written = async {
-                out.write_all(&line).await?;
+                for piece in json.pieces() {
+                    out.write_all(piece).await?;
+                }
+                out.write_all(b"\n").await?;
                 out.flush().await
             };
             match written.await {

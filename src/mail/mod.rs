@@ -13,4 +13,4 @@ pub mod parse;
 pub mod payload;
 
 pub use parse::{ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered};
-pub use payload::Payload;
+pub use payload::{MessageFields, Payload, PayloadJson};

@@ -4,18 +4,33 @@
 //! Optional fields are left out rather than sent as `null`, and the fields
 //! appear in the order of `docs/payload.md`, so consumers and signatures see the same
 //! bytes for the same message.
+//!
+//! The recipients of one message share everything but `sender` and
+//! `recipient`, which come first in the document: the rest is parsed,
+//! stored and serialised once per message ([`PayloadJson`]), so a message to
+//! 100 recipients costs its size about once, not 100 times.
 
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::parse::ParsedMail;
 
-/// The webhook request body.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The webhook request body for one recipient.
+#[derive(Debug, Clone)]
 pub struct Payload {
     /// MAIL FROM address; `""` for the null reverse-path.
     pub sender: String,
     /// The accepted RCPT address, exactly as the client wrote it.
     pub recipient: String,
+    message: Arc<SharedMessage>,
+}
+
+/// The fields every recipient of a message shares, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageFields {
     pub subject: String,
     pub body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,38 +47,172 @@ pub struct Payload {
     pub parse_truncated: bool,
 }
 
+#[derive(Debug)]
+struct SharedMessage {
+    fields: MessageFields,
+    /// `"subject":…}`: the serialised fields, made once for all recipients.
+    json: OnceLock<Bytes>,
+}
+
 impl Payload {
-    /// Payload for one recipient of a parsed message. Takes the message by
-    /// value so the (possibly large) bodies are moved, not copied: clone it
-    /// for all recipients but the last.
+    /// Payload for the one recipient of a message.
     pub fn new(mail: ParsedMail, sender: &str, recipient: &str) -> Self {
+        Self::for_recipients(mail, sender, [recipient])
+            .pop()
+            .unwrap_or_else(|| unreachable!("one recipient gives one payload"))
+    }
+
+    /// One payload per recipient, all sharing the message's fields (moved
+    /// out of `mail`, never copied).
+    pub fn for_recipients<'r>(
+        mail: ParsedMail,
+        sender: &str,
+        recipients: impl IntoIterator<Item = &'r str>,
+    ) -> Vec<Self> {
+        let message = Arc::new(SharedMessage {
+            fields: MessageFields {
+                subject: mail.subject,
+                body: mail.body,
+                sender_name: mail.sender_name,
+                html_body: mail.html_body,
+                headers: Headers::from_pairs(mail.headers),
+                message_id: mail.message_id,
+                parse_truncated: mail.truncated,
+            },
+            json: OnceLock::new(),
+        });
+        recipients
+            .into_iter()
+            .map(|recipient| Self {
+                sender: sender.to_owned(),
+                recipient: recipient.to_owned(),
+                message: message.clone(),
+            })
+            .collect()
+    }
+
+    /// The request body: compact UTF-8 JSON, in two pieces of which the
+    /// second is shared with every other recipient of the message.
+    pub fn to_json(&self) -> PayloadJson {
+        let tail = self
+            .message
+            .json
+            .get_or_init(|| {
+                // `{"subject":…}` without its `{`: the head ends in a comma.
+                let json = to_vec(&self.message.fields, 256 + self.message.fields.body.len());
+                Bytes::from(json).slice(1..)
+            })
+            .clone();
+        let mut head = to_vec(
+            &Envelope {
+                sender: &self.sender,
+                recipient: &self.recipient,
+            },
+            64 + self.sender.len() + self.recipient.len(),
+        );
+        // `{"sender":…,"recipient":…}` → `{"sender":…,"recipient":…,`
+        if let Some(close) = head.last_mut() {
+            *close = b',';
+        }
+        PayloadJson {
+            head: Bytes::from(head),
+            tail,
+        }
+    }
+}
+
+impl Deref for Payload {
+    type Target = MessageFields;
+
+    fn deref(&self) -> &MessageFields {
+        &self.message.fields
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.sender == other.sender
+            && self.recipient == other.recipient
+            && self.message.fields == other.message.fields
+    }
+}
+
+impl Eq for Payload {}
+
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    sender: &'a str,
+    recipient: &'a str,
+}
+
+/// Compact JSON of a value whose keys and values are all strings, which
+/// cannot fail to serialise.
+fn to_vec(value: &impl Serialize, capacity: usize) -> Vec<u8> {
+    let mut json = Vec::with_capacity(capacity);
+    if let Err(error) = serde_json::to_writer(&mut json, value) {
+        tracing::error!(%error, "payload serialisation failed");
+        json.clear();
+        json.extend_from_slice(b"{}");
+    }
+    json
+}
+
+/// A serialised payload: the recipient's own head and the message's shared
+/// tail, which together are the JSON document. Cheap to clone; written,
+/// signed and sent piece by piece, never joined unless asked. Equal when
+/// the documents are, however they are cut.
+#[derive(Debug, Clone)]
+pub struct PayloadJson {
+    head: Bytes,
+    tail: Bytes,
+}
+
+impl PayloadJson {
+    /// A document kept whole (read back from the spool).
+    pub fn whole(json: Bytes) -> Self {
         Self {
-            sender: sender.to_owned(),
-            recipient: recipient.to_owned(),
-            subject: mail.subject,
-            body: mail.body,
-            sender_name: mail.sender_name,
-            html_body: mail.html_body,
-            headers: Headers::from_pairs(mail.headers),
-            message_id: mail.message_id,
-            parse_truncated: mail.truncated,
+            head: json,
+            tail: Bytes::new(),
         }
     }
 
-    /// The request body: compact UTF-8 JSON.
-    pub fn to_json(&self) -> Vec<u8> {
-        let capacity = 256
-            + self.subject.len()
-            + self.body.len()
-            + self.html_body.as_ref().map_or(0, String::len);
-        let mut json = Vec::with_capacity(capacity);
-        if let Err(error) = serde_json::to_writer(&mut json, self) {
-            // Unreachable: every key is a string and every value a string.
-            tracing::error!(%error, "payload serialisation failed");
-            json.clear();
-            json.extend_from_slice(b"{}");
+    /// Length in bytes of the whole document.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> [&Bytes; 2] {
+        [&self.head, &self.tail]
+    }
+
+    /// The document in one piece (a copy, unless it is one piece already).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.tail.is_empty() {
+            return self.head.clone();
         }
-        json
+        let mut whole = Vec::with_capacity(self.len());
+        whole.extend_from_slice(&self.head);
+        whole.extend_from_slice(&self.tail);
+        Bytes::from(whole)
+    }
+}
+
+impl PartialEq for PayloadJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.to_bytes() == other.to_bytes()
+    }
+}
+
+impl Eq for PayloadJson {}
+
+impl From<Bytes> for PayloadJson {
+    fn from(json: Bytes) -> Self {
+        Self::whole(json)
     }
 }
 
@@ -138,7 +287,7 @@ mod tests {
     fn minimal_payload_omits_optional_fields() {
         let mail = parse(b"\r\nhello\r\n", &[]);
         let payload = Payload::new(mail, "", "Ops@Example.com");
-        let json = payload.to_json();
+        let json = payload.to_json().to_bytes().to_vec();
         let mut found = keys(&json);
         found.sort();
         assert_eq!(found, ["body", "recipient", "sender", "subject"]);
@@ -166,7 +315,7 @@ mod tests {
         );
         let mail = parse(raw.as_bytes(), &["X-Custom-".to_owned()]);
         let payload = Payload::new(mail, "j@x.example", "to@y.example");
-        let text = String::from_utf8(payload.to_json()).unwrap();
+        let text = String::from_utf8(payload.to_json().to_bytes().to_vec()).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             value,
@@ -218,11 +367,29 @@ mod tests {
             payload.headers.iter().collect::<Vec<_>>(),
             [("X-App-Id", "first"), ("X-App-Other", "o")]
         );
-        let value: Value = serde_json::from_slice(&payload.to_json()).unwrap();
+        let value: Value = serde_json::from_slice(&payload.to_json().to_bytes()).unwrap();
         assert_eq!(
             value["headers"],
             json!({"X-App-Id": "first", "X-App-Other": "o"})
         );
+    }
+
+    /// Finding 5 (issue 9): a message to many recipients is serialised
+    /// once; each recipient adds only its own head.
+    #[test]
+    fn recipients_share_one_serialised_message() {
+        let mail = parse(b"Subject: s\r\n\r\nbody", &[]);
+        let payloads = Payload::for_recipients(mail, "a@b", ["c@d", "e@f"]);
+        let (first, second) = (payloads[0].to_json(), payloads[1].to_json());
+        let [_, first_tail] = first.pieces();
+        let [_, second_tail] = second.pieces();
+        assert_eq!(first_tail.as_ptr(), second_tail.as_ptr(), "one shared tail");
+        let value: Value = serde_json::from_slice(&second.to_bytes()).unwrap();
+        assert_eq!(
+            value,
+            json!({"sender": "a@b", "recipient": "e@f", "subject": "s", "body": "body"})
+        );
+        assert_eq!(first.len(), first.to_bytes().len());
     }
 
     #[test]
@@ -230,6 +397,6 @@ mod tests {
         let mail = parse(b"X-Custom-A: 1\r\n\r\nbody", &[]);
         let payload = Payload::new(mail, "a@b", "c@d");
         assert!(payload.headers.is_empty());
-        assert!(!keys(&payload.to_json()).contains(&"headers".to_owned()));
+        assert!(!keys(&payload.to_json().to_bytes()).contains(&"headers".to_owned()));
     }
 }

@@ -14,6 +14,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::mail::PayloadJson;
+
 /// The wall clock in Unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -56,7 +58,7 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolEntry {
     pub header: Header,
-    pub body: Bytes,
+    pub body: PayloadJson,
 }
 
 /// Why a file is not a spool entry. Such a file is never deleted: it goes to
@@ -83,7 +85,8 @@ pub enum FormatError {
 }
 
 impl SpoolEntry {
-    pub fn new(idempotency_key: String, body: Bytes, first_seen_ms: u64) -> Self {
+    pub fn new(idempotency_key: String, body: impl Into<PayloadJson>, first_seen_ms: u64) -> Self {
+        let body = body.into();
         Self {
             header: Header {
                 idempotency_key,
@@ -130,7 +133,9 @@ impl SpoolEntry {
         out.push(b'\n');
         out.extend_from_slice(&header);
         out.push(b'\n');
-        out.extend_from_slice(&self.body);
+        for piece in self.body.pieces() {
+            out.extend_from_slice(piece);
+        }
         out
     }
 
@@ -158,7 +163,7 @@ impl SpoolEntry {
         {
             return Err(FormatError::Key);
         }
-        let body = rest.slice(header_end + 1..);
+        let body = PayloadJson::whole(rest.slice(header_end + 1..));
         if header
             .body_sha256
             .as_ref()
@@ -170,9 +175,13 @@ impl SpoolEntry {
     }
 }
 
-fn body_digest(body: &[u8]) -> String {
+fn body_digest(body: &PayloadJson) -> String {
     use sha2::{Digest, Sha256};
-    crate::webhook::hex(&Sha256::digest(body))
+    let mut digest = Sha256::new();
+    for piece in body.pieces() {
+        digest.update(piece);
+    }
+    crate::webhook::hex(&digest.finalize())
 }
 
 #[cfg(test)]
@@ -203,7 +212,7 @@ mod tests {
                 body_digest(&entry.body)
             )
         );
-        assert_eq!(lines[2].as_bytes(), &entry.body[..]);
+        assert_eq!(lines[2].as_bytes(), &entry.body.to_bytes()[..]);
         assert_eq!(SpoolEntry::decode(Bytes::from(bytes)).unwrap(), entry);
     }
 

@@ -85,15 +85,9 @@ async fn hand_off(
         );
     }
 
-    // The last recipient takes the parsed bodies by value: a single-recipient
-    // message (the common case) is never copied.
-    let mut payloads = Vec::with_capacity(recipients.len());
-    if let Some((last, others)) = recipients.split_last() {
-        for recipient in others {
-            payloads.push(Payload::new(parsed.clone(), &sender, recipient));
-        }
-        payloads.push(Payload::new(parsed, &sender, last));
-    }
+    // Every recipient's payload shares the parsed message (and its JSON):
+    // one copy per message, whatever the number of recipients.
+    let payloads = Payload::for_recipients(parsed, &sender, recipients.iter().map(String::as_str));
     let deliveries: Vec<_> = payloads
         .into_iter()
         .map(|payload| {

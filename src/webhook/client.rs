@@ -1,15 +1,20 @@
 //! The innermost service: one HTTP POST with the shared `reqwest::Client`.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http_body::{Body, Frame, SizeHint};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 use tower::Service;
 
 use super::WebhookRequest;
 use super::classify::{is_rejection, rejection_reason};
+use crate::mail::PayloadJson;
 
 /// How much of a rejection's body is read for its reason.
 const MAX_REASON_BODY: usize = 4096;
@@ -22,6 +27,47 @@ pub struct WebhookResponse {
     pub status: StatusCode,
     /// First line of a `text/plain` body, for rejections only.
     pub reason: Option<String>,
+}
+
+/// A [`PayloadJson`] as an HTTP body: its pieces are sent one after the
+/// other, never joined, under an exact `Content-Length`.
+struct PiecesBody {
+    /// The pieces still to send, the next one last.
+    pieces: Vec<Bytes>,
+}
+
+impl PiecesBody {
+    fn new(json: &PayloadJson) -> Self {
+        let mut pieces: Vec<Bytes> = json
+            .pieces()
+            .into_iter()
+            .filter(|piece| !piece.is_empty())
+            .cloned()
+            .collect();
+        pieces.reverse();
+        Self { pieces }
+    }
+}
+
+impl Body for PiecesBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.pieces.pop().map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let length = self.pieces.iter().map(Bytes::len).sum::<usize>();
+        SizeHint::with_exact(u64::try_from(length).unwrap_or(u64::MAX))
+    }
 }
 
 /// POSTs to one URL. Cloning shares the connection pool.
@@ -66,7 +112,7 @@ impl Service<WebhookRequest> for HttpClient {
             .post(self.url.clone())
             .headers(request.headers)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(request.body)
+            .body(reqwest::Body::wrap(PiecesBody::new(&request.body)))
             .send();
         Box::pin(async move {
             let mut response = pending.await?;

@@ -184,7 +184,7 @@ pub(crate) mod test_support {
 
     pub fn request() -> WebhookRequest {
         WebhookRequest {
-            body: Bytes::from_static(b"{}"),
+            body: Bytes::from_static(b"{}").into(),
             headers: Default::default(),
             attempt: 1,
         }

@@ -1,9 +1,9 @@
 //! One POST: the JSON payload for one recipient and its stable headers.
 
-use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
+use crate::mail::PayloadJson;
 use crate::sink::RecipientPayload;
 use crate::smtp::command::canonical_mailbox;
 
@@ -13,7 +13,7 @@ pub(super) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempot
 #[derive(Debug, Clone)]
 pub struct WebhookRequest {
     /// The serialised payload, built once and reused by every attempt.
-    pub body: Bytes,
+    pub body: PayloadJson,
     /// Headers that are the same on every attempt (`Idempotency-Key`);
     /// per-attempt headers (signature) are added by their layers.
     pub headers: HeaderMap,
@@ -28,12 +28,12 @@ impl WebhookRequest {
             &item.payload.sender,
             &item.message_sha256,
         );
-        Self::from_parts(Bytes::from(item.payload.to_json()), &key, 1)
+        Self::from_parts(item.payload.to_json(), &key, 1)
     }
 
     /// A request for a body and key kept from an earlier attempt (the
     /// spool): the same bytes under the same `Idempotency-Key`.
-    pub fn from_parts(body: Bytes, key: &str, attempt: u32) -> Self {
+    pub fn from_parts(body: PayloadJson, key: &str, attempt: u32) -> Self {
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(key) {
             headers.insert(IDEMPOTENCY_KEY.clone(), value);

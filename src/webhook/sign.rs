@@ -36,12 +36,23 @@ impl fmt::Debug for SigningSecret {
 
 /// The value of `X-MailLaser-Signature-256` for a body sent at `timestamp`.
 pub fn signature(secret: &SigningSecret, timestamp: u64, body: &[u8]) -> String {
+    signature_of_pieces(secret, timestamp, [body])
+}
+
+/// [`signature`] of a body given in pieces (a [`PayloadJson`](crate::mail::PayloadJson)).
+fn signature_of_pieces<'a>(
+    secret: &SigningSecret,
+    timestamp: u64,
+    body: impl IntoIterator<Item = &'a [u8]>,
+) -> String {
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&secret.0)
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
-    mac.update(body);
+    for piece in body {
+        mac.update(piece);
+    }
     format!("sha256={}", hex(&mac.finalize().into_bytes()))
 }
 
@@ -90,7 +101,8 @@ impl<S: Service<WebhookRequest>> Service<WebhookRequest> for Sign<S> {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs());
-            let value = signature(secret, timestamp, &request.body);
+            let pieces = request.body.pieces().map(|piece| &piece[..]);
+            let value = signature_of_pieces(secret, timestamp, pieces);
             request
                 .headers
                 .insert(TIMESTAMP.clone(), HeaderValue::from(timestamp));

@@ -82,7 +82,7 @@ async fn memory_has_a_global_bound() {
         .sink
         .payloads()
         .into_iter()
-        .map(|payload| payload.subject)
+        .map(|payload| payload.subject.clone())
         .collect();
     assert_eq!(
         subjects,

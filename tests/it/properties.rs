@@ -124,6 +124,6 @@ proptest! {
         let parsed = mail_laser::mail::parse(&raw, &prefixes);
         // Whatever came in, what goes out is valid JSON.
         let payload = mail_laser::mail::Payload::new(parsed, "a@b", "c@d");
-        prop_assert!(serde_json::from_slice::<serde_json::Value>(&payload.to_json()).is_ok());
+        prop_assert!(serde_json::from_slice::<serde_json::Value>(&payload.to_json().to_bytes()).is_ok());
     }
 }
