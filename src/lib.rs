@@ -35,6 +35,7 @@ use config::{Config, SinkConfig};
 use http::Readiness;
 use server::Server;
 use sink::{SharedSink, StdoutSink};
+use smtp::codec::MemoryBudget;
 use spool::{OpenError, SpoolSink};
 use telemetry::{Metrics, Observability};
 use webhook::WebhookSink;
@@ -94,13 +95,17 @@ impl MailLaser {
         let metrics = observability.metrics().clone();
         let readiness = Readiness::new(sink.clone());
         let background = sink.background(shutdown.clone());
-        let service = stack::build(config.stack, sink, metrics.clone());
+        // One budget for message data: the bytes sessions read, and the
+        // payloads the stack builds from them.
+        let memory = MemoryBudget::new(config.server.max_buffered_bytes);
+        let service = stack::build(config.stack, sink, metrics.clone(), memory.clone());
         let server = Server::new(
             listeners.smtp,
             &config.server,
             Some(acceptor),
             service,
             metrics,
+            memory,
         );
         let router = http::router(readiness.clone(), observability);
         let http = http::serve(listeners.http, router, config.http_limits, shutdown.clone());

@@ -91,6 +91,22 @@ impl Payload {
             .collect()
     }
 
+    /// Bytes the message's fields take (shared by every recipient's payload).
+    pub fn size_in_memory(&self) -> usize {
+        let fields = &self.message.fields;
+        let optional = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+        fields.subject.len()
+            + fields.body.len()
+            + optional(&fields.sender_name)
+            + optional(&fields.html_body)
+            + optional(&fields.message_id)
+            + fields
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
+    }
+
     /// The request body: compact UTF-8 JSON, in two pieces of which the
     /// second is shared with every other recipient of the message.
     pub fn to_json(&self) -> PayloadJson {

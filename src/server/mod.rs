@@ -45,8 +45,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     pub session: Arc<SessionConfig>,
     pub max_message_size: usize,
-    /// Bound on the message octets held by all sessions together
-    /// (`MAIL_LASER_MAX_BUFFERED_BYTES`).
+    /// Bound on the message data held by all sessions together
+    /// (`MAIL_LASER_MAX_BUFFERED_BYTES`): the budget [`Server::new`] is
+    /// given is built from it.
     pub max_buffered_bytes: usize,
     pub timeouts: Timeouts,
     pub limits: ConnectionLimits,
@@ -74,6 +75,7 @@ impl Server {
         tls: Option<TlsAcceptor>,
         service: SmtpService,
         metrics: Metrics,
+        memory: MemoryBudget,
     ) -> Self {
         let session = Arc::new(SessionConfig {
             tls_available: tls.is_some(),
@@ -83,7 +85,6 @@ impl Server {
             max_connections,
             max_per_ip,
         } = config.limits;
-        let memory = MemoryBudget::new(config.max_buffered_bytes);
         let observed = memory.clone();
         metrics
             .meter()

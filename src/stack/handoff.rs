@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::parse::{ParsePool, parse_message};
 use crate::mail::Payload;
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
+use crate::smtp::codec::{GRANULE, MemoryBudget};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Envelope, Outcome, RequestKind, SmtpRequest, SmtpResponse};
 
@@ -27,11 +28,23 @@ pub struct Handoff {
     sink: SharedSink,
     parse: ParseOptions,
     pool: ParsePool,
+    /// The payloads count against the budget the message's bytes did.
+    memory: MemoryBudget,
 }
 
 impl Handoff {
-    pub fn new(sink: SharedSink, parse: ParseOptions, pool: ParsePool) -> Self {
-        Self { sink, parse, pool }
+    pub fn new(
+        sink: SharedSink,
+        parse: ParseOptions,
+        pool: ParsePool,
+        memory: MemoryBudget,
+    ) -> Self {
+        Self {
+            sink,
+            parse,
+            pool,
+            memory,
+        }
     }
 }
 
@@ -52,22 +65,18 @@ impl Service<SmtpRequest> for Handoff {
             RequestKind::Rcpt { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::recipient_accepted())))
             }
-            RequestKind::Message(envelope) => Box::pin(hand_off(
-                self.sink.clone(),
-                self.parse.clone(),
-                self.pool.clone(),
-                envelope,
-            )),
+            RequestKind::Message(envelope) => Box::pin(hand_off(self.clone(), envelope)),
         }
     }
 }
 
-async fn hand_off(
-    sink: SharedSink,
-    options: ParseOptions,
-    pool: ParsePool,
-    envelope: Envelope,
-) -> Result<SmtpResponse, tower::BoxError> {
+async fn hand_off(handoff: Handoff, envelope: Envelope) -> Result<SmtpResponse, tower::BoxError> {
+    let Handoff {
+        sink,
+        parse: options,
+        pool,
+        memory,
+    } = handoff;
     let Envelope {
         sender,
         recipients,
@@ -88,6 +97,31 @@ async fn hand_off(
     // Every recipient's payload shares the parsed message (and its JSON):
     // one copy per message, whatever the number of recipients.
     let payloads = Payload::for_recipients(parsed, &sender, recipients.iter().map(String::as_str));
+
+    // The payload is held until every recipient is answered: it counts
+    // against the memory budget like the bytes it came from.
+    let cost = payloads.first().map_or(0, |payload| {
+        payload.size_in_memory() + payload.to_json().len()
+    }) + payloads
+        .iter()
+        .map(|payload| payload.sender.len() + payload.recipient.len() + 64)
+        .sum::<usize>();
+    let mut held = memory.reservation();
+    if !held.cover(cost) {
+        tracing::warn!(
+            size,
+            payload = cost,
+            "memory budget spent: the payload cannot be held now"
+        );
+        // The message's own bytes stay counted until it is answered.
+        let own = size.div_ceil(GRANULE).saturating_mul(GRANULE);
+        return Ok(if cost.saturating_add(own) > memory.limit() {
+            // It never could be held: a retry would meet the same answer.
+            SmtpResponse::new(Outcome::Rejected, Reply::message_too_large())
+        } else {
+            SmtpResponse::new(Outcome::Deferred, Reply::insufficient_storage())
+        });
+    }
     let deliveries: Vec<_> = payloads
         .into_iter()
         .map(|payload| {
@@ -99,6 +133,7 @@ async fn hand_off(
         })
         .collect();
     let outcomes = future::join_all(deliveries).await;
+    drop(held);
     Ok(response_for(&outcomes))
 }
 

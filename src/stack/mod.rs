@@ -32,6 +32,7 @@ pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
 use crate::sink::SharedSink;
+use crate::smtp::codec::MemoryBudget;
 use crate::smtp::{SmtpRequest, SmtpResponse};
 use crate::telemetry::Metrics;
 
@@ -51,12 +52,22 @@ pub struct StackConfig {
 }
 
 /// Builds the stack. The only place layers are ordered.
-pub fn build(config: StackConfig, sink: SharedSink, metrics: Metrics) -> SmtpService {
+pub fn build(
+    config: StackConfig,
+    sink: SharedSink,
+    metrics: Metrics,
+    memory: MemoryBudget,
+) -> SmtpService {
     let service = ServiceBuilder::new()
         .layer(ReplyOnErrorLayer)
         .layer(TraceLayer::new(metrics))
         .timeout(config.request_timeout)
         .layer(RecipientLayer::new(config.recipients))
-        .service(Handoff::new(sink, config.parse, ParsePool::per_core()));
+        .service(Handoff::new(
+            sink,
+            config.parse,
+            ParsePool::per_core(),
+            memory,
+        ));
     BoxCloneSyncService::new(service)
 }

@@ -3,6 +3,8 @@
 //! a body is read to its end without being kept and answered `452 4.3.1`,
 //! and while nothing is left DATA is answered `452` before any octet is read.
 
+use tokio::net::TcpStream;
+
 use crate::common::{Client, TARGET, TestServer, eventually, http_get, simple_message};
 
 const FULL: &str = "452 4.3.1 Insufficient system storage, try again later";
@@ -23,7 +25,7 @@ fn message_of(subject: &str, size: usize) -> String {
     simple_message(subject, &line.repeat(size / line.len()))
 }
 
-async fn ready_for_data(client: &mut Client<tokio::net::TcpStream>) {
+async fn ready_for_data(client: &mut Client<TcpStream>) {
     assert_eq!(client.command("EHLO client.example").await.code, 250);
     assert_eq!(client.command("MAIL FROM:<a@example.org>").await.code, 250);
     assert_eq!(
@@ -32,49 +34,66 @@ async fn ready_for_data(client: &mut Client<tokio::net::TcpStream>) {
     );
 }
 
-/// Issue 9, finding 5: 40 sessions streaming unterminated bodies took the
-/// process from 12 MB to 1 GB. Now one session holding most of the budget
-/// leaves the others `452` — mid-body (the body is drained, not kept) and
-/// before any octet — and once it is answered, mail flows again.
-#[tokio::test]
-async fn memory_has_a_global_bound() {
-    let mib = "1048576";
-    let server = TestServer::start(&["--max-message-size", mib, "--max-buffered-bytes", mib]).await;
-
-    // 700 KB held by an unfinished body: a 400 KB one no longer fits.
+/// Opens a session that sends `size` octets of a message and holds it
+/// unfinished, once the server counts `expect` octets held in all.
+async fn hold(server: &TestServer, subject: &str, size: usize, expect: u64) -> Client<TcpStream> {
     let mut holder = Client::greeted(server.smtp).await;
     holder.open_data("a@example.org", &[TARGET]).await;
-    let first = message_of("held", 700_000);
-    holder.send(&first).await;
+    holder.send(message_of(subject, size)).await;
     eventually("the held body to be counted", || async {
-        buffered(&server).await >= 700_000
+        buffered(server).await >= expect
     })
     .await;
+    holder
+}
+
+/// Issue 9, finding 5: 40 sessions streaming unterminated bodies took the
+/// process from 12 MB to 1 GB. Now sessions holding most of the budget
+/// leave the others `452` — mid-body (the body is drained, not kept) and
+/// before any octet — and once they are gone, mail flows again.
+#[tokio::test]
+async fn memory_has_a_global_bound() {
+    let server = TestServer::start(&[
+        "--max-message-size",
+        "262144",
+        "--max-buffered-bytes",
+        "1048576",
+    ])
+    .await;
+    // 250 KB counts as 16 steps of 16 KiB: 256 KiB.
+    const HELD: u64 = 256 * 1024;
+    let first = hold(&server, "held", 250_000, HELD).await;
+    let second = hold(&server, "second", 250_000, 2 * HELD).await;
+    let third = hold(&server, "third", 250_000, 3 * HELD).await;
+    let mut fourth = hold(&server, "fourth", 100_000, 3 * HELD + 7 * 16 * 1024).await;
+
+    // 144 KiB left: a 200 KB message is read to its end and refused.
     let mut other = Client::greeted(server.smtp).await;
     let reply = other
-        .send_mail("a@example.org", &[TARGET], &message_of("dropped", 400_000))
+        .send_mail("a@example.org", &[TARGET], &message_of("dropped", 200_000))
         .await;
     assert_eq!(reply.last(), FULL);
 
-    // The rest of the budget taken too: DATA is refused up front.
-    let top_up = "y".repeat(345_000);
-    holder.send(&top_up).await;
+    // Nothing left: DATA is refused before any octet.
+    fourth.send("y".repeat(150_000)).await;
     eventually("the whole budget to be held", || async {
-        buffered(&server).await >= 1_040_000
+        buffered(&server).await == 4 * HELD
     })
     .await;
     ready_for_data(&mut other).await;
     other.expect("DATA", FULL).await;
 
-    // The held message completes and is delivered; its octets go back.
-    holder.send("\r\n.\r\n").await;
-    assert_eq!(holder.reply().await.code, 250);
-    eventually("the budget to be free again", || async {
-        buffered(&server).await == 0
+    // The holders go; the first one's message completes and is delivered.
+    drop((second, third, fourth));
+    eventually("the others' octets to be given back", || async {
+        buffered(&server).await == HELD
     })
     .await;
+    let mut first = first;
+    first.send("\r\n.\r\n").await;
+    assert_eq!(first.reply().await.code, 250);
     assert_eq!(other.command("DATA").await.code, 354);
-    other.send(message_of("later", 400_000)).await;
+    other.send(message_of("later", 200_000)).await;
     other.send("\r\n.\r\n").await;
     assert_eq!(other.reply().await.code, 250);
 
@@ -89,5 +108,59 @@ async fn memory_has_a_global_bound() {
         ["held", "later"],
         "the refused message was not delivered"
     );
+    eventually("the budget to be free again", || async {
+        buffered(&server).await == 0
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Finding 5: what a message costs after its bytes — the parsed fields and
+/// the JSON, once for all recipients — is held against the same budget
+/// until every recipient is answered. A payload that cannot be held now is
+/// `452` (the sender retries); one larger than the whole budget never could
+/// be, and is `552`.
+#[tokio::test]
+async fn memory_has_a_global_bound_payloads_count_too() {
+    let server = TestServer::start(&[
+        "--max-message-size",
+        "131072",
+        "--max-buffered-bytes",
+        "262144",
+    ])
+    .await;
+
+    // 120 KB of text: its bytes (128 KiB) plus 120 KB parsed plus 120 KB
+    // of JSON can never be held in 256 KiB.
+    let mut client = Client::greeted(server.smtp).await;
+    let reply = client
+        .send_mail("a@example.org", &[TARGET], &message_of("huge", 120_000))
+        .await;
+    assert_eq!(reply.last(), "552 5.3.4 Message size exceeds limit");
+
+    // 128 KiB held by another session: a 45 KB message's bytes still fit
+    // (48 KiB), its payload (90 KB) no longer does.
+    let holder = hold(&server, "held", 120_000, 128 * 1024).await;
+    let reply = client
+        .send_mail("a@example.org", &[TARGET], &message_of("small", 45_000))
+        .await;
+    assert_eq!(reply.last(), FULL);
+
+    drop(holder);
+    eventually("the holder's octets to be given back", || async {
+        buffered(&server).await == 0
+    })
+    .await;
+    let reply = client
+        .send_mail("a@example.org", &[TARGET], &message_of("small", 45_000))
+        .await;
+    assert_eq!(reply.code, 250);
+    let subjects: Vec<String> = server
+        .sink
+        .payloads()
+        .into_iter()
+        .map(|payload| payload.subject.clone())
+        .collect();
+    assert_eq!(subjects, ["small"]);
     server.stop().await;
 }

@@ -52,7 +52,10 @@ async fn payload_headers_idempotency_key_and_signature() {
     assert_eq!(request.header("content-type"), "application/json");
     // Sent in pieces, but with its length (not chunked): receivers that
     // need a Content-Length get one.
-    assert_eq!(request.header("content-length"), request.body.len().to_string());
+    assert_eq!(
+        request.header("content-length"),
+        request.body.len().to_string()
+    );
     assert!(request.headers.get("transfer-encoding").is_none());
     assert_eq!(
         request.header("user-agent"),
