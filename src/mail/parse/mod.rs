@@ -123,7 +123,7 @@ impl Unrendered {
     pub fn render(mut self) -> ParsedMail {
         if self.render {
             if let Some(html) = &self.mail.html_body {
-                self.mail.body = render_html(html, HTML_RENDER_BUDGET);
+                self.mail.body = render_html(html, usize::MAX, &|| true).text;
             }
         }
         self.mail
