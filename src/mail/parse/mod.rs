@@ -49,10 +49,11 @@ use mime::find_bodies;
 /// beyond this depth are skipped instead of failing the whole message.
 pub const MAX_MULTIPART_DEPTH: usize = 64;
 
-/// Wall-clock budget for feeding HTML to html2text. html5ever's tree builder
-/// is quadratic in element nesting (100,000 nested `<div>` take ~26 s), so
-/// input stops being fed once this is spent and what was parsed so far is
-/// rendered. A legitimate 500 KB newsletter parses in well under this.
+/// Wall-clock budget for parsing HTML before it is rendered: input stops
+/// being fed once this is spent, and what was parsed so far is rendered. The
+/// rendering itself is bounded by the DOM's size and depth caps and the
+/// pruning pass (`html/`), not by the clock. A legitimate 500 KB newsletter
+/// parses in well under this.
 pub const HTML_RENDER_BUDGET: Duration = Duration::from_millis(200);
 
 /// The message-derived fields of the webhook payload.
@@ -118,7 +119,11 @@ pub fn parse_unrendered(
         mail.body = found.text.unwrap_or_default();
     }
     mail.html_body = found.html;
-    Unrendered { mail, render }
+    Unrendered {
+        mail,
+        render,
+        size: raw.len(),
+    }
 }
 
 /// A parsed message whose `body` may still have to be rendered from its HTML.
@@ -126,26 +131,33 @@ pub fn parse_unrendered(
 pub struct Unrendered {
     mail: ParsedMail,
     render: bool,
+    /// Size of the message: its rendered text is never longer.
+    size: usize,
 }
 
 impl Unrendered {
-    /// Whether [`Unrendered::render`] runs html2text (up to
-    /// [`HTML_RENDER_BUDGET`] of CPU) rather than returning at once.
+    /// Whether [`Unrendered::render`] runs html2text (its parse up to
+    /// [`HTML_RENDER_BUDGET`], its rendering bounded by size) rather than
+    /// returning at once.
     pub fn needs_rendering(&self) -> bool {
         self.render
     }
 
     /// The finished [`ParsedMail`]: for HTML-only mail (or a blank text
-    /// part) `body` is the rendering of `html_body`.
+    /// part) `body` is the rendering of `html_body`, at most 4 times its
+    /// length and never longer than the message; a rendering cut short or
+    /// simplified marks the mail truncated.
     pub fn render(mut self, budget: &ParseBudget) -> ParsedMail {
         if self.render {
             if let Some(html) = &self.mail.html_body {
                 if budget.charge(html.len()) {
-                    self.mail.body = render_html(html, HTML_RENDER_BUDGET);
+                    let rendered = render_html(html, self.size, &|| budget.check());
+                    self.mail.body = rendered.text;
+                    self.mail.truncated |= rendered.truncated;
                 }
             }
         }
-        self.mail.truncated = budget.is_spent();
+        self.mail.truncated |= budget.is_spent();
         self.mail
     }
 }
