@@ -25,6 +25,15 @@ fn message_of(subject: &str, size: usize) -> String {
     simple_message(subject, &line.repeat(size / line.len()))
 }
 
+/// Subjects of the payloads delivered so far, in order.
+fn delivered_subjects(server: &TestServer) -> Vec<String> {
+    let payloads = server.sink.payloads();
+    payloads
+        .iter()
+        .map(|payload| payload.subject.clone())
+        .collect()
+}
+
 async fn ready_for_data(client: &mut Client<TcpStream>) {
     assert_eq!(client.command("EHLO client.example").await.code, 250);
     assert_eq!(client.command("MAIL FROM:<a@example.org>").await.code, 250);
@@ -97,14 +106,8 @@ async fn memory_has_a_global_bound() {
     other.send("\r\n.\r\n").await;
     assert_eq!(other.reply().await.code, 250);
 
-    let subjects: Vec<String> = server
-        .sink
-        .payloads()
-        .into_iter()
-        .map(|payload| payload.subject.clone())
-        .collect();
     assert_eq!(
-        subjects,
+        delivered_subjects(&server),
         ["held", "later"],
         "the refused message was not delivered"
     );
@@ -155,12 +158,6 @@ async fn memory_has_a_global_bound_payloads_count_too() {
         .send_mail("a@example.org", &[TARGET], &message_of("small", 45_000))
         .await;
     assert_eq!(reply.code, 250);
-    let subjects: Vec<String> = server
-        .sink
-        .payloads()
-        .into_iter()
-        .map(|payload| payload.subject.clone())
-        .collect();
-    assert_eq!(subjects, ["small"]);
+    assert_eq!(delivered_subjects(&server), ["small"]);
     server.stop().await;
 }
