@@ -464,18 +464,22 @@ async fn secrets_in_the_webhook_url_reach_no_log_or_spool_file() {
     }
 }
 
-/// Issue "log injection": a quoted local part or an EHLO name with ESC
-/// sequences or line breaks was logged raw. Client-controlled values are
-/// now written with control characters escaped.
+/// Issue "log injection" (finding 11): a quoted local part or an EHLO name
+/// with ESC sequences or line breaks was logged raw. Client-controlled
+/// values are now written with control characters escaped, and an address
+/// holding one is refused outright (RFC 5321 allows none).
 #[tokio::test]
 async fn client_controlled_values_are_escaped_in_logs() {
     let running = Running::start("log-injection", &[("RUST_LOG", "info")]).await;
     let mut c = Client::greeted(running.smtp).await;
     c.command("EHLO evil\x1b[2J").await;
     c.expect("MAIL FROM:<a@example.org>", "250 2.1.0 OK").await;
-    let refused = c
-        .command("RCPT TO:<\"\x1b[31mforged\x1b[0m\"@example.org>")
-        .await;
+    c.expect(
+        "RCPT TO:<\"\x1b[31mforged\x1b[0m\"@example.org>",
+        "501 5.1.3 Bad address syntax",
+    )
+    .await;
+    let refused = c.command("RCPT TO:<\"forged\\\"x\"@example.org>").await;
     assert_eq!(refused.code, 550, "{refused:?}");
     c.command("QUIT").await;
     let logs = running.stop_with_logs().await;
@@ -483,7 +487,7 @@ async fn client_controlled_values_are_escaped_in_logs() {
         .lines()
         .find(|line| line.contains("unknown recipient refused"))
         .unwrap_or_else(|| panic!("the refusal is logged at INFO: {logs}"));
-    assert!(refusal.contains("\\u{1b}[31mforged"), "{refusal}");
+    assert!(refusal.contains("forged"), "{refusal}");
     assert!(refusal.contains("evil\\u{1b}[2J"), "{refusal}");
     assert!(!logs.contains('\x1b'), "{logs:?}");
 }
