@@ -1,0 +1,85 @@
+//! Raw message → `mail::parse` → `Payload` → JSON, as the stack's handoff
+//! does for every accepted message.
+//!
+//! Input: the message octets as received after DATA.
+//!
+//! Checks: no panic (the parser promises a best-effort result for any
+//! octets, with bounded stack, MIME depth and HTML time); the fields are as
+//! `docs/payload.md` describes them (trimmed, optional ones absent rather
+//! than empty, forwarded headers only under a configured prefix); the JSON
+//! is valid and carries exactly those fields.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mail_laser::mail::{self, Payload};
+use serde_json::Value;
+
+const SENDER: &str = "sender@example.com";
+const RECIPIENT: &str = "\"john doe\"@example.com";
+
+fuzz_target!(|data: &[u8]| {
+    // An empty prefix must forward nothing.
+    let prefixes = ["X-".to_owned(), "list-".to_owned(), String::new()];
+    let parsed = mail::parse(data, &prefixes);
+
+    assert_eq!(parsed.subject.trim(), parsed.subject, "untrimmed subject");
+    for (name, field) in [
+        ("sender_name", &parsed.sender_name),
+        ("message_id", &parsed.message_id),
+    ] {
+        if let Some(value) = field {
+            assert!(!value.is_empty(), "{name} present but empty");
+            assert_eq!(value.trim(), value, "untrimmed {name}");
+        }
+    }
+    for (name, value) in &parsed.headers {
+        let lower = name.to_ascii_lowercase();
+        assert!(
+            lower.starts_with("x-") || lower.starts_with("list-"),
+            "header {name:?} forwarded without a prefix"
+        );
+        assert_eq!(value.trim(), value, "untrimmed header {name}");
+    }
+
+    let payload = Payload::new(parsed.clone(), SENDER, RECIPIENT);
+    let json = payload.to_json();
+    assert_eq!(json, serde_json::to_vec(&payload).expect("serialisable"));
+    let value: Value = serde_json::from_slice(&json).expect("valid JSON");
+    let object = value.as_object().expect("a JSON object");
+
+    let string = |key: &str| object.get(key).map(|v| v.as_str().expect("a string field"));
+    assert_eq!(string("sender"), Some(SENDER));
+    assert_eq!(string("recipient"), Some(RECIPIENT));
+    assert_eq!(string("subject"), Some(parsed.subject.as_str()));
+    assert_eq!(string("body"), Some(parsed.body.as_str()));
+    assert_eq!(string("sender_name"), parsed.sender_name.as_deref());
+    assert_eq!(string("html_body"), parsed.html_body.as_deref());
+    assert_eq!(string("message_id"), parsed.message_id.as_deref());
+
+    let forwarded: Vec<(&str, &str)> = payload.headers.iter().collect();
+    match object.get("headers") {
+        None => assert!(forwarded.is_empty(), "headers left out"),
+        Some(headers) => {
+            let headers = headers.as_object().expect("headers is an object");
+            assert!(!headers.is_empty(), "empty headers object");
+            assert_eq!(headers.len(), forwarded.len());
+            for (name, value) in forwarded {
+                assert_eq!(headers.get(name).and_then(Value::as_str), Some(value));
+            }
+        }
+    }
+    let known = [
+        "sender",
+        "recipient",
+        "subject",
+        "body",
+        "sender_name",
+        "html_body",
+        "headers",
+        "message_id",
+    ];
+    for key in object.keys() {
+        assert!(known.contains(&key.as_str()), "unknown field {key}");
+    }
+});
