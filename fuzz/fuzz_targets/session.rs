@@ -99,9 +99,10 @@ impl Run {
         self.framed = false;
         let mut reader = FrameReader(input);
         while !self.closed {
-            let Some(frame) = reader.frame() else {
+            let Some((frame, buffers_full)) = reader.frame() else {
                 break;
             };
+            self.session.set_buffers_full(buffers_full);
             self.frame(frame, || reader.octet());
         }
     }
@@ -213,7 +214,7 @@ impl Run {
                 match choice % 6 {
                     0 => SmtpResponse::new(Outcome::Queued, Reply::message_queued()),
                     1 => SmtpResponse::new(Outcome::Deferred, Reply::delivery_deferred()),
-                    2 => SmtpResponse::new(Outcome::Deferred, Reply::spool_unavailable()),
+                    2 => SmtpResponse::new(Outcome::Deferred, Reply::insufficient_storage()),
                     3 => {
                         // A consumer's rejection body, here the message itself.
                         let reason = rejection_reason(&envelope.message);
@@ -226,14 +227,16 @@ impl Run {
     }
 }
 
-/// Builds frames from octets: one octet picks the kind, then
+/// Builds frames from octets: one octet picks the kind (its high bit: the
+/// memory budget is full while the frame is handled), then
 /// - 0–3: a command line, up to and including the next LF (CRLF added at
 ///   the end of the input); longer than `MAX_LINE` is `LineTooLong`;
 /// - 4: `LineTooLong`;
 /// - 5: a message, one octet of length then its octets;
 /// - 6: `MessageTooLarge`;
 /// - 7: a chunk, one octet of length then its octets;
-/// - 8: `ChunkSkipped`.
+/// - 8: `ChunkSkipped`;
+/// - 9: `OverBudget`.
 struct FrameReader<'a>(&'a [u8]);
 
 impl FrameReader<'_> {
@@ -251,10 +254,11 @@ impl FrameReader<'_> {
         Bytes::copy_from_slice(taken)
     }
 
-    fn frame(&mut self) -> Option<Frame> {
-        let kind = self.0.first()? % 9;
+    fn frame(&mut self) -> Option<(Frame, bool)> {
+        let first = *self.0.first()?;
+        let (kind, buffers_full) = ((first & 0x7f) % 10, first & 0x80 != 0);
         self.0 = &self.0[1..];
-        Some(match kind {
+        let frame = match kind {
             0..=3 => {
                 let end = self
                     .0
@@ -281,7 +285,9 @@ impl FrameReader<'_> {
                 let len = self.octet();
                 Frame::Chunk(self.take(len.into()))
             }
-            _ => Frame::ChunkSkipped,
-        })
+            8 => Frame::ChunkSkipped,
+            _ => Frame::OverBudget,
+        };
+        Some((frame, buffers_full))
     }
 }

@@ -93,14 +93,19 @@ fn as_written(address: &str) -> String {
     written
 }
 
-/// Whether the part after the last `@` is a domain (RFC 5321 §4.1.2):
-/// labels of letters, digits and hyphens joined by dots (underscores and,
-/// for RFC 6531, any non-ASCII character allowed, as MTAs do). Address
-/// literals (`[192.0.2.1]`) never get here: smtp-proto refuses them.
-fn has_valid_domain(address: &str) -> bool {
-    let Some((_, domain)) = address.rsplit_once('@') else {
+/// Whether an address (local part unquoted) is a mailbox (RFC 5321
+/// §4.1.2): a local part without control characters (C1 included), and a
+/// domain of labels of letters, digits and hyphens joined by dots
+/// (underscores and, for RFC 6531, any non-ASCII character allowed, as MTAs
+/// do). Address literals (`[192.0.2.1]`) never get here: smtp-proto
+/// refuses them.
+fn is_mailbox(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
+    if local.is_empty() || local.chars().any(char::is_control) {
+        return false;
+    }
     let label = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
@@ -170,11 +175,11 @@ impl Command {
                 Err(CommandError::InvalidAddress)
             }
             Ok(Request::Mail { from })
-                if !from.address.is_empty() && !has_valid_domain(&from.address) =>
+                if !from.address.is_empty() && !is_mailbox(&from.address) =>
             {
                 Err(CommandError::InvalidAddress)
             }
-            Ok(Request::Rcpt { to }) if !has_valid_domain(&to.address) => {
+            Ok(Request::Rcpt { to }) if !is_mailbox(&to.address) => {
                 Err(CommandError::InvalidAddress)
             }
             Ok(request) => Self::from_request(request),
@@ -267,7 +272,7 @@ fn has_control_bytes(line: &[u8]) -> bool {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     line.iter()
-        .any(|&byte| (byte.is_ascii_control() && byte != b'\t'))
+        .any(|&byte| byte.is_ascii_control() && byte != b'\t')
 }
 
 fn is_blank(byte: u8) -> bool {
@@ -527,7 +532,8 @@ mod tests {
             b"MAIL FROM:<\"\">\r\n",
             b"RCPT TO:<a@.com>\r\n",
             b"RCPT TO:<a@b..c>\r\n",
-            b"RCPT TO:<a@[]>\r\n",
+            b"RCPT TO:<\"\"@example.com>\r\n",
+            "RCPT TO:<a\u{85}b@example.com>\r\n".as_bytes(),
         ] {
             assert_eq!(
                 Command::parse(line),
