@@ -186,8 +186,11 @@ impl Connection {
                 }
             };
             if !self.session.in_data() {
-                // Answered, refused or reset: the message octets are gone.
-                framed.codec_mut().release_message();
+                // Answered, refused or reset: the message octets are gone,
+                // and so is the memory the read buffer grew to for them.
+                let mut buffer = std::mem::take(framed.read_buffer_mut());
+                framed.codec_mut().release_message(&mut buffer);
+                *framed.read_buffer_mut() = buffer;
             }
             self.context.metrics.command(verb, reply.code);
             if reply.closes_connection() {

@@ -108,7 +108,14 @@ impl SmtpCodec {
     /// connection calls it once the session holds no message any more (it
     /// was answered, refused or reset): until then the octets live on, in
     /// the session's chunks, the parse and the delivery.
-    pub fn release_message(&mut self) {
+    ///
+    /// The message was split off `read_buffer`, whose allocation it came in
+    /// lives on as long as the buffer uses it: after a large message, what
+    /// the buffer holds (pipelined input) moves to a small new one.
+    pub fn release_message(&mut self, read_buffer: &mut BytesMut) {
+        if self.held > KEEP_CAPACITY {
+            renew(read_buffer);
+        }
         self.held = 0;
         self.reservation.release();
     }
@@ -271,8 +278,13 @@ impl Held<'_> {
 
     /// The message is dropped: nothing of it is held any more (the session
     /// drops its chunks too), so its octets go back at once rather than
-    /// when the client finally stops sending.
-    fn drop_message(&mut self) {
+    /// when the client finally stops sending — and so does the memory the
+    /// read buffer grew to for it (what `src` still holds moves to a new,
+    /// small buffer: `clear` or `advance` would keep the allocation).
+    fn drop_message(&mut self, src: &mut BytesMut) {
+        if self.reservation.held() > KEEP_CAPACITY || src.capacity() > KEEP_CAPACITY {
+            renew(src);
+        }
         *self.octets = 0;
         self.reservation.release();
     }
@@ -366,9 +378,9 @@ fn drain(scan: &mut Scan, dropped: Dropped, src: &mut BytesMut) -> Step {
 fn take_chunk(size: usize, src: &mut BytesMut, held: &mut Held<'_>) -> Step {
     let buffered = src.len().min(size);
     if !held.cover(buffered) {
-        held.drop_message();
         let remaining = (size - buffered) as u64;
         src.advance(buffered);
+        held.drop_message(src);
         return Step::Switch(Mode::SkipChunk(remaining, Dropped::Budget));
     }
     if src.len() < size {
@@ -442,20 +454,20 @@ impl Body {
                     self.pending = at + 1;
                     self.next_index = at + 1;
                     if self.write > max {
-                        held.drop_message();
                         src.advance(self.next_index);
+                        held.drop_message(src);
                         return Step::Switch(Mode::Draining(self.scan, Dropped::Limit));
                     }
                 }
                 Event::End(end) => {
                     if self.write > max {
-                        held.drop_message();
                         src.advance(end);
+                        held.drop_message(src);
                         return Step::Yield(Frame::MessageTooLarge);
                     }
                     if !held.cover(self.write) {
-                        held.drop_message();
                         src.advance(end);
+                        held.drop_message(src);
                         return Step::Yield(Frame::OverBudget);
                     }
                     *held.octets += self.write;
@@ -474,8 +486,8 @@ impl Body {
                     } else {
                         return Step::Pending;
                     };
-                    held.drop_message();
                     src.clear();
+                    held.drop_message(src);
                     return Step::Switch(Mode::Draining(self.scan, dropped));
                 }
             }
@@ -550,6 +562,21 @@ impl Scan {
         Event::Exhausted
     }
 }
+
+/// After a message larger than this, the read buffer is moved into a new,
+/// small allocation.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// Moves what `src` holds into a new allocation of one read's size (or
+/// what it holds, if more), freeing the one it had grown to.
+fn renew(src: &mut BytesMut) {
+    let mut fresh = BytesMut::with_capacity(src.len().max(READ_SIZE));
+    fresh.extend_from_slice(src);
+    *src = fresh;
+}
+
+/// The capacity [`renew`] leaves: the size of a socket read.
+const READ_SIZE: usize = 8 * 1024;
 
 /// Index of the first `needle` in `haystack`. A plain loop is fast enough
 /// here (bodies decode at several GiB/s, see `benches/codec.rs`) and spares

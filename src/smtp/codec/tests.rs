@@ -711,6 +711,10 @@ fn memory_has_a_global_bound_across_connections() {
         ]
     );
     assert!(peak <= 2 * GRANULE, "buffered {peak} octets");
+    assert!(
+        second_buf.capacity() <= 2 * GRANULE,
+        "the drained body's memory is given back"
+    );
     assert_eq!(
         budget.in_use(),
         3 * GRANULE,
@@ -722,7 +726,7 @@ fn memory_has_a_global_bound_across_connections() {
     let (frames, _) = feed(&mut first, &mut first_buf, b"\r\n.\r\n");
     assert!(matches!(&frames[..], [Frame::Message(m)] if m.len() == 3 * GRANULE + 2));
     assert_eq!(budget.in_use(), 3 * GRANULE + GRANULE);
-    first.release_message();
+    first.release_message(&mut first_buf);
     assert_eq!(budget.in_use(), 0);
     assert!(second.budget_has_room());
 }
@@ -749,4 +753,31 @@ fn memory_has_a_global_bound_for_chunks() {
         [Frame::OverBudget, Frame::Command(Ok(Command::Noop))]
     );
     assert_eq!(budget.in_use(), 0, "a failed message holds nothing");
+}
+
+/// Finding 5: a read buffer that grew for a message gives its memory back
+/// once the message is answered (the budget no longer counts it).
+#[test]
+fn a_grown_read_buffer_is_shrunk_once_released() {
+    let mut codec = SmtpCodec::new(1 << 20);
+    let mut buf = BytesMut::new();
+    let mut input = b"DATA\r\n".to_vec();
+    input.extend_from_slice(&vec![b'm'; 500_000]);
+    input.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
+    let mut frames = Vec::new();
+    buf.extend_from_slice(&input[..6]);
+    while let Some(frame) = codec.decode(&mut buf).unwrap() {
+        push(&mut codec, &mut frames, frame, true);
+    }
+    buf.extend_from_slice(&input[6..]);
+    let Some(Frame::Message(message)) = codec.decode(&mut buf).unwrap() else {
+        panic!("a message");
+    };
+    assert_eq!(message.len(), 500_002);
+    drop(message);
+    let before = buf.as_ptr();
+    codec.release_message(&mut buf);
+    assert_eq!(&buf[..], b"NOOP\r\n", "pipelined input is kept");
+    assert_ne!(buf.as_ptr(), before, "moved out of the body's allocation");
+    assert!(buf.capacity() <= 64 * 1024);
 }
