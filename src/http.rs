@@ -1,7 +1,8 @@
 //! The HTTP side on its own port: liveness, readiness and metrics.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -89,7 +90,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// port can hold connections or file descriptors the SMTP side needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Connections at once; one more is closed as soon as it is accepted.
+    /// Connections at once; one more closes the oldest open one, so that
+    /// clients holding connections cannot keep a probe out.
     pub max_connections: usize,
     /// For a request's headers to arrive, from the connection's start or
     /// the previous response (an idle kept-alive connection is closed too).
@@ -123,6 +125,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = OpenConnections::default();
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -135,11 +138,23 @@ pub async fn serve(
                 }
             },
         };
-        // Over the cap the stream is dropped: closed at once.
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("HTTP connection refused: limit reached");
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            // At the cap the oldest connection makes room: an attacker who
+            // holds connections open cannot keep a health probe out, only
+            // lose its own oldest one to it.
+            Err(_) => {
+                open.close_oldest();
+                match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        tracing::debug!("HTTP connection refused: limit reached");
+                        continue;
+                    }
+                }
+            }
         };
+        let (id, evicted) = open.add();
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
@@ -148,12 +163,48 @@ pub async fn serve(
                 TowerToHyperService::new(router.clone()),
             );
         let shutdown = shutdown.clone();
+        let open = open.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::time::timeout(limits.connection_timeout, connection) => {}
                 () = shutdown.cancelled() => {}
+                () = evicted.cancelled() => {}
             }
+            open.remove(id);
             drop(slot);
         });
+    }
+}
+
+/// How long a new connection waits for the one it evicted to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(100);
+
+/// The open HTTP connections, oldest first, each with the token that closes it.
+#[derive(Debug, Clone, Default)]
+struct OpenConnections {
+    inner: Arc<Mutex<(u64, BTreeMap<u64, CancellationToken>)>>,
+}
+
+impl OpenConnections {
+    fn add(&self) -> (u64, CancellationToken) {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next, open) = &mut *guard;
+        let id = *next;
+        *next += 1;
+        let token = CancellationToken::new();
+        open.insert(id, token.clone());
+        (id, token)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1.remove(&id);
+    }
+
+    fn close_oldest(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, token)) = guard.1.pop_first() {
+            token.cancel();
+        }
     }
 }
