@@ -54,22 +54,9 @@ struct SharedMessage {
     json: OnceLock<Bytes>,
 }
 
-impl Payload {
-    /// Payload for the one recipient of a message.
-    pub fn new(mail: ParsedMail, sender: &str, recipient: &str) -> Self {
-        Self::for_recipients(mail, sender, [recipient])
-            .pop()
-            .unwrap_or_else(|| unreachable!("one recipient gives one payload"))
-    }
-
-    /// One payload per recipient, all sharing the message's fields (moved
-    /// out of `mail`, never copied).
-    pub fn for_recipients<'r>(
-        mail: ParsedMail,
-        sender: &str,
-        recipients: impl IntoIterator<Item = &'r str>,
-    ) -> Vec<Self> {
-        let message = Arc::new(SharedMessage {
+impl SharedMessage {
+    fn new(mail: ParsedMail) -> Arc<Self> {
+        Arc::new(Self {
             fields: MessageFields {
                 subject: mail.subject,
                 body: mail.body,
@@ -80,7 +67,28 @@ impl Payload {
                 parse_truncated: mail.truncated,
             },
             json: OnceLock::new(),
-        });
+        })
+    }
+}
+
+impl Payload {
+    /// Payload for the one recipient of a message.
+    pub fn new(mail: ParsedMail, sender: &str, recipient: &str) -> Self {
+        Self {
+            sender: sender.to_owned(),
+            recipient: recipient.to_owned(),
+            message: SharedMessage::new(mail),
+        }
+    }
+
+    /// One payload per recipient, all sharing the message's fields (moved
+    /// out of `mail`, never copied).
+    pub fn for_recipients<'r>(
+        mail: ParsedMail,
+        sender: &str,
+        recipients: impl IntoIterator<Item = &'r str>,
+    ) -> Vec<Self> {
+        let message = SharedMessage::new(mail);
         recipients
             .into_iter()
             .map(|recipient| Self {
