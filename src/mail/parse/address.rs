@@ -6,7 +6,7 @@
 //! quotes, where broken but common senders put encoded words.
 
 use super::budget::ParseBudget;
-use super::words::{decode_line, unfold};
+use super::words::{decode_line, text_of, unfold};
 
 /// One mailbox of an address list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,85 +27,80 @@ pub(super) fn parse_address_list(raw: &[u8], budget: &ParseBudget) -> Vec<Mailbo
     let mut parser = Parser {
         budget,
         mailboxes: Vec::new(),
-        phrase: String::new(),
-        raw: String::new(),
+        phrase: Vec::new(),
+        raw: Vec::new(),
         comment: None,
         done: false,
         in_group: false,
     };
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                parser.raw.push('"');
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => {
-                            if let Some(escaped) = chars.next() {
-                                parser.raw.push('\\');
-                                parser.raw.push(escaped);
+    // Octet by octet: every delimiter is ASCII, so the octets of a UTF-8
+    // (or 8-bit) character pass through whole.
+    let mut octets = text.iter().copied();
+    while let Some(octet) = octets.next() {
+        match octet {
+            b'"' => {
+                parser.raw.push(b'"');
+                while let Some(octet) = octets.next() {
+                    match octet {
+                        b'"' => break,
+                        b'\\' => {
+                            if let Some(escaped) = octets.next() {
+                                parser.raw.extend_from_slice(&[b'\\', escaped]);
                                 parser.phrase.push(escaped);
                             }
                         }
-                        c => {
-                            parser.raw.push(c);
-                            parser.phrase.push(c);
+                        octet => {
+                            parser.raw.push(octet);
+                            parser.phrase.push(octet);
                         }
                     }
                 }
-                parser.raw.push('"');
+                parser.raw.push(b'"');
             }
-            '(' => {
+            b'(' => {
                 let mut depth = 1_usize;
-                let mut comment = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => {
+                let mut comment = Vec::new();
+                while let Some(octet) = octets.next() {
+                    match octet {
+                        b'(' => depth += 1,
+                        b')' => {
                             depth -= 1;
                             if depth == 0 {
                                 break;
                             }
                         }
-                        '\\' => {
-                            if let Some(escaped) = chars.next() {
+                        b'\\' => {
+                            if let Some(escaped) = octets.next() {
                                 comment.push(escaped);
                             }
                             continue;
                         }
                         _ => {}
                     }
-                    comment.push(c);
+                    comment.push(octet);
                 }
                 if parser.comment.is_none() {
                     parser.comment = Some(comment);
                 }
-                parser.phrase.push(' ');
+                parser.phrase.push(b' ');
             }
-            '<' => {
-                let mut address = String::new();
-                for c in chars.by_ref() {
-                    if c == '>' {
-                        break;
-                    }
-                    address.push(c);
-                }
+            b'<' => {
+                let address: Vec<u8> = octets.by_ref().take_while(|&octet| octet != b'>').collect();
                 parser.angle_address(&address);
             }
-            ':' if !parser.in_group && !parser.done => {
+            b':' if !parser.in_group && !parser.done => {
                 parser.in_group = true;
                 parser.clear();
             }
-            ';' if parser.in_group => {
+            b';' if parser.in_group => {
                 parser.finish_mailbox();
                 parser.in_group = false;
             }
-            ',' => parser.finish_mailbox(),
-            c => {
+            b',' => parser.finish_mailbox(),
+            octet => {
                 if !parser.done {
-                    parser.raw.push(c);
-                    parser.phrase.push(c);
+                    parser.raw.push(octet);
+                    parser.phrase.push(octet);
                 }
             }
         }
@@ -119,11 +114,11 @@ struct Parser<'b> {
     mailboxes: Vec<Mailbox>,
     /// The current mailbox's text, quotes and comments removed (the
     /// display name if an angle address follows).
-    phrase: String,
+    phrase: Vec<u8>,
     /// The same text as written, without comments (the address if none
     /// follows).
-    raw: String,
-    comment: Option<String>,
+    raw: Vec<u8>,
+    comment: Option<Vec<u8>>,
     /// The current mailbox ended with its angle address; what follows up to
     /// the next `,` is ignored.
     done: bool,
@@ -131,19 +126,23 @@ struct Parser<'b> {
 }
 
 impl Parser<'_> {
-    fn angle_address(&mut self, address: &str) {
+    fn angle_address(&mut self, address: &[u8]) {
         if self.done {
             return;
         }
         // An obsolete source route (`<@relay:user@host>`, RFC 5322 §4.4) is dropped.
-        let address = match address.trim().strip_prefix('@') {
-            Some(routed) => routed.split_once(':').map_or(routed, |(_, rest)| rest),
-            None => address.trim(),
+        let address = address.trim_ascii();
+        let address = match address.strip_prefix(b"@") {
+            Some(routed) => routed
+                .iter()
+                .position(|&b| b == b':')
+                .map_or(routed, |colon| &routed[colon + 1..]),
+            None => address,
         };
         let name = display_name(&self.phrase, self.budget).or_else(|| self.comment_name());
         self.mailboxes.push(Mailbox {
             name,
-            address: address.to_owned(),
+            address: text_of(address).into_owned(),
         });
         self.clear();
         self.done = true;
@@ -151,12 +150,12 @@ impl Parser<'_> {
 
     fn finish_mailbox(&mut self) {
         if !self.done {
-            let address = self.raw.trim();
+            let address = self.raw.trim_ascii();
             if !address.is_empty() {
                 let name = self.comment_name();
                 self.mailboxes.push(Mailbox {
                     name,
-                    address: address.to_owned(),
+                    address: text_of(address).into_owned(),
                 });
             }
         }
@@ -178,8 +177,8 @@ impl Parser<'_> {
 }
 
 /// Decoded, with runs of whitespace collapsed to one space; `None` when blank.
-fn display_name(phrase: &str, budget: &ParseBudget) -> Option<String> {
-    let decoded = decode_line(phrase.trim(), budget);
+fn display_name(phrase: &[u8], budget: &ParseBudget) -> Option<String> {
+    let decoded = decode_line(phrase.trim_ascii(), budget);
     let mut name = String::with_capacity(decoded.len());
     for word in decoded.split_whitespace() {
         if !name.is_empty() {

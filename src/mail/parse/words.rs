@@ -10,7 +10,8 @@
 //! folded line is joined with one space, and a word that does not decode
 //! stays as written. Beyond mailparse, adjacent words of one charset are
 //! decoded together, so a UTF-8 character split across two words (common in
-//! long subjects) comes out whole.
+//! long subjects) comes out whole, and raw 8-bit octets inside a word are
+//! read in the word's charset rather than dropped.
 
 use std::borrow::Cow;
 
@@ -21,25 +22,32 @@ use super::budget::ParseBudget;
 /// The longest charset label looked at (the longest registered one is 45).
 const MAX_CHARSET_LABEL: usize = 64;
 
-/// The raw value as text: UTF-8 when valid (RFC 6532), else Latin-1.
-pub(super) fn value_text(raw: &[u8]) -> Cow<'_, str> {
+/// Raw octets outside encoded words as text: UTF-8 when valid (RFC 6532),
+/// else Windows-1252, as mail readers read unlabelled 8-bit text.
+pub(super) fn text_of(raw: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(raw) {
         Ok(text) => Cow::Borrowed(text),
-        Err(_) => Cow::Owned(raw.iter().copied().map(char::from).collect()),
+        Err(_) => match Charset::for_label_no_replacement(b"windows-1252") {
+            Some(windows_1252) => windows_1252.decode_without_bom_handling(raw).0,
+            None => String::from_utf8_lossy(raw),
+        },
     }
 }
 
 /// Unfolded and RFC 2047-decoded value of a raw header field body. The
 /// octets examined are charged to `budget`; once it is spent the value
 /// ends at the line where it was.
+///
+/// It works on the octets, not on a decoded string, so that raw 8-bit
+/// octets inside an encoded word (old clients wrote
+/// `=?iso-8859-1?Q?Fr\xF6sche?=`) are read in the word's own charset.
 pub(super) fn decode_value(raw: &[u8], budget: &ParseBudget) -> String {
-    let text = value_text(raw);
-    let mut decoder = Decoder::with_capacity(text.len());
-    for (index, line) in text.split('\n').enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut decoder = Decoder::with_capacity(raw.len());
+    for (index, line) in raw.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let examined = if index > 0 {
             decoder.whitespace(" ");
-            decoder.line(line.trim_start())
+            decoder.line(line.trim_ascii_start())
         } else {
             decoder.line(line)
         };
@@ -50,26 +58,25 @@ pub(super) fn decode_value(raw: &[u8], budget: &ParseBudget) -> String {
     decoder.finish()
 }
 
-/// RFC 2047-decoded `text` that is already one line (a display name).
-pub(super) fn decode_line(text: &str, budget: &ParseBudget) -> String {
+/// RFC 2047-decoded octets that are already one line (a display name).
+pub(super) fn decode_line(text: &[u8], budget: &ParseBudget) -> String {
     let mut decoder = Decoder::with_capacity(text.len());
     let examined = decoder.line(text);
     budget.charge(examined);
     decoder.finish()
 }
 
-/// Unfolds a raw value without decoding encoded words (the input of the
-/// address parser, which decodes only display names).
-pub(super) fn unfold(raw: &[u8]) -> String {
-    let text = value_text(raw);
-    let mut out = String::with_capacity(text.len());
-    for (index, line) in text.split('\n').enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+/// Unfolds a raw value without decoding anything (the input of the address
+/// parser, which decodes display names and addresses itself).
+pub(super) fn unfold(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (index, line) in raw.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if index > 0 {
-            out.push(' ');
-            out.push_str(line.trim_start());
+            out.push(b' ');
+            out.extend_from_slice(line.trim_ascii_start());
         } else {
-            out.push_str(line);
+            out.extend_from_slice(line);
         }
     }
     out
@@ -99,8 +106,7 @@ impl Decoder {
     /// One unfolded line: text and encoded words. Returns how many octets
     /// were examined (the searches, the attempts at a word, the output),
     /// which is linear in the line: the complexity tests hold it to that.
-    fn line(&mut self, line: &str) -> usize {
-        let bytes = line.as_bytes();
+    fn line(&mut self, bytes: &[u8]) -> usize {
         let mut examined = 0;
         let mut text_start = 0;
         let mut from = 0;
@@ -109,12 +115,12 @@ impl Decoder {
             examined += offset + 2;
             let adjoins_word = start == text_start && self.after_word;
             if adjoins_word || is_boundary(bytes, start.checked_sub(1)) {
-                let (word, reached) = encoded_word(line, start);
+                let (word, reached) = encoded_word(bytes, start);
                 examined += reached - start;
                 if let Some((word, end)) = word {
                     if is_boundary(bytes, Some(end)) || bytes[end..].starts_with(b"=?") {
                         examined += start - text_start + word.1.len();
-                        self.text(&line[text_start..start]);
+                        self.text(&bytes[text_start..start]);
                         self.word(word);
                         text_start = end;
                         from = end;
@@ -125,7 +131,7 @@ impl Decoder {
             from = start + 2;
         }
         examined += (bytes.len() - from) + (bytes.len() - text_start);
-        self.text(&line[text_start..]);
+        self.text(&bytes[text_start..]);
         examined
     }
 
@@ -137,18 +143,23 @@ impl Decoder {
         }
     }
 
-    fn text(&mut self, text: &str) {
+    fn text(&mut self, text: &[u8]) {
         if text.is_empty() {
             return;
         }
-        if text.bytes().all(|b| b == b' ' || b == b'\t') {
-            self.whitespace(text);
+        if let Some(blank) = text
+            .iter()
+            .all(|&b| b == b' ' || b == b'\t')
+            .then(|| std::str::from_utf8(text).ok())
+            .flatten()
+        {
+            self.whitespace(blank);
             return;
         }
         self.flush_run();
         self.out.push_str(&self.held_whitespace);
         self.held_whitespace.clear();
-        self.out.push_str(text);
+        self.out.push_str(&text_of(text));
         self.after_word = false;
     }
 
@@ -193,8 +204,7 @@ type Word = (Charset, Vec<u8>);
 /// both cases how far the attempt looked. The text holds no `?` and no
 /// whitespace (RFC 2047 §2), so a failed attempt looks only up to the next
 /// `?` or whitespace: no octet is scanned by two attempts.
-fn encoded_word(line: &str, start: usize) -> (Option<(Word, usize)>, usize) {
-    let bytes = line.as_bytes();
+fn encoded_word(bytes: &[u8], start: usize) -> (Option<(Word, usize)>, usize) {
     let charset_start = start + 2;
     let label_window =
         &bytes[charset_start..bytes.len().min(charset_start + MAX_CHARSET_LABEL + 1)];
@@ -227,17 +237,40 @@ fn encoded_word(line: &str, start: usize) -> (Option<(Word, usize)>, usize) {
 fn decode_word(label: &[u8], encoding: u8, text: &[u8]) -> Option<Word> {
     let octets = match encoding {
         b'B' | b'b' => data_encoding::BASE64_MIME_PERMISSIVE.decode(text).ok()?,
-        b'Q' | b'q' => {
-            let text: Vec<u8> = text
-                .iter()
-                .map(|&b| if b == b'_' { b' ' } else { b })
-                .collect();
-            quoted_printable::decode(text, quoted_printable::ParseMode::Robust).ok()?
-        }
+        b'Q' | b'q' => decode_q(text),
         _ => return None,
     };
     let charset = Charset::for_label_no_replacement(label)?;
     Some((charset, octets))
+}
+
+/// The "Q" encoding (RFC 2047 §4.2): `_` is a space, `=XX` an octet; any
+/// other octet stands for itself — 8-bit ones too (quoted_printable's
+/// robust mode drops those), and an `=` not followed by two hex digits.
+fn decode_q(text: &[u8]) -> Vec<u8> {
+    let hex = |octet: u8| char::from(octet).to_digit(16);
+    let mut octets = Vec::with_capacity(text.len());
+    let mut ix = 0;
+    while ix < text.len() {
+        let octet = text[ix];
+        ix += 1;
+        match octet {
+            b'_' => octets.push(b' '),
+            b'=' => match (
+                text.get(ix).copied().and_then(hex),
+                text.get(ix + 1).copied().and_then(hex),
+            ) {
+                (Some(high), Some(low)) => {
+                    // Two hex digits: at most 0xFF.
+                    octets.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                    ix += 2;
+                }
+                _ => octets.push(b'='),
+            },
+            other => octets.push(other),
+        }
+    }
+    octets
 }
 
 /// Index of the first `first` immediately followed by `second`.
@@ -293,15 +326,29 @@ mod tests {
     }
 
     #[test]
-    fn raw_octets_are_utf8_or_latin1() {
+    fn raw_octets_are_utf8_or_windows_1252() {
         assert_eq!(decode("Grüße".as_bytes()), "Grüße");
-        assert_eq!(decode(b"Caf\xe9"), "Café");
+        assert_eq!(decode(b"Caf\xe9 \x80"), "Café €");
+    }
+
+    /// Issue 11, exactness: old clients put the 8-bit octet itself in a
+    /// Q word; it is read in the word's charset, not dropped.
+    #[test]
+    fn raw_octets_inside_a_word_use_its_charset() {
+        assert_eq!(
+            decode(b"=?iso-8859-1?Q?Die_Hasen_und_die_Fr\xf6sche?="),
+            "Die Hasen und die Frösche"
+        );
+        assert_eq!(
+            decode(b"=?koi8-r?Q?\xf0\xd2\xc9\xd7\xc5\xd4?= x\xe9"),
+            "Привет xé"
+        );
     }
 
     #[test]
     fn unfolding_keeps_encoded_words() {
-        assert_eq!(unfold(b"a\r\n  =?utf-8?q?b?="), "a =?utf-8?q?b?=");
+        assert_eq!(unfold(b"a\r\n  =?utf-8?q?b?="), b"a =?utf-8?q?b?=");
         let budget = ParseBudget::for_size(64);
-        assert_eq!(decode_line("=?utf-8?q?J=C3=B6?= Doe", &budget), "Jö Doe");
+        assert_eq!(decode_line(b"=?utf-8?q?J=C3=B6?= Doe", &budget), "Jö Doe");
     }
 }
