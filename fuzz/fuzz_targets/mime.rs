@@ -78,8 +78,28 @@ fuzz_target!(|data: &[u8]| {
         "html_body",
         "headers",
         "message_id",
+        "from",
+        "to",
+        "cc",
+        "reply_to",
+        "date",
+        "in_reply_to",
+        "references",
         "parse_truncated",
     ];
+    for key in ["from", "to", "cc", "reply_to", "references"] {
+        if let Some(list) = object.get(key) {
+            let list = list.as_array().expect("a list");
+            assert!(!list.is_empty(), "{key} present but empty");
+        }
+    }
+    if let Some(date) = object.get("date") {
+        let date = date.as_str().expect("a string");
+        assert!(
+            date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+            "date {date:?} is not RFC 3339 UTC"
+        );
+    }
     assert_eq!(
         object.get("parse_truncated"),
         parsed.truncated.then_some(&Value::Bool(true)),

@@ -12,5 +12,5 @@
 pub mod parse;
 pub mod payload;
 
-pub use parse::{ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered};
+pub use parse::{Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered};
 pub use payload::{MessageFields, Payload, PayloadJson};

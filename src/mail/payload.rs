@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::parse::ParsedMail;
+use super::parse::{Mailbox, ParsedMail};
 
 /// The webhook request body for one recipient.
 #[derive(Debug, Clone)]
@@ -41,6 +41,21 @@ pub struct MessageFields {
     pub headers: Headers,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<Mailbox>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<Mailbox>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<Mailbox>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reply_to: Vec<Mailbox>,
+    /// `Date:` as RFC 3339 in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
     /// The message was cut short by its parse budget: the fields hold what
     /// was found until then. Present only when `true`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -64,6 +79,13 @@ impl SharedMessage {
                 html_body: mail.html_body,
                 headers: Headers::from_pairs(mail.headers),
                 message_id: mail.message_id,
+                from: mail.from,
+                to: mail.to,
+                cc: mail.cc,
+                reply_to: mail.reply_to,
+                date: mail.date,
+                in_reply_to: mail.in_reply_to,
+                references: mail.references,
                 parse_truncated: mail.truncated,
             },
             json: OnceLock::new(),
@@ -352,6 +374,7 @@ mod tests {
                 "html_body": "<p>html</p>",
                 "headers": {"X-Custom-Ticket": "42", "X-Custom-Prio": "high"},
                 "message_id": "<m1@x.example>",
+                "from": [{"name": "Doe, John", "address": "j@x.example"}],
             })
         );
         // Field order as in `docs/payload.md`, headers in message order.
@@ -366,6 +389,7 @@ mod tests {
             "\"X-Custom-Ticket\"",
             "\"X-Custom-Prio\"",
             "\"message_id\"",
+            "\"from\"",
         ];
         let positions: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");

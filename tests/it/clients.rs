@@ -33,9 +33,15 @@ fn mailbox(address: &str) -> Mailbox {
 #[tokio::test]
 async fn lettre_plain_message_payload_fields() {
     let server = TestServer::start(&["--header-prefix", "X-Ticket"]).await;
+    let sent_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_591_284);
     let email = Message::builder()
         .from("Jöhn Doe <john@example.org>".parse().unwrap())
         .to(mailbox(TARGET))
+        .cc(format!("Ops Team <{OTHER_TARGET}>").parse().unwrap())
+        .reply_to(mailbox("replies@example.org"))
+        .in_reply_to("<parent@example.org>".into())
+        .references("<root@example.org> <parent@example.org>".into())
+        .date(sent_at)
         .subject("Grüße aus Köln")
         .message_id(Some("<lettre-1@example.org>".into()))
         .header(ContentType::TEXT_PLAIN)
@@ -44,7 +50,11 @@ async fn lettre_plain_message_payload_fields() {
     let response = transport(&server, false).send(email).await.unwrap();
     assert_eq!(response.code().to_string(), "250");
 
-    let payload = &server.sink.wait_for(1).await[0];
+    let payloads = server.sink.wait_for(2).await;
+    let payload = payloads
+        .iter()
+        .find(|payload| payload.recipient == TARGET)
+        .expect("a payload for the To recipient");
     assert_eq!(payload.sender, "john@example.org");
     assert_eq!(payload.recipient, TARGET);
     assert_eq!(payload.subject, "Grüße aus Köln");
@@ -55,6 +65,31 @@ async fn lettre_plain_message_payload_fields() {
         Some("<lettre-1@example.org>")
     );
     assert_eq!(payload.html_body, None);
+    // Issue 11: addresses, date and threading as lettre wrote them.
+    let addresses = |list: &[mail_laser::mail::Mailbox]| -> Vec<(Option<String>, String)> {
+        list.iter()
+            .map(|m| (m.name.clone(), m.address.clone()))
+            .collect()
+    };
+    assert_eq!(
+        addresses(&payload.from),
+        [(Some("Jöhn Doe".into()), "john@example.org".into())]
+    );
+    assert_eq!(addresses(&payload.to), [(None, TARGET.into())]);
+    assert_eq!(
+        addresses(&payload.cc),
+        [(Some("Ops Team".into()), OTHER_TARGET.into())]
+    );
+    assert_eq!(
+        addresses(&payload.reply_to),
+        [(None, "replies@example.org".into())]
+    );
+    assert_eq!(payload.date.as_deref(), Some("2026-12-06T21:08:04Z"));
+    assert_eq!(payload.in_reply_to.as_deref(), Some("<parent@example.org>"));
+    assert_eq!(
+        payload.references,
+        ["<root@example.org>", "<parent@example.org>"]
+    );
     server.stop().await;
 }
 

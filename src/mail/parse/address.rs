@@ -8,13 +8,15 @@
 use super::budget::ParseBudget;
 use super::words::{decode_line, text_of, unfold};
 
-/// One mailbox of an address list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Mailbox {
+/// One mailbox of an address list: `{"name": …, "address": …}` in the
+/// payload, `name` left out when there is none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mailbox {
     /// Decoded display name; `None` when absent or blank.
-    pub(super) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The address as written (quotes of a quoted local part kept).
-    pub(super) address: String,
+    pub address: String,
 }
 
 /// Every mailbox of the raw field body, in order. One pass over the field

@@ -6,6 +6,7 @@ use mailparse::MailHeader;
 use super::ParsedMail;
 use super::address::parse_address_list;
 use super::budget::ParseBudget;
+use super::date::rfc3339_utc;
 use super::words::decode_value;
 
 /// Drops a leading mbox `From ` envelope line, which is not a header field.
@@ -83,28 +84,73 @@ pub(super) fn read_top_headers(
     mail: &mut ParsedMail,
     budget: &ParseBudget,
 ) {
-    let mut subject = None;
-    let mut from = None;
-    let mut message_id = None;
+    /// The fields read from the top-level headers; the first of each name counts.
+    const FIELDS: [&str; 9] = [
+        "Subject",
+        "From",
+        "Message-ID",
+        "To",
+        "Cc",
+        "Reply-To",
+        "Date",
+        "In-Reply-To",
+        "References",
+    ];
+    let mut first: [Option<&MailHeader<'_>>; FIELDS.len()] = [None; FIELDS.len()];
     for header in headers {
         let key = header.get_key_ref();
         let name = key.trim();
-        if name.eq_ignore_ascii_case("Subject") {
-            subject = subject.or(Some(header));
-        } else if name.eq_ignore_ascii_case("From") {
-            from = from.or(Some(header));
-        } else if name.eq_ignore_ascii_case("Message-ID") {
-            message_id = message_id.or(Some(header));
+        if let Some(slot) = FIELDS
+            .iter()
+            .position(|field| name.eq_ignore_ascii_case(field))
+        {
+            first[slot] = first[slot].or(Some(header));
         }
         if has_prefix(name, prefixes) {
             mail.headers
                 .push((name.to_owned(), header_value(header, budget)));
         }
     }
+    let [
+        subject,
+        from,
+        message_id,
+        to,
+        cc,
+        reply_to,
+        date,
+        in_reply_to,
+        references,
+    ] = first;
     let value = |header| header_value(header, budget);
+    let addresses = |header: Option<&MailHeader<'_>>| {
+        header.map_or_else(Vec::new, |header| {
+            parse_address_list(header.get_value_raw(), budget)
+        })
+    };
     mail.subject = subject.map(value).unwrap_or_default();
-    mail.sender_name = from.and_then(|from| display_name(from, budget));
+    mail.from = addresses(from);
+    mail.sender_name = mail.from.first().and_then(|mailbox| mailbox.name.clone());
     mail.message_id = message_id.map(value).filter(|id| !id.is_empty());
+    mail.to = addresses(to);
+    mail.cc = addresses(cc);
+    mail.reply_to = addresses(reply_to);
+    mail.date = date.map(value).as_deref().and_then(rfc3339_utc);
+    mail.in_reply_to = in_reply_to
+        .map(value)
+        .and_then(|ids| message_ids(&ids).next().map(str::to_owned));
+    mail.references = references.map_or_else(Vec::new, |header| {
+        message_ids(&value(header)).map(str::to_owned).collect()
+    });
+}
+
+/// The `<…>` message ids in a field value, in order.
+fn message_ids(value: &str) -> impl Iterator<Item = &str> {
+    value.split_inclusive('>').filter_map(|piece| {
+        let start = piece.find('<')?;
+        let id = &piece[start..];
+        (id.len() > 2 && id.ends_with('>')).then_some(id)
+    })
 }
 
 /// Decoded value of the first field named `name` (ASCII case-insensitive).
@@ -143,12 +189,4 @@ pub(super) fn trimmed(value: String) -> String {
     } else {
         trimmed.to_owned()
     }
-}
-
-/// Display name of the first mailbox in `From:`.
-pub(super) fn display_name(from: &MailHeader<'_>, budget: &ParseBudget) -> Option<String> {
-    parse_address_list(from.get_value_raw(), budget)
-        .into_iter()
-        .next()
-        .and_then(|mailbox| mailbox.name)
 }

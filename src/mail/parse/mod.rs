@@ -29,6 +29,7 @@
 
 mod address;
 mod budget;
+mod date;
 mod decode;
 mod headers;
 mod html;
@@ -39,6 +40,7 @@ mod words;
 
 use std::time::Duration;
 
+pub use address::Mailbox;
 pub use budget::ParseBudget;
 use headers::{parse_headers_lenient, read_top_headers, skip_mbox_from_line};
 use html::render_html;
@@ -74,6 +76,18 @@ pub struct ParsedMail {
     pub headers: Vec<(String, String)>,
     /// `Message-ID:` value trimmed, angle brackets kept.
     pub message_id: Option<String>,
+    /// Every mailbox of `From:`, `To:`, `Cc:` and `Reply-To:` (first field
+    /// of each name), groups flattened.
+    pub from: Vec<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    /// `Date:` as RFC 3339 in UTC; `None` when absent or not a valid date.
+    pub date: Option<String>,
+    /// The first message id of `In-Reply-To:`, angle brackets kept.
+    pub in_reply_to: Option<String>,
+    /// The message ids of `References:`, in order, angle brackets kept.
+    pub references: Vec<String>,
     /// The parse stopped early (its [`ParseBudget`] was spent): the fields
     /// hold what was found until then.
     pub truncated: bool,

@@ -34,9 +34,65 @@ fn plain_message() {
             sender_name: Some("Alice Example".into()),
             headers: vec![],
             message_id: Some("<abc@example.com>".into()),
-            truncated: false,
+            from: vec![Mailbox {
+                name: Some("Alice Example".into()),
+                address: "alice@example.com".into(),
+            }],
+            to: vec![Mailbox {
+                name: None,
+                address: "ops@example.com".into(),
+            }],
+            ..ParsedMail::default()
         }
     );
+}
+
+/// Issue 11, message fields: addresses (decoded, groups flattened), the
+/// date in UTC, threading.
+#[test]
+fn addresses_date_and_threading() {
+    let mail = parse_str(
+        "From: =?utf-8?q?J=C3=B6rg?= <j@example.org>\n\
+         To: a@example.com, \"Doe, B\" <b@example.com>\n\
+         Cc: Team: c@example.com, d@example.com;\n\
+         Reply-To: replies@example.org\n\
+         Date: Sun, 6 Dec 2026 22:08:04 +0100 (CET)\n\
+         In-Reply-To: <parent@example.org> (the parent)\n\
+         References: <root@example.org>\n <parent@example.org>\n\
+         \n\
+         body\n",
+    );
+    let mailbox = |name: Option<&str>, address: &str| Mailbox {
+        name: name.map(str::to_owned),
+        address: address.to_owned(),
+    };
+    assert_eq!(mail.from, [mailbox(Some("Jörg"), "j@example.org")]);
+    assert_eq!(mail.sender_name.as_deref(), Some("Jörg"));
+    assert_eq!(
+        mail.to,
+        [
+            mailbox(None, "a@example.com"),
+            mailbox(Some("Doe, B"), "b@example.com")
+        ]
+    );
+    assert_eq!(
+        mail.cc,
+        [
+            mailbox(None, "c@example.com"),
+            mailbox(None, "d@example.com")
+        ]
+    );
+    assert_eq!(mail.reply_to, [mailbox(None, "replies@example.org")]);
+    assert_eq!(mail.date.as_deref(), Some("2026-12-06T21:08:04Z"));
+    assert_eq!(mail.in_reply_to.as_deref(), Some("<parent@example.org>"));
+    assert_eq!(
+        mail.references,
+        ["<root@example.org>", "<parent@example.org>"]
+    );
+
+    let bare = parse_str("Date: not a date\nIn-Reply-To: none\n\nx");
+    assert_eq!((bare.date, bare.in_reply_to), (None, None));
+    assert!(bare.from.is_empty() && bare.references.is_empty());
 }
 
 #[test]
@@ -682,7 +738,7 @@ fn work(raw: &[u8], prefixes: &[String]) -> u64 {
 #[test]
 fn quadratic_header_decoding_is_linear() {
     type Shape = fn(usize) -> Vec<u8>;
-    let shapes: [(&str, Shape); 16] = [
+    let shapes: [(&str, Shape); 18] = [
         ("Subject of =?", |n| {
             crlf(&format!("Subject: {}\n\nx", "=?".repeat(n)))
         }),
@@ -733,6 +789,12 @@ fn quadratic_header_decoding_is_linear() {
         }),
         ("From of groups", |n| {
             crlf(&format!("From: {}\n\nx", "g: =?a@b;".repeat(n)))
+        }),
+        ("To of quoted names", |n| {
+            crlf(&format!("To: {}\n\nx", "\"=?a\" <b@c>, ".repeat(n)))
+        }),
+        ("References of ids", |n| {
+            crlf(&format!("References: {}\n\nx", "<a@b> <".repeat(n)))
         }),
         ("many parts", |n| {
             let mut raw = String::from("Content-Type: multipart/mixed; boundary=b\n\n");
