@@ -135,6 +135,14 @@ impl Payload {
                 .iter()
                 .map(|(name, value)| name.len() + value.len())
                 .sum::<usize>()
+            + [&fields.from, &fields.to, &fields.cc, &fields.reply_to]
+                .into_iter()
+                .flatten()
+                .map(|mailbox| optional(&mailbox.name) + mailbox.address.len())
+                .sum::<usize>()
+            + optional(&fields.date)
+            + optional(&fields.in_reply_to)
+            + fields.references.iter().map(String::len).sum::<usize>()
     }
 
     /// The request body: compact UTF-8 JSON, in two pieces of which the
