@@ -31,7 +31,7 @@ use mail_laser::smtp::codec::{Frame, MAX_LINE, SmtpCodec};
 use mail_laser::smtp::command::{Command, canonical_mailbox};
 use mail_laser::smtp::reply::Reply;
 use mail_laser::smtp::session::{Action, MAX_ERRORS, MAX_RECIPIENTS, Session, SessionConfig};
-use mail_laser::smtp::{Outcome, RequestKind, SmtpResponse};
+use mail_laser::smtp::{Outcome, RequestKind, SmtpResponse, TlsInfo};
 use mail_laser::webhook::rejection_reason;
 use mail_laser_fuzz::{Header, Rng, check_reply};
 use tokio_util::codec::Decoder;
@@ -142,7 +142,10 @@ impl Run {
                 assert_eq!(reply.code, 220);
                 assert!(self.config.tls_available && !self.session.is_tls());
                 self.codec.reset();
-                self.session.on_tls_established();
+                self.session.on_tls_established(TlsInfo {
+                    version: "TLSv1.3".into(),
+                    cipher: "TLS13_AES_128_GCM_SHA256".into(),
+                });
                 assert!(self.session.is_tls() && !self.session.enhanced_codes());
             }
         }

@@ -12,5 +12,7 @@
 pub mod parse;
 pub mod payload;
 
-pub use parse::{Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered};
-pub use payload::{MessageFields, Payload, PayloadJson};
+pub use parse::{
+    Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered, unix_to_rfc3339,
+};
+pub use payload::{EnvelopeTls, MessageEnvelope, MessageFields, Payload, PayloadJson};

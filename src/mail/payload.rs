@@ -56,10 +56,39 @@ pub struct MessageFields {
     pub in_reply_to: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
+    /// When MailLaser received the end of the message, RFC 3339 in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<MessageEnvelope>,
     /// The message was cut short by its parse budget: the fields hold what
     /// was found until then. Present only when `true`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub parse_truncated: bool,
+}
+
+/// The SMTP side of a message: what the client said, not what the message
+/// says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageEnvelope {
+    /// The `MAIL FROM` address as written; `""` for the null path.
+    pub mail_from: String,
+    /// Every accepted `RCPT TO` address, as written.
+    pub rcpt_to: Vec<String>,
+    /// The `EHLO`/`HELO` name.
+    pub helo: String,
+    pub client_ip: String,
+    /// The TLS the message came over; left out for plain SMTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EnvelopeTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EnvelopeTls {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite's IANA name, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
 }
 
 #[derive(Debug)]
@@ -70,7 +99,11 @@ struct SharedMessage {
 }
 
 impl SharedMessage {
-    fn new(mail: ParsedMail) -> Arc<Self> {
+    fn new(
+        mail: ParsedMail,
+        envelope: Option<MessageEnvelope>,
+        received_at: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             fields: MessageFields {
                 subject: mail.subject,
@@ -86,6 +119,8 @@ impl SharedMessage {
                 date: mail.date,
                 in_reply_to: mail.in_reply_to,
                 references: mail.references,
+                received_at,
+                envelope,
                 parse_truncated: mail.truncated,
             },
             json: OnceLock::new(),
@@ -99,23 +134,25 @@ impl Payload {
         Self {
             sender: sender.to_owned(),
             recipient: recipient.to_owned(),
-            message: SharedMessage::new(mail),
+            message: SharedMessage::new(mail, None, None),
         }
     }
 
-    /// One payload per recipient, all sharing the message's fields (moved
-    /// out of `mail`, never copied).
-    pub fn for_recipients<'r>(
+    /// One payload per accepted recipient of `envelope`, all sharing the
+    /// message's fields (moved out of `mail`, never copied).
+    pub fn for_message(
         mail: ParsedMail,
-        sender: &str,
-        recipients: impl IntoIterator<Item = &'r str>,
+        envelope: MessageEnvelope,
+        received_at: Option<String>,
     ) -> Vec<Self> {
-        let message = SharedMessage::new(mail);
+        let sender = envelope.mail_from.clone();
+        let recipients = envelope.rcpt_to.clone();
+        let message = SharedMessage::new(mail, Some(envelope), received_at);
         recipients
             .into_iter()
             .map(|recipient| Self {
-                sender: sender.to_owned(),
-                recipient: recipient.to_owned(),
+                sender: sender.clone(),
+                recipient,
                 message: message.clone(),
             })
             .collect()
@@ -435,7 +472,14 @@ mod tests {
     #[test]
     fn recipients_share_one_serialised_message() {
         let mail = parse(b"Subject: s\r\n\r\nbody", &[]);
-        let payloads = Payload::for_recipients(mail, "a@b", ["c@d", "e@f"]);
+        let envelope = MessageEnvelope {
+            mail_from: "a@b".into(),
+            rcpt_to: vec!["c@d".into(), "e@f".into()],
+            helo: "client.example".into(),
+            client_ip: "192.0.2.1".into(),
+            tls: None,
+        };
+        let payloads = Payload::for_message(mail, envelope, Some("2026-12-06T21:08:04Z".into()));
         let (first, second) = (payloads[0].to_json(), payloads[1].to_json());
         let [_, first_tail] = first.pieces();
         let [_, second_tail] = second.pieces();
@@ -443,7 +487,19 @@ mod tests {
         let value: Value = serde_json::from_slice(&second.to_bytes()).unwrap();
         assert_eq!(
             value,
-            json!({"sender": "a@b", "recipient": "e@f", "subject": "s", "body": "body"})
+            json!({
+                "sender": "a@b",
+                "recipient": "e@f",
+                "subject": "s",
+                "body": "body",
+                "received_at": "2026-12-06T21:08:04Z",
+                "envelope": {
+                    "mail_from": "a@b",
+                    "rcpt_to": ["c@d", "e@f"],
+                    "helo": "client.example",
+                    "client_ip": "192.0.2.1"
+                }
+            })
         );
         assert_eq!(first.len(), first.to_bytes().len());
     }

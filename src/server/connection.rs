@@ -9,6 +9,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ProtocolVersion;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
@@ -20,7 +21,7 @@ use crate::smtp::codec::{CodecError, Frame, MemoryBudget, Outbound, SmtpCodec};
 use crate::smtp::command::Command;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Action, Session, SessionConfig};
-use crate::smtp::{RequestKind, SmtpRequest, SmtpResponse};
+use crate::smtp::{RequestKind, SmtpRequest, SmtpResponse, TlsInfo};
 use crate::stack::SmtpService;
 use crate::telemetry::{ErrorChain, Metrics, Printable};
 
@@ -303,12 +304,27 @@ impl Connection {
             .await
             .map_err(|_| ConnectionError::HandshakeTimeout)?
             .map_err(ConnectionError::Handshake)?;
-        self.session.on_tls_established();
+        self.session.on_tls_established(tls_info(tls.get_ref().1));
         tracing::Span::current().record("smtp.tls", true);
         let mut codec = parts.codec;
         codec.reset();
         Ok(Framed::new(Transport::tls(tls, bytes_read), codec))
     }
+}
+
+/// What the payload and the span say about a session's TLS.
+fn tls_info(connection: &tokio_rustls::rustls::ServerConnection) -> TlsInfo {
+    let version = match connection.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let cipher = connection
+        .negotiated_cipher_suite()
+        .map(|suite| format!("{:?}", suite.suite()))
+        .unwrap_or_default();
+    TlsInfo { version, cipher }
 }
 
 /// The `verb` label of `maillaser_smtp_commands_total`: a bounded set, so a

@@ -10,4 +10,6 @@ pub mod reply;
 pub mod request;
 pub mod session;
 
-pub use request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse};
+pub use request::{
+    Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse, TlsInfo,
+};

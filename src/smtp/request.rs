@@ -12,13 +12,23 @@ use bytes::Bytes;
 use super::command::MailParams;
 use super::reply::Reply;
 
+/// The TLS a session runs over (RFC 8446 / IANA names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
 /// What the connection knows about the client, carried by every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     pub peer: SocketAddr,
     /// The EHLO/HELO name.
     pub helo: String,
-    pub tls: bool,
+    /// Set once STARTTLS succeeded.
+    pub tls: Option<TlsInfo>,
 }
 
 /// A complete message with its envelope, as received after DATA or the
@@ -128,7 +138,7 @@ impl SmtpRequest {
             session: SessionInfo {
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 helo: "client.example".into(),
-                tls: false,
+                tls: None,
             },
             kind: RequestKind::Rcpt {
                 recipient: recipient.into(),

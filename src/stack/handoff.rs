@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::{self, BoxFuture};
 use tower::Service;
 use tracing::Instrument;
 
 use super::parse::{ParsePool, parse_message};
-use crate::mail::Payload;
+use crate::mail::{self, EnvelopeTls, MessageEnvelope, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget};
 use crate::smtp::reply::Reply;
-use crate::smtp::{Envelope, Outcome, RequestKind, SmtpRequest, SmtpResponse};
+use crate::smtp::{Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse};
 
 /// How messages are turned into payloads.
 #[derive(Debug, Clone, Default)]
@@ -65,12 +66,23 @@ impl Service<SmtpRequest> for Handoff {
             RequestKind::Rcpt { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::recipient_accepted())))
             }
-            RequestKind::Message(envelope) => Box::pin(hand_off(self.clone(), envelope)),
+            RequestKind::Message(envelope) => {
+                Box::pin(hand_off(self.clone(), request.session, envelope))
+            }
         }
     }
 }
 
-async fn hand_off(handoff: Handoff, envelope: Envelope) -> Result<SmtpResponse, tower::BoxError> {
+async fn hand_off(
+    handoff: Handoff,
+    session: SessionInfo,
+    envelope: Envelope,
+) -> Result<SmtpResponse, tower::BoxError> {
+    let received_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|elapsed| i64::try_from(elapsed.as_secs()).ok())
+        .and_then(mail::unix_to_rfc3339);
     let Handoff {
         sink,
         parse: options,
@@ -96,7 +108,17 @@ async fn hand_off(handoff: Handoff, envelope: Envelope) -> Result<SmtpResponse, 
 
     // Every recipient's payload shares the parsed message (and its JSON):
     // one copy per message, whatever the number of recipients.
-    let payloads = Payload::for_recipients(parsed, &sender, recipients.iter().map(String::as_str));
+    let envelope = MessageEnvelope {
+        mail_from: sender,
+        rcpt_to: recipients,
+        helo: session.helo,
+        client_ip: session.peer.ip().to_string(),
+        tls: session.tls.map(|tls| EnvelopeTls {
+            version: tls.version,
+            cipher: tls.cipher,
+        }),
+    };
+    let payloads = Payload::for_message(parsed, envelope, received_at);
 
     // The payload is held until every recipient is answered: it counts
     // against the memory budget like the bytes it came from.

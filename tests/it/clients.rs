@@ -90,6 +90,9 @@ async fn lettre_plain_message_payload_fields() {
         payload.references,
         ["<root@example.org>", "<parent@example.org>"]
     );
+    let envelope = payload.envelope.as_ref().expect("an envelope");
+    assert_eq!(envelope.rcpt_to, [TARGET, OTHER_TARGET]);
+    assert_eq!(envelope.tls, None, "plain SMTP");
     server.stop().await;
 }
 
@@ -126,6 +129,20 @@ async fn lettre_starttls_multipart_two_recipients() {
         assert_eq!(
             payload.html_body.as_deref().map(str::trim_end),
             Some("<p>html <b>version</b></p>")
+        );
+        // Issue 11: the envelope, TLS included, and when it arrived.
+        let envelope = payload.envelope.as_ref().expect("an envelope");
+        assert_eq!(envelope.mail_from, "sender@example.org");
+        assert_eq!(envelope.rcpt_to, [TARGET, OTHER_TARGET]);
+        assert_eq!(envelope.client_ip, "127.0.0.1");
+        assert!(!envelope.helo.is_empty());
+        let tls = envelope.tls.as_ref().expect("sent over STARTTLS");
+        assert_eq!(tls.version, "TLSv1.3");
+        assert!(tls.cipher.starts_with("TLS13_"), "{}", tls.cipher);
+        let received_at = payload.received_at.as_deref().expect("received_at");
+        assert!(
+            received_at.len() == 20 && received_at.ends_with('Z'),
+            "{received_at}"
         );
     }
     server.stop().await;

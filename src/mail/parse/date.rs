@@ -8,7 +8,11 @@
 /// `2026-12-06T21:08:04Z` for a date field value, `None` when it is not a
 /// complete, valid date.
 pub(super) fn rfc3339_utc(value: &str) -> Option<String> {
-    let seconds = unix_seconds(value)?;
+    unix_to_rfc3339(unix_seconds(value)?)
+}
+
+/// `2026-12-06T21:08:04Z` for seconds since the Unix epoch (years 0–9999).
+pub fn unix_to_rfc3339(seconds: i64) -> Option<String> {
     let days = seconds.div_euclid(86_400);
     let time = seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);

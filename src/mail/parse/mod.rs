@@ -42,6 +42,7 @@ use std::time::Duration;
 
 pub use address::Mailbox;
 pub use budget::ParseBudget;
+pub use date::unix_to_rfc3339;
 use headers::{parse_headers_lenient, read_top_headers, skip_mbox_from_line};
 use html::render_html;
 use mime::find_bodies;

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::codec::Frame;
 use super::command::{Command, CommandError, MailParams, canonical_mailbox};
 use super::reply::Reply;
-use super::request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpResponse};
+use super::request::{Envelope, Outcome, RequestKind, SessionInfo, SmtpResponse, TlsInfo};
 
 /// RFC 5321 §4.5.3.1.8 requires at least 100; more is a `452`.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -148,7 +148,8 @@ pub struct Session {
     helo: Option<String>,
     /// EHLO (not HELO) was used: enhanced status codes are in effect.
     esmtp: bool,
-    tls: bool,
+    /// Set once STARTTLS succeeded.
+    tls: Option<TlsInfo>,
     errors: u32,
     /// The shared memory budget has no room for a new message (set by the
     /// connection before each frame): DATA and BDAT get `452`.
@@ -165,7 +166,7 @@ impl Session {
             chunk: None,
             helo: None,
             esmtp: false,
-            tls: false,
+            tls: None,
             errors: 0,
             buffers_full: false,
         }
@@ -181,7 +182,7 @@ impl Session {
     }
 
     pub fn is_tls(&self) -> bool {
-        self.tls
+        self.tls.is_some()
     }
 
     /// The client's EHLO/HELO name, once given.
@@ -194,7 +195,7 @@ impl Session {
         SessionInfo {
             peer: self.peer,
             helo: self.helo.clone().unwrap_or_default(),
-            tls: self.tls,
+            tls: self.tls.clone(),
         }
     }
 
@@ -260,8 +261,8 @@ impl Session {
     }
 
     /// After the TLS handshake: RFC 3207 §4.2, the client starts over.
-    pub fn on_tls_established(&mut self) {
-        self.tls = true;
+    pub fn on_tls_established(&mut self, tls: TlsInfo) {
+        self.tls = Some(tls);
         self.esmtp = false;
         self.helo = None;
         self.state = State::Fresh;
@@ -328,7 +329,7 @@ impl Session {
             "ENHANCEDSTATUSCODES".into(),
             "CHUNKING".into(),
         ];
-        if self.config.tls_available && !self.tls {
+        if self.config.tls_available && self.tls.is_none() {
             extensions.push("STARTTLS".into());
         }
         extensions
@@ -338,7 +339,7 @@ impl Session {
         let reply = match self.state {
             State::Fresh => Reply::need_ehlo(),
             State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::nested_mail(),
-            State::Idle if self.config.require_tls && !self.tls => Reply::tls_required(),
+            State::Idle if self.config.require_tls && self.tls.is_none() => Reply::tls_required(),
             State::Idle
                 if params
                     .size
@@ -511,7 +512,7 @@ impl Session {
     }
 
     fn starttls(&mut self) -> Action {
-        let reply = if self.tls {
+        let reply = if self.tls.is_some() {
             Reply::tls_already_active()
         } else if !self.config.tls_available {
             Reply::tls_unavailable()

@@ -16,6 +16,13 @@ fn session_with(config: SessionConfig) -> Session {
     Session::new(Arc::new(config), "127.0.0.1:4000".parse().unwrap())
 }
 
+fn tls13() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS13_AES_256_GCM_SHA384".into(),
+    }
+}
+
 fn session() -> Session {
     session_with(config())
 }
@@ -127,7 +134,7 @@ fn ehlo_omits_starttls_without_tls_or_inside_tls() {
     let mut s = session();
     reply(&mut s, "EHLO c");
     assert!(matches!(cmd(&mut s, "STARTTLS"), Action::StartTls(_)));
-    s.on_tls_established();
+    s.on_tls_established(tls13());
     assert!(!reply(&mut s, "EHLO c").text.contains("STARTTLS"));
 }
 
@@ -348,7 +355,7 @@ fn starttls_rules() {
         cmd(&mut s, "STARTTLS"),
         Action::StartTls(Reply::tls_go_ahead())
     );
-    s.on_tls_established();
+    s.on_tls_established(tls13());
     assert!(s.is_tls());
     // The client must greet again.
     assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 503);
@@ -371,7 +378,7 @@ fn require_tls() {
         "530 5.7.0 Must issue a STARTTLS command first"
     );
     cmd(&mut s, "STARTTLS");
-    s.on_tls_established();
+    s.on_tls_established(tls13());
     reply(&mut s, "EHLO c");
     assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
 }
