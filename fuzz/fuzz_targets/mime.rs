@@ -85,6 +85,9 @@ fuzz_target!(|data: &[u8]| {
         "date",
         "in_reply_to",
         "references",
+        "all_headers",
+        "received_at",
+        "envelope",
         "parse_truncated",
     ];
     for key in ["from", "to", "cc", "reply_to", "references"] {

@@ -111,6 +111,16 @@ pub(super) struct Cli {
     )]
     pub(super) header_prefix: Vec<String>,
 
+    /// `all` adds `all_headers` to the payload: every top-level header, in order.
+    #[arg(
+        long,
+        env = "MAIL_LASER_HEADERS",
+        value_name = "MAIL_LASER_HEADERS",
+        value_enum,
+        default_value_t = HeadersMode::Prefixed
+    )]
+    pub(super) headers: HeadersMode,
+
     /// Largest accepted message in bytes; advertised as SIZE.
     #[arg(
         long,
@@ -221,6 +231,15 @@ pub(super) struct Cli {
     /// Total bytes of waiting spool files at which new mail gets 452 4.3.1.
     #[arg(long, env = "MAIL_LASER_SPOOL_MAX_BYTES", value_name = "MAIL_LASER_SPOOL_MAX_BYTES", default_value_t = SpoolLimits::default().max_bytes, value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) spool_max_bytes: u64,
+}
+
+/// `MAIL_LASER_HEADERS` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum HeadersMode {
+    /// Only `headers`, the ones matching `MAIL_LASER_HEADER_PREFIX`.
+    Prefixed,
+    /// `all_headers` too.
+    All,
 }
 
 /// `MAIL_LASER_DELIVERY` as clap reads it.

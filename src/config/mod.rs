@@ -266,7 +266,10 @@ impl Cli {
             http_limits: HttpLimits::default(),
             stack: StackConfig {
                 recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session),
-                parse: ParseOptions { header_prefixes },
+                parse: ParseOptions {
+                    header_prefixes,
+                    all_headers: self.headers == cli::HeadersMode::All,
+                },
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.
                 request_timeout: DELIVERY_BUDGET

@@ -15,4 +15,4 @@ pub mod payload;
 pub use parse::{
     Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered, unix_to_rfc3339,
 };
-pub use payload::{EnvelopeTls, MessageEnvelope, MessageFields, Payload, PayloadJson};
+pub use payload::{EnvelopeTls, MessageEnvelope, MessageFields, NamedHeader, Payload, PayloadJson};

@@ -56,6 +56,9 @@ pub struct MessageFields {
     pub in_reply_to: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
+    /// Every top-level header (`MAIL_LASER_HEADERS=all`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub all_headers: Vec<NamedHeader>,
     /// When MailLaser received the end of the message, RFC 3339 in UTC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_at: Option<String>,
@@ -65,6 +68,13 @@ pub struct MessageFields {
     /// was found until then. Present only when `true`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub parse_truncated: bool,
+}
+
+/// One header of `all_headers`: `{"name": …, "value": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NamedHeader {
+    pub name: String,
+    pub value: String,
 }
 
 /// The SMTP side of a message: what the client said, not what the message
@@ -119,6 +129,11 @@ impl SharedMessage {
                 date: mail.date,
                 in_reply_to: mail.in_reply_to,
                 references: mail.references,
+                all_headers: mail
+                    .all_headers
+                    .into_iter()
+                    .map(|(name, value)| NamedHeader { name, value })
+                    .collect(),
                 received_at,
                 envelope,
                 parse_truncated: mail.truncated,
@@ -176,6 +191,11 @@ impl Payload {
                 .into_iter()
                 .flatten()
                 .map(|mailbox| optional(&mailbox.name) + mailbox.address.len())
+                .sum::<usize>()
+            + fields
+                .all_headers
+                .iter()
+                .map(|header| header.name.len() + header.value.len())
                 .sum::<usize>()
             + optional(&fields.date)
             + optional(&fields.in_reply_to)

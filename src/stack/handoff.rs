@@ -21,6 +21,8 @@ use crate::smtp::{Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, Smtp
 pub struct ParseOptions {
     /// Header-name prefixes forwarded in `headers` (`MAIL_LASER_HEADER_PREFIX`).
     pub header_prefixes: Arc<[String]>,
+    /// `MAIL_LASER_HEADERS=all`: every top-level header goes in `all_headers`.
+    pub all_headers: bool,
 }
 
 /// The terminal service: hands each message to the sink.

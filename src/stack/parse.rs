@@ -105,10 +105,11 @@ pub async fn parse_message(
             .with_cancellation(cancelled)
     };
     let prefixes = options.header_prefixes.clone();
+    let all_headers = options.all_headers;
     if raw.len() <= INLINE_PARSE_LIMIT {
         let budget = budget(raw.len());
         let digest = Sha256::digest(&raw).into();
-        let unrendered = mail::parse_unrendered(&raw, &prefixes, &budget);
+        let unrendered = mail::parse_unrendered(&raw, &prefixes, all_headers, &budget);
         drop(raw);
         if !unrendered.needs_rendering() {
             return Ok((unrendered.render(&budget), digest));
@@ -121,7 +122,8 @@ pub async fn parse_message(
     pool.run(move || {
         span.in_scope(|| {
             let budget = budget(raw.len());
-            let parsed = mail::parse_unrendered(&raw, &prefixes, &budget).render(&budget);
+            let parsed =
+                mail::parse_unrendered(&raw, &prefixes, all_headers, &budget).render(&budget);
             (parsed, Sha256::digest(&raw).into())
         })
     })

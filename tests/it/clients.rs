@@ -271,3 +271,39 @@ async fn starttls_discards_pipelined_input_and_refuses_a_second_starttls() {
     assert_eq!(server.sink.wait_for(1).await[0].subject, "tls");
     server.stop().await;
 }
+
+/// Issue 11: `MAIL_LASER_HEADERS=all` adds every top-level header, in
+/// order, repeats kept; without it there is no `all_headers`.
+#[tokio::test]
+async fn all_headers_in_order_with_repeats() {
+    let message = "Received: from a\r\nReceived: from b\r\nSubject: =?utf-8?q?h=C3=A9?=\r\nX-Custom: 1\r\n\r\nbody";
+    for (flags, expected) in [
+        (&["--headers", "all"][..], true),
+        (&["--headers", "prefixed"][..], false),
+    ] {
+        let server = TestServer::start(flags).await;
+        let mut client = Client::greeted(server.smtp).await;
+        let reply = client.send_mail("a@example.org", &[TARGET], message).await;
+        assert_eq!(reply.code, 250);
+        let payload = &server.sink.wait_for(1).await[0];
+        let all: Vec<(&str, &str)> = payload
+            .all_headers
+            .iter()
+            .map(|header| (header.name.as_str(), header.value.as_str()))
+            .collect();
+        if expected {
+            assert_eq!(
+                all,
+                [
+                    ("Received", "from a"),
+                    ("Received", "from b"),
+                    ("Subject", "hé"),
+                    ("X-Custom", "1")
+                ]
+            );
+        } else {
+            assert!(all.is_empty(), "{all:?}");
+        }
+        server.stop().await;
+    }
+}

@@ -81,6 +81,7 @@ pub(super) fn next_line(data: &[u8], from: usize) -> Option<usize> {
 pub(super) fn read_top_headers(
     headers: &[MailHeader<'_>],
     prefixes: &[String],
+    all_headers: bool,
     mail: &mut ParsedMail,
     budget: &ParseBudget,
 ) {
@@ -106,9 +107,15 @@ pub(super) fn read_top_headers(
         {
             first[slot] = first[slot].or(Some(header));
         }
-        if has_prefix(name, prefixes) {
-            mail.headers
-                .push((name.to_owned(), header_value(header, budget)));
+        let prefixed = has_prefix(name, prefixes);
+        if prefixed || all_headers {
+            let value = header_value(header, budget);
+            if all_headers {
+                mail.all_headers.push((name.to_owned(), value.clone()));
+            }
+            if prefixed {
+                mail.headers.push((name.to_owned(), value));
+            }
         }
     }
     let [

@@ -85,6 +85,9 @@ pub struct ParsedMail {
     pub reply_to: Vec<Mailbox>,
     /// `Date:` as RFC 3339 in UTC; `None` when absent or not a valid date.
     pub date: Option<String>,
+    /// Every top-level header, names as sent, values decoded and trimmed,
+    /// in message order with repeats; only when asked for.
+    pub all_headers: Vec<(String, String)>,
     /// The first message id of `In-Reply-To:`, angle brackets kept.
     pub in_reply_to: Option<String>,
     /// The message ids of `References:`, in order, angle brackets kept.
@@ -106,23 +109,25 @@ pub struct ParsedMail {
 /// of its own; the caller's `mail.parse` span covers it.
 pub fn parse(raw: &[u8], header_prefixes: &[String]) -> ParsedMail {
     let budget = ParseBudget::for_size(raw.len());
-    parse_unrendered(raw, header_prefixes, &budget).render(&budget)
+    parse_unrendered(raw, header_prefixes, false, &budget).render(&budget)
 }
 
 /// [`parse`] without its one expensive step, the HTML rendering: the work
 /// left is linear in the size of the message (headers, MIME walk, transfer
 /// and charset decoding), so for a small message it is cheap enough to run
 /// on an async worker. Call [`Unrendered::render`] (off the async workers
-/// when [`Unrendered::needs_rendering`]) to finish.
+/// when [`Unrendered::needs_rendering`]) to finish. `all_headers` fills
+/// [`ParsedMail::all_headers`] (`MAIL_LASER_HEADERS=all`).
 pub fn parse_unrendered(
     raw: &[u8],
     header_prefixes: &[String],
+    all_headers: bool,
     budget: &ParseBudget,
 ) -> Unrendered {
     let raw = skip_mbox_from_line(raw);
     let (headers, body_start) = parse_headers_lenient(raw, budget);
     let mut mail = ParsedMail::default();
-    read_top_headers(&headers, header_prefixes, &mut mail, budget);
+    read_top_headers(&headers, header_prefixes, all_headers, &mut mail, budget);
 
     let found = find_bodies(&headers, &raw[body_start..], budget);
     let render = match (&found.text, &found.html) {

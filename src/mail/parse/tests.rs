@@ -174,7 +174,7 @@ fn only_html_bodies_are_left_for_rendering() {
     );
     for (raw, renders) in [(&plain, false), (&html, true), (&blank_text, true)] {
         let budget = ParseBudget::for_size(raw.len());
-        let unrendered = parse_unrendered(raw, &[], &budget);
+        let unrendered = parse_unrendered(raw, &[], false, &budget);
         assert_eq!(unrendered.needs_rendering(), renders);
         assert_eq!(unrendered.render(&budget), parse(raw, &[]));
     }
@@ -725,7 +725,7 @@ fn truncated_multipart_still_yields_top_level_fields() {
 /// Work units a full parse of `raw` is charged (no limit).
 fn work(raw: &[u8], prefixes: &[String]) -> u64 {
     let budget = ParseBudget::with_limit(u64::MAX);
-    let mail = parse_unrendered(raw, prefixes, &budget).render(&budget);
+    let mail = parse_unrendered(raw, prefixes, true, &budget).render(&budget);
     assert!(!mail.truncated);
     budget.charged()
 }
@@ -828,7 +828,7 @@ fn a_spent_budget_truncates_the_parse() {
         "=?".repeat(10_000)
     ));
     let budget = ParseBudget::with_limit(1_000);
-    let mail = parse_unrendered(&raw, &prefixes(&["X-"]), &budget).render(&budget);
+    let mail = parse_unrendered(&raw, &prefixes(&["X-"]), false, &budget).render(&budget);
     assert!(mail.truncated);
     assert_eq!(mail.body, "", "the body lies beyond the budget");
     let full = parse(&raw, &prefixes(&["X-"]));
