@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let known = [
         "sender",
         "recipient",
+        "recipient_tag",
         "subject",
         "body",
         "sender_name",

@@ -193,6 +193,10 @@ pub(super) struct Cli {
     )]
     pub(super) tls_key: Option<PathBuf>,
 
+    /// `local+tag@domain` reaches the target `local@domain`; the payload carries `recipient_tag`.
+    #[arg(long, env = "MAIL_LASER_PLUS_ADDRESSING", value_name = "MAIL_LASER_PLUS_ADDRESSING", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(super) plus_addressing: bool,
+
     /// Refuse MAIL before STARTTLS (530 5.7.0).
     #[arg(long, env = "MAIL_LASER_REQUIRE_TLS", value_name = "MAIL_LASER_REQUIRE_TLS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) require_tls: bool,

@@ -265,10 +265,12 @@ impl Cli {
             http_bind: SocketAddr::new(self.health_bind_address, self.health_port),
             http_limits: HttpLimits::default(),
             stack: StackConfig {
-                recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session),
+                recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session)
+                    .with_plus_addressing(self.plus_addressing),
                 parse: ParseOptions {
                     header_prefixes,
                     all_headers: self.headers == cli::HeadersMode::All,
+                    plus_addressing: self.plus_addressing,
                 },
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.

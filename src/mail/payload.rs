@@ -25,6 +25,9 @@ pub struct Payload {
     pub sender: String,
     /// The accepted RCPT address, exactly as the client wrote it.
     pub recipient: String,
+    /// The `tag` of a `local+tag@domain` recipient
+    /// (`MAIL_LASER_PLUS_ADDRESSING`).
+    pub recipient_tag: Option<String>,
     message: Arc<SharedMessage>,
 }
 
@@ -149,6 +152,7 @@ impl Payload {
         Self {
             sender: sender.to_owned(),
             recipient: recipient.to_owned(),
+            recipient_tag: None,
             message: SharedMessage::new(mail, None, None),
         }
     }
@@ -168,6 +172,7 @@ impl Payload {
             .map(|recipient| Self {
                 sender: sender.clone(),
                 recipient,
+                recipient_tag: None,
                 message: message.clone(),
             })
             .collect()
@@ -218,6 +223,7 @@ impl Payload {
             &Envelope {
                 sender: &self.sender,
                 recipient: &self.recipient,
+                recipient_tag: self.recipient_tag.as_deref(),
             },
             64 + self.sender.len() + self.recipient.len(),
         );
@@ -244,6 +250,7 @@ impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
         self.sender == other.sender
             && self.recipient == other.recipient
+            && self.recipient_tag == other.recipient_tag
             && self.message.fields == other.message.fields
     }
 }
@@ -254,6 +261,8 @@ impl Eq for Payload {}
 struct Envelope<'a> {
     sender: &'a str,
     recipient: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient_tag: Option<&'a str>,
 }
 
 /// Compact JSON of a value whose keys and values are all strings, which

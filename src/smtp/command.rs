@@ -93,6 +93,18 @@ fn as_written(address: &str) -> String {
     written
 }
 
+/// `local+tag@domain` split into `local@domain` and `tag` (the
+/// subaddress convention of Postfix's `recipient_delimiter`); `None` when
+/// the local part has no `+`, starts with it, or is quoted.
+pub fn split_plus_tag(address: &str) -> Option<(String, &str)> {
+    let (local, domain) = address.rsplit_once('@')?;
+    if local.starts_with('"') {
+        return None;
+    }
+    let (base, tag) = local.split_once('+')?;
+    (!base.is_empty()).then(|| (format!("{base}@{domain}"), tag))
+}
+
 /// Whether an address (local part unquoted) is a mailbox (RFC 5321
 /// §4.1.2): a local part without control characters (C1 included), and a
 /// domain of labels of letters, digits and hyphens joined by dots
@@ -471,6 +483,21 @@ mod tests {
         }
         // Other verbs that start alike are not BDAT.
         assert_eq!(parse("BDATX 1"), Err(CommandError::UnknownCommand));
+    }
+
+    #[test]
+    fn plus_tags_split_off() {
+        assert_eq!(
+            split_plus_tag("alerts+ticket-42@example.com"),
+            Some(("alerts@example.com".to_owned(), "ticket-42"))
+        );
+        assert_eq!(
+            split_plus_tag("a+b+c@x.example"),
+            Some(("a@x.example".to_owned(), "b+c"))
+        );
+        assert_eq!(split_plus_tag("alerts@example.com"), None);
+        assert_eq!(split_plus_tag("+x@example.com"), None);
+        assert_eq!(split_plus_tag("\"a+b\"@example.com"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::parse::{ParsePool, parse_message};
 use crate::mail::{self, EnvelopeTls, MessageEnvelope, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget};
+use crate::smtp::command::split_plus_tag;
 use crate::smtp::reply::Reply;
 use crate::smtp::{Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse};
 
@@ -23,6 +24,9 @@ pub struct ParseOptions {
     pub header_prefixes: Arc<[String]>,
     /// `MAIL_LASER_HEADERS=all`: every top-level header goes in `all_headers`.
     pub all_headers: bool,
+    /// `MAIL_LASER_PLUS_ADDRESSING`: a `local+tag@` recipient's tag goes in
+    /// `recipient_tag`.
+    pub plus_addressing: bool,
 }
 
 /// The terminal service: hands each message to the sink.
@@ -120,7 +124,14 @@ async fn hand_off(
             cipher: tls.cipher,
         }),
     };
-    let payloads = Payload::for_message(parsed, envelope, received_at);
+    let mut payloads = Payload::for_message(parsed, envelope, received_at);
+    if options.plus_addressing {
+        for payload in &mut payloads {
+            payload.recipient_tag = split_plus_tag(&payload.recipient)
+                .map(|(_, tag)| tag.to_owned())
+                .filter(|tag| !tag.is_empty());
+        }
+    }
 
     // The payload is held until every recipient is answered: it counts
     // against the memory budget like the bytes it came from.

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
-use crate::smtp::command::canonical_mailbox;
+use crate::smtp::command::{canonical_mailbox, split_plus_tag};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
 use crate::telemetry::Printable;
@@ -21,6 +21,8 @@ pub struct RecipientPolicy {
     targets: Arc<HashSet<String>>,
     /// After this many unknown recipients the session is closed; 0 = no cap.
     max_unknown: u32,
+    /// `local+tag@domain` is accepted for the target `local@domain`.
+    plus_addressing: bool,
 }
 
 impl RecipientPolicy {
@@ -38,11 +40,23 @@ impl RecipientPolicy {
                     .collect(),
             ),
             max_unknown,
+            plus_addressing: false,
         }
+    }
+
+    /// Also accepts `local+tag@domain` for a target `local@domain`
+    /// (`MAIL_LASER_PLUS_ADDRESSING`).
+    #[must_use]
+    pub fn with_plus_addressing(mut self, enabled: bool) -> Self {
+        self.plus_addressing = enabled;
+        self
     }
 
     pub fn accepts(&self, recipient: &str) -> bool {
         self.targets.contains(&canonical_mailbox(recipient))
+            || (self.plus_addressing
+                && split_plus_tag(recipient)
+                    .is_some_and(|(base, _)| self.targets.contains(&canonical_mailbox(&base))))
     }
 
     /// The response to the `unknown`-th unknown recipient of a session
@@ -150,6 +164,21 @@ mod tests {
             .call(rcpt(recipient))
             .await
             .unwrap()
+    }
+
+    /// Issue 11: with plus addressing, `local+tag@domain` reaches the
+    /// target `local@domain`; without it, it is another mailbox.
+    #[test]
+    fn plus_addressing_reaches_the_base_address() {
+        let plain = RecipientPolicy::new(["alerts@example.com"], 0);
+        assert!(!plain.accepts("alerts+ticket-42@example.com"));
+        let plus = plain.with_plus_addressing(true);
+        assert!(plus.accepts("alerts+ticket-42@example.com"));
+        assert!(plus.accepts("Alerts+x@EXAMPLE.com"));
+        assert!(plus.accepts("alerts@example.com"));
+        assert!(!plus.accepts("other+ticket@example.com"));
+        assert!(!plus.accepts("+alerts@example.com"));
+        assert!(!plus.accepts("\"alerts+x\"@example.com"));
     }
 
     #[tokio::test]

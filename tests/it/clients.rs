@@ -307,3 +307,44 @@ async fn all_headers_in_order_with_repeats() {
         server.stop().await;
     }
 }
+
+/// Issue 11: `MAIL_LASER_PLUS_ADDRESSING=true` lets `alerts+ticket-42@`
+/// reach the target `alerts@` and puts the tag in `recipient_tag`; without
+/// it such a recipient is unknown.
+#[tokio::test]
+async fn plus_addressing_carries_the_tag() {
+    let tagged = "alerts+ticket-42@example.com";
+    let server = TestServer::start(&["--plus-addressing", "true"]).await;
+    let mut client = Client::greeted(server.smtp).await;
+    let reply = client
+        .send_mail("a@example.org", &[tagged, TARGET], "Subject: t\r\n\r\nbody")
+        .await;
+    assert_eq!(reply.code, 250);
+    let payloads = server.sink.wait_for(2).await;
+    let tags: Vec<(&str, Option<&str>)> = payloads
+        .iter()
+        .map(|p| (p.recipient.as_str(), p.recipient_tag.as_deref()))
+        .collect();
+    assert!(tags.contains(&(tagged, Some("ticket-42"))), "{tags:?}");
+    assert!(tags.contains(&(TARGET, None)), "{tags:?}");
+    let json = payloads
+        .iter()
+        .find(|p| p.recipient == tagged)
+        .map(|p| p.to_json().to_bytes())
+        .expect("the tagged payload");
+    let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(value["recipient_tag"], "ticket-42");
+    server.stop().await;
+
+    let server = TestServer::start(&[]).await;
+    let mut client = Client::greeted(server.smtp).await;
+    assert_eq!(client.command("EHLO client.example").await.code, 250);
+    assert_eq!(client.command("MAIL FROM:<a@example.org>").await.code, 250);
+    client
+        .expect(
+            &format!("RCPT TO:<{tagged}>"),
+            "550 5.1.1 No such user here",
+        )
+        .await;
+    server.stop().await;
+}
