@@ -89,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
         "all_headers",
         "received_at",
         "envelope",
+        "raw_base64",
         "parse_truncated",
     ];
     for key in ["from", "to", "cc", "reply_to", "references"] {

@@ -193,6 +193,10 @@ pub(super) struct Cli {
     )]
     pub(super) tls_key: Option<PathBuf>,
 
+    /// Add the original message to the payload as `raw_base64`.
+    #[arg(long, env = "MAIL_LASER_INCLUDE_RAW", value_name = "MAIL_LASER_INCLUDE_RAW", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(super) include_raw: bool,
+
     /// `local+tag@domain` reaches the target `local@domain`; the payload carries `recipient_tag`.
     #[arg(long, env = "MAIL_LASER_PLUS_ADDRESSING", value_name = "MAIL_LASER_PLUS_ADDRESSING", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) plus_addressing: bool,

@@ -271,6 +271,7 @@ impl Cli {
                     header_prefixes,
                     all_headers: self.headers == cli::HeadersMode::All,
                     plus_addressing: self.plus_addressing,
+                    include_raw: self.include_raw,
                 },
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.

@@ -67,6 +67,9 @@ pub struct MessageFields {
     pub received_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envelope: Option<MessageEnvelope>,
+    /// The original message, base64 (`MAIL_LASER_INCLUDE_RAW`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
     /// The message was cut short by its parse budget: the fields hold what
     /// was found until then. Present only when `true`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -139,6 +142,7 @@ impl SharedMessage {
                     .collect(),
                 received_at,
                 envelope,
+                raw_base64: mail.raw_base64,
                 parse_truncated: mail.truncated,
             },
             json: OnceLock::new(),
@@ -202,6 +206,7 @@ impl Payload {
                 .iter()
                 .map(|header| header.name.len() + header.value.len())
                 .sum::<usize>()
+            + optional(&fields.raw_base64)
             + optional(&fields.date)
             + optional(&fields.in_reply_to)
             + fields.references.iter().map(String::len).sum::<usize>()

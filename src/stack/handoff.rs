@@ -27,6 +27,8 @@ pub struct ParseOptions {
     /// `MAIL_LASER_PLUS_ADDRESSING`: a `local+tag@` recipient's tag goes in
     /// `recipient_tag`.
     pub plus_addressing: bool,
+    /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`.
+    pub include_raw: bool,
 }
 
 /// The terminal service: hands each message to the sink.

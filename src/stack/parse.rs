@@ -106,10 +106,14 @@ pub async fn parse_message(
     };
     let prefixes = options.header_prefixes.clone();
     let all_headers = options.all_headers;
+    let include_raw = options.include_raw;
+    // `MAIL_LASER_INCLUDE_RAW`: encoded where the message is parsed.
+    let raw_base64 = move |raw: &[u8]| include_raw.then(|| data_encoding::BASE64.encode(raw));
     if raw.len() <= INLINE_PARSE_LIMIT {
         let budget = budget(raw.len());
         let digest = Sha256::digest(&raw).into();
-        let unrendered = mail::parse_unrendered(&raw, &prefixes, all_headers, &budget);
+        let mut unrendered = mail::parse_unrendered(&raw, &prefixes, all_headers, &budget);
+        unrendered.set_raw_base64(raw_base64(&raw));
         drop(raw);
         if !unrendered.needs_rendering() {
             return Ok((unrendered.render(&budget), digest));
@@ -122,8 +126,9 @@ pub async fn parse_message(
     pool.run(move || {
         span.in_scope(|| {
             let budget = budget(raw.len());
-            let parsed =
+            let mut parsed =
                 mail::parse_unrendered(&raw, &prefixes, all_headers, &budget).render(&budget);
+            parsed.raw_base64 = raw_base64(&raw);
             (parsed, Sha256::digest(&raw).into())
         })
     })

@@ -348,3 +348,39 @@ async fn plus_addressing_carries_the_tag() {
         .await;
     server.stop().await;
 }
+
+/// Issue 11: `MAIL_LASER_INCLUDE_RAW=true` adds the original message,
+/// exactly as received (dot-unstuffed), as `raw_base64` — small messages
+/// and ones large enough to be parsed on a parse thread alike.
+#[tokio::test]
+async fn include_raw_carries_the_original_message() {
+    let server = TestServer::start(&["--include-raw", "true"]).await;
+    let small = "Subject: raw\r\n\r\n..dot-stuffed line\r\n";
+    let large = format!("Subject: raw\r\n\r\n{}", "x".repeat(100_000));
+    for message in [small.to_owned(), large] {
+        let mut client = Client::greeted(server.smtp).await;
+        let reply = client.send_mail("a@example.org", &[TARGET], &message).await;
+        assert_eq!(reply.code, 250);
+    }
+    let payloads = server.sink.wait_for(2).await;
+    let raw = |payload: &mail_laser::mail::Payload| {
+        let encoded = payload.raw_base64.as_deref().expect("raw_base64");
+        data_encoding::BASE64.decode(encoded.as_bytes()).unwrap()
+    };
+    assert_eq!(
+        raw(&payloads[0]),
+        b"Subject: raw\r\n\r\n.dot-stuffed line\r\n\r\n"
+    );
+    assert_eq!(
+        raw(&payloads[1]).len(),
+        "Subject: raw\r\n\r\n".len() + 100_000 + 2
+    );
+    server.stop().await;
+
+    let server = TestServer::start(&[]).await;
+    let mut client = Client::greeted(server.smtp).await;
+    let reply = client.send_mail("a@example.org", &[TARGET], small).await;
+    assert_eq!(reply.code, 250);
+    assert_eq!(server.sink.wait_for(1).await[0].raw_base64, None);
+    server.stop().await;
+}

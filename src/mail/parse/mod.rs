@@ -88,6 +88,9 @@ pub struct ParsedMail {
     /// Every top-level header, names as sent, values decoded and trimmed,
     /// in message order with repeats; only when asked for.
     pub all_headers: Vec<(String, String)>,
+    /// The original message in base64 (`MAIL_LASER_INCLUDE_RAW`), set by
+    /// the caller, which has the bytes.
+    pub raw_base64: Option<String>,
     /// The first message id of `In-Reply-To:`, angle brackets kept.
     pub in_reply_to: Option<String>,
     /// The message ids of `References:`, in order, angle brackets kept.
@@ -156,6 +159,11 @@ pub struct Unrendered {
 }
 
 impl Unrendered {
+    /// Attaches the original message in base64 (`MAIL_LASER_INCLUDE_RAW`).
+    pub fn set_raw_base64(&mut self, raw_base64: Option<String>) {
+        self.mail.raw_base64 = raw_base64;
+    }
+
     /// Whether [`Unrendered::render`] runs html2text (its parse up to
     /// [`HTML_RENDER_BUDGET`], its rendering bounded by size) rather than
     /// returning at once.
