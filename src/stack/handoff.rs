@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::parse::{ParsePool, parse_message};
 use crate::mail::{self, EnvelopeTls, MessageEnvelope, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
-use crate::smtp::codec::{GRANULE, MemoryBudget};
+use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
 use crate::smtp::reply::Reply;
 use crate::smtp::{Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse};
@@ -116,16 +116,7 @@ async fn hand_off(
 
     // Every recipient's payload shares the parsed message (and its JSON):
     // one copy per message, whatever the number of recipients.
-    let envelope = MessageEnvelope {
-        mail_from: sender,
-        rcpt_to: recipients,
-        helo: session.helo,
-        client_ip: session.peer.ip().to_string(),
-        tls: session.tls.map(|tls| EnvelopeTls {
-            version: tls.version,
-            cipher: tls.cipher,
-        }),
-    };
+    let envelope = message_envelope(session, sender, recipients);
     let mut payloads = Payload::for_message(parsed, envelope, received_at);
     if options.plus_addressing {
         for payload in &mut payloads {
@@ -134,31 +125,10 @@ async fn hand_off(
                 .filter(|tag| !tag.is_empty());
         }
     }
-
-    // The payload is held until every recipient is answered: it counts
-    // against the memory budget like the bytes it came from.
-    let cost = payloads.first().map_or(0, |payload| {
-        payload.size_in_memory() + payload.to_json().len()
-    }) + payloads
-        .iter()
-        .map(|payload| payload.sender.len() + payload.recipient.len() + 64)
-        .sum::<usize>();
-    let mut held = memory.reservation();
-    if !held.cover(cost) {
-        tracing::warn!(
-            size,
-            payload = cost,
-            "memory budget spent: the payload cannot be held now"
-        );
-        // The message's own bytes stay counted until it is answered.
-        let own = size.div_ceil(GRANULE).saturating_mul(GRANULE);
-        return Ok(if cost.saturating_add(own) > memory.limit() {
-            // It never could be held: a retry would meet the same answer.
-            SmtpResponse::new(Outcome::Rejected, Reply::message_too_large())
-        } else {
-            SmtpResponse::new(Outcome::Deferred, Reply::insufficient_storage())
-        });
-    }
+    let held = match hold_payloads(&memory, &payloads, size) {
+        Ok(held) => held,
+        Err(response) => return Ok(response),
+    };
     let deliveries: Vec<_> = payloads
         .into_iter()
         .map(|payload| {
@@ -172,6 +142,59 @@ async fn hand_off(
     let outcomes = future::join_all(deliveries).await;
     drop(held);
     Ok(response_for(&outcomes))
+}
+
+/// The SMTP side of a message, for its payloads.
+fn message_envelope(
+    session: SessionInfo,
+    sender: String,
+    recipients: Vec<String>,
+) -> MessageEnvelope {
+    MessageEnvelope {
+        mail_from: sender,
+        rcpt_to: recipients,
+        helo: session.helo,
+        client_ip: session.peer.ip().to_string(),
+        tls: session.tls.map(|tls| EnvelopeTls {
+            version: tls.version,
+            cipher: tls.cipher,
+        }),
+    }
+}
+
+/// Holds what the payloads of a message cost (its fields and JSON, shared,
+/// plus each recipient's head) against the memory budget until every
+/// recipient is answered, as the message's bytes are. When the budget
+/// cannot hold them: `452` if it could later, `552` if it never could next
+/// to the message's own `size` octets (a retry would meet the same answer).
+fn hold_payloads(
+    memory: &MemoryBudget,
+    payloads: &[Payload],
+    size: usize,
+) -> Result<Reservation, SmtpResponse> {
+    let shared = payloads.first().map_or(0, |payload| {
+        payload.size_in_memory() + payload.to_json().len()
+    });
+    let heads: usize = payloads
+        .iter()
+        .map(|payload| payload.sender.len() + payload.recipient.len() + 64)
+        .sum();
+    let cost = shared + heads;
+    let mut held = memory.reservation();
+    if held.cover(cost) {
+        return Ok(held);
+    }
+    tracing::warn!(
+        size,
+        payload = cost,
+        "memory budget spent: the payload cannot be held now"
+    );
+    let own = size.div_ceil(GRANULE).saturating_mul(GRANULE);
+    Err(if cost.saturating_add(own) > memory.limit() {
+        SmtpResponse::new(Outcome::Rejected, Reply::message_too_large())
+    } else {
+        SmtpResponse::new(Outcome::Deferred, Reply::insufficient_storage())
+    })
 }
 
 /// One response for all recipients of a message: any temporary failure
