@@ -271,9 +271,7 @@ impl Command {
 /// line's octets taken for commands.
 /// Like smtp-proto, leading blanks are skipped and blanks separate words.
 fn bdat_arguments(line: &[u8]) -> Option<&[u8]> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let line = line.trim_ascii_start();
+    let line = without_line_end(line).trim_ascii_start();
     let (verb, rest) = line.split_at_checked(4)?;
     let separated = rest.first().is_none_or(|&byte| is_blank(byte));
     (verb.eq_ignore_ascii_case(b"BDAT") && separated).then_some(rest)
@@ -281,10 +279,15 @@ fn bdat_arguments(line: &[u8]) -> Option<&[u8]> {
 
 /// Control bytes (other than the blank TAB) before the line's own CRLF.
 fn has_control_bytes(line: &[u8]) -> bool {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    line.iter()
+    without_line_end(line)
+        .iter()
         .any(|&byte| byte.is_ascii_control() && byte != b'\t')
+}
+
+/// The line without its LF or CRLF.
+fn without_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn is_blank(byte: u8) -> bool {
