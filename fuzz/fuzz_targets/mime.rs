@@ -90,8 +90,26 @@ fuzz_target!(|data: &[u8]| {
         "received_at",
         "envelope",
         "raw_base64",
+        "raw_url",
+        "raw_presigned_url",
+        "attachments",
         "parse_truncated",
     ];
+    // Every attachment carries its octets, base64, decoding to its size
+    // and hash.
+    let attachments = object.get("attachments").map_or(&[][..], |list| {
+        list.as_array().expect("attachments is a list").as_slice()
+    });
+    assert_eq!(attachments.len(), parsed.attachments.len());
+    for (entry, attachment) in attachments.iter().zip(&parsed.attachments) {
+        let text = entry["delivery"]["data_base64"].as_str().expect("inline octets");
+        let data = data_encoding::BASE64
+            .decode(text.as_bytes())
+            .expect("standard base64");
+        assert_eq!(data, attachment.data);
+        assert_eq!(entry["size_bytes"].as_u64(), Some(data.len() as u64));
+        assert_eq!(entry["sha256"].as_str().map(str::len), Some(64));
+    }
     for key in ["from", "to", "cc", "reply_to", "references"] {
         if let Some(list) = object.get(key) {
             let list = list.as_array().expect("a list");

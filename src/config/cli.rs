@@ -14,6 +14,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use super::ConfigError;
 use crate::duration;
 use crate::spool::SpoolLimits;
+use crate::stack::DEFAULT_MAX_ATTACHMENT_SIZE;
 
 /// Command line and environment, as clap sees them. `value_name` is the
 /// variable's name so that every error message names it.
@@ -197,6 +198,20 @@ pub(super) struct Cli {
     #[arg(long, env = "MAIL_LASER_INCLUDE_RAW", value_name = "MAIL_LASER_INCLUDE_RAW", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) include_raw: bool,
 
+    /// inline: attachments in the payload, base64; metadata: described without their octets.
+    #[arg(
+        long,
+        env = "MAIL_LASER_ATTACHMENT_DELIVERY",
+        value_name = "MAIL_LASER_ATTACHMENT_DELIVERY",
+        value_enum,
+        default_value_t = AttachmentDelivery::Inline
+    )]
+    pub(super) attachment_delivery: AttachmentDelivery,
+
+    /// Bytes (decoded) one attachment may have; a larger one refuses the message with 552 5.3.4.
+    #[arg(long, env = "MAIL_LASER_MAX_ATTACHMENT_SIZE", value_name = "MAIL_LASER_MAX_ATTACHMENT_SIZE", default_value_t = DEFAULT_MAX_ATTACHMENT_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) max_attachment_size: u64,
+
     /// `local+tag@domain` reaches the target `local@domain`; the payload carries `recipient_tag`.
     #[arg(long, env = "MAIL_LASER_PLUS_ADDRESSING", value_name = "MAIL_LASER_PLUS_ADDRESSING", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) plus_addressing: bool,
@@ -248,6 +263,13 @@ pub(super) enum HeadersMode {
     Prefixed,
     /// `all_headers` too.
     All,
+}
+
+/// `MAIL_LASER_ATTACHMENT_DELIVERY` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum AttachmentDelivery {
+    Inline,
+    Metadata,
 }
 
 /// `MAIL_LASER_DELIVERY` as clap reads it.

@@ -16,7 +16,7 @@ use crate::http::HttpLimits;
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
-use crate::stack::{ParseOptions, RecipientPolicy, StackConfig};
+use crate::stack::{AttachmentMode, AttachmentOptions, ParseOptions, RecipientPolicy, StackConfig};
 use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
 use cli::{Cli, DeliveryMode, one_line};
 
@@ -272,6 +272,13 @@ impl Cli {
                     all_headers: self.headers == cli::HeadersMode::All,
                     plus_addressing: self.plus_addressing,
                     include_raw: self.include_raw,
+                    attachments: AttachmentOptions {
+                        mode: match self.attachment_delivery {
+                            cli::AttachmentDelivery::Inline => AttachmentMode::Inline,
+                            cli::AttachmentDelivery::Metadata => AttachmentMode::Metadata,
+                        },
+                        max_size: self.max_attachment_size,
+                    },
                 },
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.

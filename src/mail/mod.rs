@@ -13,6 +13,10 @@ pub mod parse;
 pub mod payload;
 
 pub use parse::{
-    Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered, unix_to_rfc3339,
+    Attachment, Disposition, Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered,
+    unix_to_rfc3339,
 };
-pub use payload::{EnvelopeTls, MessageEnvelope, MessageFields, NamedHeader, Payload, PayloadJson};
+pub use payload::{
+    AttachmentDelivery, AttachmentField, Base64, EnvelopeTls, MessageEnvelope, MessageExtras,
+    MessageFields, NamedHeader, Payload, PayloadJson, StoredLocation,
+};

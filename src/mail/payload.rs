@@ -16,7 +16,9 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::parse::{Mailbox, ParsedMail};
+use sha2::{Digest, Sha256};
+
+use super::parse::{Attachment, Disposition, Mailbox, ParsedMail};
 
 /// The webhook request body for one recipient.
 #[derive(Debug, Clone)]
@@ -70,6 +72,15 @@ pub struct MessageFields {
     /// The original message, base64 (`MAIL_LASER_INCLUDE_RAW`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_base64: Option<String>,
+    /// Where the original message was stored instead (`MAIL_LASER_INCLUDE_RAW`
+    /// in `s3` mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_presigned_url: Option<String>,
+    /// Every MIME leaf that is not `body` or `html_body`, in message order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentField>,
     /// The message was cut short by its parse budget: the fields hold what
     /// was found until then. Present only when `true`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -99,6 +110,149 @@ pub struct MessageEnvelope {
     pub tls: Option<EnvelopeTls>,
 }
 
+/// One entry of `attachments`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttachmentField {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    pub content_type: String,
+    /// Decoded size.
+    pub size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+    pub disposition: Disposition,
+    /// SHA-256 of the decoded octets, lower-case hex.
+    pub sha256: String,
+    /// Where the octets are; left out in `metadata` mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<AttachmentDelivery>,
+}
+
+impl AttachmentField {
+    /// The attachment's description, without its octets.
+    pub fn describe(attachment: &Attachment) -> Self {
+        Self {
+            filename: attachment.filename.clone(),
+            content_type: attachment.content_type.clone(),
+            size_bytes: attachment.data.len() as u64,
+            content_id: attachment.content_id.clone(),
+            disposition: attachment.disposition,
+            sha256: hex(&Sha256::digest(&attachment.data)),
+            delivery: None,
+        }
+    }
+
+    /// The attachment with its octets in the payload.
+    pub fn inline(attachment: Attachment) -> Self {
+        Self {
+            delivery: Some(AttachmentDelivery::Inline {
+                data_base64: Base64(attachment.data.clone()),
+            }),
+            ..Self::describe(&attachment)
+        }
+    }
+
+    /// Bytes the entry holds in memory.
+    fn size_in_memory(&self) -> usize {
+        self.text_len() + self.inline_data().map_or(0, |data| data.0.len())
+    }
+
+    /// Upper bound of the entry's JSON length, so that the document is
+    /// written into one allocation (a reallocation of a 27 MB document
+    /// would hold both copies at once).
+    fn json_len_bound(&self) -> usize {
+        // Escaping at most sextuples a text octet (`\u001f`).
+        let base64 = self
+            .inline_data()
+            .map_or(0, |data| data.0.len().div_ceil(3) * 4);
+        6 * self.text_len() + base64 + 128
+    }
+
+    /// Length of the entry's text fields.
+    fn text_len(&self) -> usize {
+        let optional = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+        let stored = match &self.delivery {
+            Some(AttachmentDelivery::Stored(location)) => {
+                location.url.len() + optional(&location.presigned_url)
+            }
+            _ => 0,
+        };
+        optional(&self.filename)
+            + self.content_type.len()
+            + optional(&self.content_id)
+            + self.sha256.len()
+            + stored
+    }
+
+    fn inline_data(&self) -> Option<&Base64> {
+        match &self.delivery {
+            Some(AttachmentDelivery::Inline { data_base64 }) => Some(data_base64),
+            _ => None,
+        }
+    }
+}
+
+/// Where an attachment's octets are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum AttachmentDelivery {
+    /// In the payload (`inline` mode, or up to `MAIL_LASER_ATTACHMENT_INLINE_MAX`).
+    Inline { data_base64: Base64 },
+    /// In the object store (`s3` mode).
+    Stored(StoredLocation),
+}
+
+/// An object in the store: its URL, and a presigned GET URL when
+/// `MAIL_LASER_S3_PRESIGN_TTL` is set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredLocation {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presigned_url: Option<String>,
+}
+
+/// Octets serialised as standard base64 text. The encoding is streamed
+/// into the JSON writer a few kilobytes at a time: a 20 MB attachment never
+/// exists as a base64 string besides the document.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Base64(pub Bytes);
+
+impl std::fmt::Debug for Base64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Base64({} octets)", self.0.len())
+    }
+}
+
+impl std::fmt::Display for Base64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const CHUNK: usize = 3 * 1024;
+        let mut text = [0u8; CHUNK / 3 * 4];
+        for chunk in self.0.chunks(CHUNK) {
+            let length = data_encoding::BASE64.encode_len(chunk.len());
+            let text = &mut text[..length];
+            data_encoding::BASE64.encode_mut(chunk, text);
+            f.write_str(std::str::from_utf8(text).map_err(|_| std::fmt::Error)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Base64 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+fn hex(octets: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(octets.len() * 2);
+    for octet in octets {
+        text.push(char::from(DIGITS[usize::from(octet >> 4)]));
+        text.push(char::from(DIGITS[usize::from(octet & 15)]));
+    }
+    text
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EnvelopeTls {
     /// `TLSv1.3` or `TLSv1.2`.
@@ -114,12 +268,29 @@ struct SharedMessage {
     json: OnceLock<Bytes>,
 }
 
+/// What the hand-off adds to a parsed message: the SMTP side, and the
+/// attachments and raw message with their delivery settled.
+#[derive(Debug, Clone, Default)]
+pub struct MessageExtras {
+    pub envelope: Option<MessageEnvelope>,
+    pub received_at: Option<String>,
+    /// Used instead of the parsed message's own attachments, which the
+    /// caller took out to deliver them.
+    pub attachments: Vec<AttachmentField>,
+    /// Where the original message was stored (`raw_url`).
+    pub raw: Option<StoredLocation>,
+}
+
 impl SharedMessage {
-    fn new(
-        mail: ParsedMail,
-        envelope: Option<MessageEnvelope>,
-        received_at: Option<String>,
-    ) -> Arc<Self> {
+    fn new(mail: ParsedMail, extras: MessageExtras) -> Arc<Self> {
+        let MessageExtras {
+            envelope,
+            received_at,
+            attachments,
+            raw,
+        } = extras;
+        let (raw_url, raw_presigned_url) =
+            raw.map_or((None, None), |raw| (Some(raw.url), raw.presigned_url));
         Arc::new(Self {
             fields: MessageFields {
                 subject: mail.subject,
@@ -143,6 +314,9 @@ impl SharedMessage {
                 received_at,
                 envelope,
                 raw_base64: mail.raw_base64,
+                raw_url,
+                raw_presigned_url,
+                attachments,
                 parse_truncated: mail.truncated,
             },
             json: OnceLock::new(),
@@ -151,26 +325,39 @@ impl SharedMessage {
 }
 
 impl Payload {
-    /// Payload for the one recipient of a message.
-    pub fn new(mail: ParsedMail, sender: &str, recipient: &str) -> Self {
+    /// Payload for the one recipient of a message, its attachments inline.
+    pub fn new(mut mail: ParsedMail, sender: &str, recipient: &str) -> Self {
+        let attachments = std::mem::take(&mut mail.attachments)
+            .into_iter()
+            .map(AttachmentField::inline)
+            .collect();
+        let extras = MessageExtras {
+            attachments,
+            ..MessageExtras::default()
+        };
         Self {
             sender: sender.to_owned(),
             recipient: recipient.to_owned(),
             recipient_tag: None,
-            message: SharedMessage::new(mail, None, None),
+            message: SharedMessage::new(mail, extras),
         }
     }
 
-    /// One payload per accepted recipient of `envelope`, all sharing the
-    /// message's fields (moved out of `mail`, never copied).
+    /// One payload per recipient of `envelope`, all sharing the message's
+    /// fields (moved out of `mail`, never copied). `mail.attachments` are
+    /// not read: `attachments` are what the caller made of them.
     pub fn for_message(
         mail: ParsedMail,
         envelope: MessageEnvelope,
-        received_at: Option<String>,
+        extras: MessageExtras,
     ) -> Vec<Self> {
         let sender = envelope.mail_from.clone();
         let recipients = envelope.rcpt_to.clone();
-        let message = SharedMessage::new(mail, Some(envelope), received_at);
+        let extras = MessageExtras {
+            envelope: Some(envelope),
+            ..extras
+        };
+        let message = SharedMessage::new(mail, extras);
         recipients
             .into_iter()
             .map(|recipient| Self {
@@ -207,9 +394,35 @@ impl Payload {
                 .map(|header| header.name.len() + header.value.len())
                 .sum::<usize>()
             + optional(&fields.raw_base64)
+            + optional(&fields.raw_url)
+            + optional(&fields.raw_presigned_url)
+            + fields
+                .attachments
+                .iter()
+                .map(AttachmentField::size_in_memory)
+                .sum::<usize>()
             + optional(&fields.date)
             + optional(&fields.in_reply_to)
             + fields.references.iter().map(String::len).sum::<usize>()
+    }
+
+    /// The length of the shared JSON, closely above for real mail, so it is
+    /// written with few reallocations and the attachments' base64 with none.
+    fn json_len_estimate(&self) -> usize {
+        let fields = &self.message.fields;
+        let attachments: usize = fields
+            .attachments
+            .iter()
+            .map(AttachmentField::json_len_bound)
+            .sum();
+        let others = self.size_in_memory()
+            - fields
+                .attachments
+                .iter()
+                .map(AttachmentField::size_in_memory)
+                .sum::<usize>();
+        // Text grows by escaping (a quote, a line break): a tenth is ample.
+        256 + others + others / 10 + attachments
     }
 
     /// The request body: compact UTF-8 JSON, in two pieces of which the
@@ -220,7 +433,7 @@ impl Payload {
             .json
             .get_or_init(|| {
                 // `{"subject":…}` without its `{`: the head ends in a comma.
-                let json = to_vec(&self.message.fields, 256 + self.message.fields.body.len());
+                let json = to_vec(&self.message.fields, self.json_len_estimate());
                 Bytes::from(json).slice(1..)
             })
             .clone();
@@ -513,7 +726,11 @@ mod tests {
             client_ip: "192.0.2.1".into(),
             tls: None,
         };
-        let payloads = Payload::for_message(mail, envelope, Some("2026-12-06T21:08:04Z".into()));
+        let extras = MessageExtras {
+            received_at: Some("2026-12-06T21:08:04Z".into()),
+            ..MessageExtras::default()
+        };
+        let payloads = Payload::for_message(mail, envelope, extras);
         let (first, second) = (payloads[0].to_json(), payloads[1].to_json());
         let [_, first_tail] = first.pieces();
         let [_, second_tail] = second.pieces();
@@ -544,5 +761,43 @@ mod tests {
         let payload = Payload::new(mail, "a@b", "c@d");
         assert!(payload.headers.is_empty());
         assert!(!keys(&payload.to_json().to_bytes()).contains(&"headers".to_owned()));
+    }
+
+    /// Issue 11: attachments serialise in message order with their
+    /// description; inline octets as standard base64, streamed in pieces
+    /// longer than one chunk; the document needs no reallocation.
+    #[test]
+    fn attachments_inline_and_described() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let raw = format!(
+            "Subject: a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+             --b\r\nContent-Type: application/octet-stream\r\n\
+             Content-Disposition: attachment; filename=\"d.bin\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            data_encoding::BASE64_MIME.encode(&data)
+        );
+        let mail = parse(raw.as_bytes(), &[]);
+        let described = AttachmentField::describe(&mail.attachments[0]);
+        let payload = Payload::new(mail, "a@b", "c@d");
+        let value: Value = serde_json::from_slice(&payload.to_json().to_bytes()).unwrap();
+        let sha256 = hex(&Sha256::digest(&data));
+        assert_eq!(
+            value["attachments"],
+            json!([{
+                "filename": "d.bin",
+                "content_type": "application/octet-stream",
+                "size_bytes": 10_000,
+                "disposition": "attachment",
+                "sha256": sha256,
+                "delivery": {"data_base64": data_encoding::BASE64.encode(&data)},
+            }])
+        );
+        let described = serde_json::to_value(&described).unwrap();
+        assert_eq!(described["sha256"], json!(sha256));
+        assert!(described.get("delivery").is_none(), "metadata: no octets");
+        let json = payload.to_json();
+        let [_, tail] = json.pieces();
+        assert!(tail.len() <= payload.json_len_estimate(), "one allocation");
     }
 }

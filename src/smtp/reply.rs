@@ -231,6 +231,14 @@ impl Reply {
     pub const fn message_too_large() -> Self {
         reply(552, enhanced(5, 3, 4), "Message size exceeds limit")
     }
+    /// One attachment is larger than `MAIL_LASER_MAX_ATTACHMENT_SIZE`.
+    pub const fn attachment_too_large() -> Self {
+        reply(552, enhanced(5, 3, 4), "Attachment size exceeds limit")
+    }
+    /// More attachments than one message may have (`mail::parse::MAX_ATTACHMENTS`).
+    pub const fn too_many_attachments() -> Self {
+        reply(552, enhanced(5, 3, 4), "Too many attachments")
+    }
     pub fn rejected(reason: Option<&str>) -> Self {
         match reason {
             Some(reason) if !reason.is_empty() => {

@@ -9,8 +9,9 @@ use futures_util::future::{self, BoxFuture};
 use tower::Service;
 use tracing::Instrument;
 
+use super::attachments::{self, AttachmentError, AttachmentOptions};
 use super::parse::{ParsePool, parse_message};
-use crate::mail::{self, EnvelopeTls, MessageEnvelope, Payload};
+use crate::mail::{self, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
@@ -29,6 +30,7 @@ pub struct ParseOptions {
     pub plus_addressing: bool,
     /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`.
     pub include_raw: bool,
+    pub attachments: AttachmentOptions,
 }
 
 /// The terminal service: hands each message to the sink.
@@ -104,7 +106,7 @@ async fn hand_off(
         ..
     } = envelope;
     let size = message.len();
-    let (parsed, message_sha256) = parse_message(message, &options, &pool)
+    let (mut parsed, message_sha256) = parse_message(message, &options, &pool)
         .instrument(tracing::info_span!("mail.parse", size))
         .await?;
     if parsed.truncated {
@@ -114,10 +116,22 @@ async fn hand_off(
         );
     }
 
+    let found = std::mem::take(&mut parsed.attachments);
+    let too_many = parsed.too_many_attachments;
+    let attachments = match attachments::settle(&options.attachments, found, too_many).await {
+        Ok(attachments) => attachments,
+        Err(error) => return Ok(attachment_failure(&error)),
+    };
+
     // Every recipient's payload shares the parsed message (and its JSON):
     // one copy per message, whatever the number of recipients.
     let envelope = message_envelope(session, sender, recipients);
-    let mut payloads = Payload::for_message(parsed, envelope, received_at);
+    let extras = MessageExtras {
+        received_at,
+        attachments,
+        ..MessageExtras::default()
+    };
+    let mut payloads = Payload::for_message(parsed, envelope, extras);
     if options.plus_addressing {
         for payload in &mut payloads {
             payload.recipient_tag = split_plus_tag(&payload.recipient)
@@ -142,6 +156,20 @@ async fn hand_off(
     let outcomes = future::join_all(deliveries).await;
     drop(held);
     Ok(response_for(&outcomes))
+}
+
+/// The reply when the attachments cannot be settled; the reason is logged,
+/// never the content.
+fn attachment_failure(error: &AttachmentError) -> SmtpResponse {
+    tracing::info!(%error, "message refused");
+    match error {
+        AttachmentError::TooLarge { .. } => {
+            SmtpResponse::new(Outcome::Rejected, Reply::attachment_too_large())
+        }
+        AttachmentError::TooMany { .. } => {
+            SmtpResponse::new(Outcome::Rejected, Reply::too_many_attachments())
+        }
+    }
 }
 
 /// The SMTP side of a message, for its payloads.

@@ -10,9 +10,11 @@
 //! Timeout        bounds everything below it
 //! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
 //! Handoff        parse the message (small ones inline, others in the
-//!                ParsePool), one payload per recipient to the sink
+//!                ParsePool), settle its attachments (inline, metadata,
+//!                object store), one payload per recipient to the sink
 //! ```
 
+mod attachments;
 mod errors;
 mod handoff;
 mod parse;
@@ -25,6 +27,9 @@ use std::time::Duration;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+pub use attachments::{
+    AttachmentError, AttachmentMode, AttachmentOptions, DEFAULT_MAX_ATTACHMENT_SIZE,
+};
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
 pub use parse::{PARSE_TIME_LIMIT, ParsePool};

@@ -9,6 +9,7 @@
 mod common;
 
 mod architecture;
+mod attachments;
 mod binary;
 mod chunking;
 mod clients;

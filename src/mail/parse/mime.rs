@@ -1,12 +1,13 @@
 //! The MIME walk: iterative, bounded in depth, finds the first `text/plain`
-//! and `text/html` leaves and tells attachments apart.
+//! and `text/html` leaves; every other leaf is an attachment.
 
 use mailparse::{DispositionType, MailHeader, ParsedContentType};
 
-use super::MAX_MULTIPART_DEPTH;
+use super::attachment::{Attachment, attachment};
 use super::budget::ParseBudget;
 use super::decode::decode_text;
 use super::headers::{first_value, next_line, parse_headers_lenient};
+use super::{MAX_ATTACHMENTS, MAX_MULTIPART_DEPTH};
 
 /// A part still to visit: its raw bytes (headers and body).
 pub(super) struct Pending<'a> {
@@ -19,10 +20,13 @@ pub(super) struct Pending<'a> {
 pub(super) struct Bodies {
     pub(super) text: Option<String>,
     pub(super) html: Option<String>,
+    pub(super) attachments: Vec<Attachment>,
+    pub(super) too_many_attachments: bool,
 }
 
 /// Depth-first, pre-order walk with an explicit stack: the first `text/plain`
-/// and `text/html` leaves in message order. Each multipart level scans its
+/// and `text/html` leaves in message order are the bodies, every other leaf
+/// an attachment, in message order. Each multipart level scans its
 /// body once, so the work is at most [`MAX_MULTIPART_DEPTH`] passes over
 /// the message; all of it is charged to `budget`, and the walk stops where
 /// the budget is spent.
@@ -40,7 +44,7 @@ pub(super) fn find_bodies(
     };
     visit(top_headers, &top, true, &mut pending, &mut found, budget);
     while let Some(part) = pending.pop() {
-        if found.text.is_some() && found.html.is_some() || budget.is_spent() {
+        if budget.is_spent() {
             break;
         }
         let (headers, body_start) = parse_headers_lenient(part.raw, budget);
@@ -55,7 +59,7 @@ pub(super) fn find_bodies(
 
 /// Handles one part whose headers are parsed and whose `raw` is its body:
 /// a multipart queues its children (first child on top), a text leaf may
-/// become a body, anything else is dropped.
+/// become a body, any other leaf is an attachment.
 pub(super) fn visit<'a>(
     headers: &[MailHeader<'_>],
     part: &Pending<'a>,
@@ -92,16 +96,26 @@ pub(super) fn visit<'a>(
         pending[first..].reverse();
         return;
     }
+    if top && part.raw.iter().all(u8::is_ascii_whitespace) && !ctype.mimetype.starts_with("text/") {
+        // A message without a body has no attachment.
+        return;
+    }
+    if !budget.charge(part.raw.len()) {
+        return;
+    }
     let slot = match ctype.mimetype.as_str() {
-        "text/plain" => &mut found.text,
-        "text/html" => &mut found.html,
-        _ => return,
+        "text/plain" => Some(&mut found.text),
+        "text/html" => Some(&mut found.html),
+        _ => None,
     };
-    if slot.is_none()
-        && !is_attachment(headers, &ctype, top, budget)
-        && budget.charge(part.raw.len())
-    {
-        *slot = Some(decode_text(headers, part.raw, &ctype, budget));
+    match slot {
+        Some(slot) if slot.is_none() && !is_attachment(headers, &ctype, top, budget) => {
+            *slot = Some(decode_text(headers, part.raw, &ctype, budget));
+        }
+        _ if found.attachments.len() >= MAX_ATTACHMENTS => found.too_many_attachments = true,
+        _ => found
+            .attachments
+            .push(attachment(headers, &ctype, part.raw, budget)),
     }
 }
 

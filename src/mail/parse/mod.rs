@@ -7,7 +7,7 @@
 //! function recurses on the stack and gives up on the *whole* message beyond
 //! 100 nested multiparts. The walk below is iterative, expands at most
 //! [`MAX_MULTIPART_DEPTH`] levels, parses each part's headers exactly once and
-//! stops as soon as both bodies are found, so a hostile message costs bounded
+//! visits every leaf once, so a hostile message costs bounded
 //! stack and still yields its top-level fields.
 //!
 //! Rules, in the order they are applied:
@@ -19,6 +19,10 @@
 //!   `attachment`, or when inside a multipart it carries a file name
 //!   (`Content-Disposition` `filename` or `Content-Type` `name`); any other
 //!   type than `text/plain`/`text/html` is never a body either;
+//! - every leaf that is not one of the two bodies is an attachment, in
+//!   message order: files, inline images, attached `message/rfc822` (not
+//!   looked into), and further text parts, so nothing the sender wrote is
+//!   lost;
 //! - HTML is rendered to text (html2text) only when no usable `text/plain`
 //!   exists: none at all, or one that is blank.
 //!
@@ -28,6 +32,7 @@
 //! and what was found so far is the result, marked [`ParsedMail::truncated`].
 
 mod address;
+mod attachment;
 mod budget;
 mod date;
 mod decode;
@@ -41,6 +46,7 @@ mod words;
 use std::time::Duration;
 
 pub use address::Mailbox;
+pub use attachment::{Attachment, Disposition};
 pub use budget::ParseBudget;
 pub use date::unix_to_rfc3339;
 use headers::{parse_headers_lenient, read_top_headers, skip_mbox_from_line};
@@ -51,6 +57,12 @@ use mime::find_bodies;
 /// (mixed → related → alternative); anything deeper is abuse, and parts
 /// beyond this depth are skipped instead of failing the whole message.
 pub const MAX_MULTIPART_DEPTH: usize = 64;
+
+/// How many attachments one message may have. Each costs a few hundred
+/// octets beyond its data (its description, its JSON), so a message of
+/// millions of one-octet parts would otherwise cost a hundred times its
+/// size; real mail has a few, a large mailing a few hundred.
+pub const MAX_ATTACHMENTS: usize = 1000;
 
 /// Wall-clock budget for parsing HTML before it is rendered: input stops
 /// being fed once this is spent, and what was parsed so far is rendered. The
@@ -95,6 +107,12 @@ pub struct ParsedMail {
     pub in_reply_to: Option<String>,
     /// The message ids of `References:`, in order, angle brackets kept.
     pub references: Vec<String>,
+    /// Every leaf that is not `body` or `html_body`, in message order.
+    pub attachments: Vec<Attachment>,
+    /// The message has more than [`MAX_ATTACHMENTS`] attachments; those
+    /// beyond are not in `attachments` (the message must be refused, not
+    /// delivered without them).
+    pub too_many_attachments: bool,
     /// The parse stopped early (its [`ParseBudget`] was spent): the fields
     /// hold what was found until then.
     pub truncated: bool,
@@ -142,6 +160,8 @@ pub fn parse_unrendered(
         mail.body = found.text.unwrap_or_default();
     }
     mail.html_body = found.html;
+    mail.attachments = found.attachments;
+    mail.too_many_attachments = found.too_many_attachments;
     Unrendered {
         mail,
         render,

@@ -854,3 +854,164 @@ fn html_expansion_is_bounded_and_flagged() {
     assert!(!plain.truncated);
     assert_eq!(plain.body, "fine");
 }
+
+/// Issue 11, attachments: every leaf that is not a chosen body, in message
+/// order, with its decoded name, type, Content-ID, disposition and octets.
+#[test]
+fn every_other_leaf_is_an_attachment() {
+    let png = [0x89u8, b'P', b'N', b'G', 0, 1, 2, 255];
+    let png_base64 = data_encoding::BASE64_MIME.encode(&png);
+    let mail = parse_str(&format!(
+        "Subject: report\n\
+         Content-Type: multipart/mixed; boundary=outer\n\
+         \n\
+         --outer\n\
+         Content-Type: multipart/related; boundary=rel\n\
+         \n\
+         --rel\n\
+         Content-Type: multipart/alternative; boundary=alt\n\
+         \n\
+         --alt\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         \n\
+         See the chart.\n\
+         --alt\n\
+         Content-Type: text/html; charset=utf-8\n\
+         \n\
+         <p>See <img src=\"cid:chart@x\"></p>\n\
+         --alt--\n\
+         --rel\n\
+         Content-Type: image/png\n\
+         Content-Transfer-Encoding: base64\n\
+         Content-ID: <chart@x>\n\
+         \n\
+         {png_base64}\
+         --rel--\n\
+         --outer\n\
+         Content-Type: application/pdf; name=\"=?utf-8?q?R=C3=A9sum=C3=A9.pdf?=\"\n\
+         Content-Disposition: attachment; filename*=utf-8''Q3%20r%C3%A9sum%C3%A9.pdf\n\
+         Content-Transfer-Encoding: quoted-printable\n\
+         \n\
+         %PDF=0A=FF\n\
+         --outer\n\
+         Content-Type: text/plain; name=notes.txt\n\
+         \n\
+         more text\n\
+         --outer\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         Subject: forwarded\n\
+         \n\
+         inner body\n\
+         --outer--\n"
+    ));
+    assert_eq!(mail.body, "See the chart.");
+    assert_eq!(
+        mail.html_body.as_deref(),
+        Some("<p>See <img src=\"cid:chart@x\"></p>")
+    );
+    let found: Vec<_> = mail
+        .attachments
+        .iter()
+        .map(|a| {
+            (
+                a.filename.as_deref(),
+                a.content_type.as_str(),
+                a.content_id.as_deref(),
+                a.disposition,
+                &a.data[..],
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                None,
+                "image/png",
+                Some("chart@x"),
+                Disposition::Inline,
+                &png[..]
+            ),
+            (
+                Some("Q3 résumé.pdf"),
+                "application/pdf",
+                None,
+                Disposition::Attachment,
+                &b"%PDF\n\xFF"[..]
+            ),
+            (
+                Some("notes.txt"),
+                "text/plain",
+                None,
+                Disposition::Attachment,
+                &b"more text"[..]
+            ),
+            (
+                None,
+                "message/rfc822",
+                None,
+                Disposition::Attachment,
+                &b"Subject: forwarded\r\n\r\ninner body"[..]
+            ),
+        ]
+    );
+}
+
+/// Issue 11, multi-part texts: the first text leaf is the body; a second
+/// text leaf between attachments (Apple Mail writes text, image, text) is
+/// an inline attachment, so nothing the sender wrote is lost.
+#[test]
+fn a_second_text_part_is_an_inline_attachment() {
+    let mail = parse_str(
+        "Content-Type: multipart/mixed; boundary=b\n\
+         \n\
+         --b\n\
+         Content-Type: text/plain\n\
+         \n\
+         before\n\
+         --b\n\
+         Content-Type: image/gif\n\
+         Content-Disposition: inline; filename=a.gif\n\
+         \n\
+         GIF89a\n\
+         --b\n\
+         Content-Type: text/plain\n\
+         Content-Disposition: inline\n\
+         \n\
+         after\n\
+         --b--\n",
+    );
+    assert_eq!(mail.body, "before");
+    let kinds: Vec<_> = mail
+        .attachments
+        .iter()
+        .map(|a| (a.content_type.as_str(), a.disposition, &a.data[..]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("image/gif", Disposition::Inline, &b"GIF89a"[..]),
+            ("text/plain", Disposition::Inline, &b"after"[..]),
+        ]
+    );
+}
+
+#[test]
+fn a_single_part_file_is_an_attachment_and_an_empty_message_has_none() {
+    let mail = parse_str(
+        "Content-Type: application/octet-stream\n\
+         Content-Transfer-Encoding: base64\n\
+         \n\
+         AAEC\n",
+    );
+    assert_eq!(mail.body, "");
+    assert_eq!(mail.attachments.len(), 1);
+    assert_eq!(&mail.attachments[0].data[..], [0, 1, 2]);
+    assert!(
+        parse_str("Content-Type: image/png\n\n\n")
+            .attachments
+            .is_empty()
+    );
+    assert!(parse_str("Subject: x\n\nbody\n").attachments.is_empty());
+}
