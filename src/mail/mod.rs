@@ -18,5 +18,5 @@ pub use parse::{
 };
 pub use payload::{
     AttachmentDelivery, AttachmentField, Base64, EnvelopeTls, MessageEnvelope, MessageExtras,
-    MessageFields, NamedHeader, Payload, PayloadJson, StoredLocation,
+    MessageFields, NamedHeader, Payload, PayloadJson, StoredLocation, payload_schema,
 };

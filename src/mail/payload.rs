@@ -14,6 +14,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use sha2::{Digest, Sha256};
@@ -34,7 +35,7 @@ pub struct Payload {
 }
 
 /// The fields every recipient of a message shares, in document order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 pub struct MessageFields {
     pub subject: String,
     pub body: String,
@@ -88,7 +89,7 @@ pub struct MessageFields {
 }
 
 /// One header of `all_headers`: `{"name": …, "value": …}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 pub struct NamedHeader {
     pub name: String,
     pub value: String,
@@ -96,7 +97,7 @@ pub struct NamedHeader {
 
 /// The SMTP side of a message: what the client said, not what the message
 /// says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 pub struct MessageEnvelope {
     /// The `MAIL FROM` address as written; `""` for the null path.
     pub mail_from: String,
@@ -111,7 +112,7 @@ pub struct MessageEnvelope {
 }
 
 /// One entry of `attachments`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 pub struct AttachmentField {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
@@ -193,7 +194,7 @@ impl AttachmentField {
 }
 
 /// Where an attachment's octets are.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AttachmentDelivery {
     /// In the payload (`inline` mode, or up to `MAIL_LASER_ATTACHMENT_INLINE_MAX`).
@@ -204,7 +205,7 @@ pub enum AttachmentDelivery {
 
 /// An object in the store: its URL, and a presigned GET URL when
 /// `MAIL_LASER_S3_PRESIGN_TTL` is set.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 pub struct StoredLocation {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,6 +238,24 @@ impl std::fmt::Display for Base64 {
     }
 }
 
+impl JsonSchema for Base64 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Base64".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "Standard base64 (RFC 4648 §4), padded, without line breaks."
+        })
+    }
+}
+
 impl Serialize for Base64 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -253,7 +272,7 @@ fn hex(octets: &[u8]) -> String {
     text
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
 pub struct EnvelopeTls {
     /// `TLSv1.3` or `TLSv1.2`.
     pub version: String,
@@ -475,6 +494,70 @@ impl PartialEq for Payload {
 
 impl Eq for Payload {}
 
+/// The whole document as its JSON Schema describes it (payloads are
+/// written by [`Payload::to_json`], in two pieces, not through this type).
+#[derive(JsonSchema)]
+#[schemars(
+    title = "MailLaser webhook payload",
+    description = "The JSON document MailLaser POSTs for each accepted recipient of a message (docs/payload.md). Optional fields are left out, never null; new fields may be added.",
+    deny_unknown_fields
+)]
+#[allow(dead_code)] // read by the derive only
+struct PayloadDocument {
+    /// `MAIL FROM` address; `""` for the null reverse-path.
+    sender: String,
+    /// The accepted `RCPT TO` address, as written.
+    recipient: String,
+    /// The tag of a `local+tag@domain` recipient (`MAIL_LASER_PLUS_ADDRESSING`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient_tag: Option<String>,
+    #[serde(flatten)]
+    fields: MessageFields,
+}
+
+/// The payload's JSON Schema (draft 2020-12), as committed in
+/// `docs/payload.schema.json`: optional fields are left out, never `null`,
+/// and no object has fields it does not list.
+pub fn payload_schema() -> serde_json::Value {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12().for_serialize();
+    settings
+        .transforms
+        .push(Box::new(schemars::transform::RecursiveTransform(
+            closed_and_never_null,
+        )));
+    settings
+        .into_generator()
+        .into_root_schema_for::<PayloadDocument>()
+        .to_value()
+}
+
+/// An object lists every field it may have, and an optional field is left
+/// out rather than `null` (schemars describes `Option` as nullable).
+fn closed_and_never_null(schema: &mut schemars::Schema) {
+    use serde_json::Value;
+    if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
+        schema.insert("additionalProperties".into(), false.into());
+    }
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|kind| kind != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            schema.insert("type".into(), only);
+        }
+    }
+    let Some(Value::Array(branches)) = schema.get_mut("anyOf") else {
+        return;
+    };
+    branches.retain(|branch| branch.get("type").is_none_or(|kind| kind != "null"));
+    if let [only] = branches.as_slice() {
+        let only = only.clone();
+        schema.remove("anyOf");
+        if let (Some(target), Value::Object(fields)) = (schema.as_object_mut(), only) {
+            target.extend(fields);
+        }
+    }
+}
+
 #[derive(serde::Serialize)]
 struct Envelope<'a> {
     sender: &'a str,
@@ -595,6 +678,20 @@ impl Headers {
         self.0
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+}
+
+impl JsonSchema for Headers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Headers".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Header name as sent → decoded value, in message order; the first occurrence of a name wins."
+        })
     }
 }
 

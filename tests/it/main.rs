@@ -22,6 +22,7 @@ mod postfix;
 mod prometheus;
 mod properties;
 mod python_smtplib;
+mod schema;
 mod spool;
 mod swaks;
 mod traces;

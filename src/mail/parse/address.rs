@@ -10,7 +10,7 @@ use super::words::{decode_line, text_of, unfold};
 
 /// One mailbox of an address list: `{"name": …, "address": …}` in the
 /// payload, `name` left out when there is none.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Mailbox {
     /// Decoded display name; `None` when absent or blank.
     #[serde(skip_serializing_if = "Option::is_none")]

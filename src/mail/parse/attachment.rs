@@ -28,11 +28,12 @@ pub struct Attachment {
 }
 
 /// How the sender meant the part to be shown.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Disposition {
     /// Shown within the message (an image the HTML refers to).
     Inline,
+    /// Offered as a file.
     #[default]
     Attachment,
 }

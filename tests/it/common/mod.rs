@@ -3,6 +3,7 @@
 //! of the external tools some tests drive.
 
 pub mod receiver;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub const OTHER_TARGET: &str = "ops@example.com";
 #[derive(Clone)]
 pub struct CaptureSink {
     payloads: Arc<Mutex<Vec<Payload>>>,
+    /// Where the payloads do not match `docs/payload.schema.json`.
+    schema_violations: Arc<Mutex<Vec<String>>>,
     outcome: Arc<Mutex<DeliveryOutcome>>,
     arrived: Arc<Notify>,
 }
@@ -40,6 +43,7 @@ impl CaptureSink {
     pub fn new() -> Self {
         Self {
             payloads: Arc::default(),
+            schema_violations: Arc::default(),
             outcome: Arc::new(Mutex::new(DeliveryOutcome::Delivered)),
             arrived: Arc::new(Notify::new()),
         }
@@ -49,7 +53,13 @@ impl CaptureSink {
         *self.outcome.lock().unwrap() = outcome;
     }
 
+    /// The payloads so far, each checked against the payload's schema.
     pub fn payloads(&self) -> Vec<Payload> {
+        let violations = self.schema_violations.lock().unwrap().clone();
+        assert!(
+            violations.is_empty(),
+            "payloads do not match docs/payload.schema.json: {violations:#?}"
+        );
         self.payloads.lock().unwrap().clone()
     }
 
@@ -76,6 +86,14 @@ impl Sink for CaptureSink {
     fn deliver(&self, delivery: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
         let outcome = self.outcome.lock().unwrap().clone();
         if outcome == DeliveryOutcome::Delivered {
+            // Checked where the test waits: a panic here would only end
+            // the session.
+            let json =
+                serde_json::from_slice(&delivery.payload.to_json().to_bytes()).unwrap_or_default();
+            self.schema_violations
+                .lock()
+                .unwrap()
+                .extend(schema::violations(&json));
             self.payloads.lock().unwrap().push(delivery.payload);
             self.arrived.notify_waiters();
         }

@@ -46,8 +46,11 @@ impl Recorded {
             .to_owned()
     }
 
+    /// The body as JSON, checked against the payload's schema.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("the body is JSON")
+        let payload = serde_json::from_slice(&self.body).expect("the body is JSON");
+        super::schema::assert_valid(&payload);
+        payload
     }
 }
 

@@ -1,0 +1,53 @@
+//! Issue 11: the payload's JSON Schema in `docs/` is the one the code
+//! derives; every payload the other tests receive is validated against it
+//! (`common::schema`).
+
+use std::path::Path;
+
+const COMMITTED: &str = "docs/payload.schema.json";
+
+/// Regenerate with `MAIL_LASER_UPDATE_SCHEMA=1 cargo test --test it schema::`.
+#[test]
+fn the_committed_schema_is_the_derived_one() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
+    let derived = serde_json::to_string_pretty(&mail_laser::mail::payload_schema()).unwrap() + "\n";
+    if std::env::var_os("MAIL_LASER_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &derived).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == derived,
+        "{COMMITTED} differs from the payload types: run \
+         `MAIL_LASER_UPDATE_SCHEMA=1 cargo test --test it schema::` and commit it"
+    );
+}
+
+/// The check the other tests rely on can fail: a field the schema does not
+/// list, a `null`, a wrong type.
+#[test]
+fn the_schema_refuses_what_is_never_sent() {
+    use serde_json::json;
+    let mail = mail_laser::mail::parse(b"From: A <a@b.example>\r\nSubject: s\r\n\r\nbody", &[]);
+    let payload = mail_laser::mail::Payload::new(mail, "a@b.example", "c@d.example");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&payload.to_json().to_bytes()).unwrap();
+    assert_eq!(
+        crate::common::schema::violations(&json),
+        Vec::<String>::new()
+    );
+    for (field, value) in [
+        ("unlisted", json!(1)),
+        ("sender_name", json!(null)),
+        ("attachments", json!([{"content_type": "a/b"}])),
+        ("from", json!([{"name": "A"}])),
+    ] {
+        let mut wrong = json.clone();
+        wrong[field] = value;
+        assert!(
+            !crate::common::schema::violations(&wrong).is_empty(),
+            "{field} accepted"
+        );
+    }
+    json.as_object_mut().unwrap().remove("subject");
+    assert!(!crate::common::schema::violations(&json).is_empty());
+}
