@@ -1015,3 +1015,118 @@ fn a_single_part_file_is_an_attachment_and_an_empty_message_has_none() {
     );
     assert!(parse_str("Subject: x\n\nbody\n").attachments.is_empty());
 }
+
+/// Issue 11, exactness: every charset encoding_rs knows decodes in encoded
+/// words and in bodies (8-bit and base64), each character kept.
+#[test]
+fn every_charset_decodes_in_words_and_bodies() {
+    use encoding_rs::*;
+    let encodings: [&'static Encoding; 38] = [
+        BIG5,
+        EUC_JP,
+        EUC_KR,
+        GBK,
+        GB18030,
+        IBM866,
+        ISO_2022_JP,
+        ISO_8859_2,
+        ISO_8859_3,
+        ISO_8859_4,
+        ISO_8859_5,
+        ISO_8859_6,
+        ISO_8859_7,
+        ISO_8859_8,
+        ISO_8859_8_I,
+        ISO_8859_10,
+        ISO_8859_13,
+        ISO_8859_14,
+        ISO_8859_15,
+        ISO_8859_16,
+        KOI8_R,
+        KOI8_U,
+        MACINTOSH,
+        SHIFT_JIS,
+        UTF_8,
+        WINDOWS_874,
+        WINDOWS_1250,
+        WINDOWS_1251,
+        WINDOWS_1252,
+        WINDOWS_1253,
+        WINDOWS_1254,
+        WINDOWS_1255,
+        WINDOWS_1256,
+        WINDOWS_1257,
+        WINDOWS_1258,
+        X_MAC_CYRILLIC,
+        UTF_16BE,
+        UTF_16LE,
+    ];
+    // Candidate characters; each encoding is tested with those it can write.
+    let candidates = "Grüße Ærø ĄČĘ Привет Γειά שלום مرحبا ไทย 日本語 한국어 中文 ẞ€";
+    for encoding in encodings {
+        let text: String = candidates
+            .chars()
+            .filter(|c| {
+                if encoding == UTF_16BE || encoding == UTF_16LE {
+                    return true;
+                }
+                let one = c.to_string();
+                let (bytes, _, unmappable) = encoding.encode(&one);
+                !unmappable && encoding.decode_without_bom_handling(&bytes).0 == one
+            })
+            .collect();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(text.chars().count() >= 4, "{}: {text:?}", encoding.name());
+        let label = encoding.name();
+        let octets = if encoding == UTF_16BE || encoding == UTF_16LE {
+            // encoding_rs encodes UTF-16 as UTF-8 (the WHATWG rule); write it by hand.
+            let units = text.encode_utf16();
+            if encoding == UTF_16BE {
+                units.flat_map(u16::to_be_bytes).collect()
+            } else {
+                units.flat_map(u16::to_le_bytes).collect()
+            }
+        } else {
+            encoding.encode(&text).0.into_owned()
+        };
+        let word = format!("=?{label}?B?{}?=", data_encoding::BASE64.encode(&octets));
+        let base64_body = data_encoding::BASE64_MIME.encode(&octets);
+        let mut message = format!(
+            "Subject: {word}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain; charset={label}\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{base64_body}\r\n\
+             --b\r\nContent-Type: text/html; charset=\"{label}\"\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\r\n"
+        )
+        .into_bytes();
+        message.extend_from_slice(&octets);
+        message.extend_from_slice(b"\r\n--b--\r\n");
+        let mail = parse(&message, &[]);
+        assert_eq!(mail.subject, text, "{label} in an encoded word");
+        assert_eq!(mail.body, text, "{label} in a base64 body");
+        assert_eq!(
+            mail.html_body.as_deref(),
+            Some(text.as_str()),
+            "{label} in an 8-bit body"
+        );
+    }
+}
+
+/// A charset nobody knows loses no octet: the word stays as written, the
+/// body is read as UTF-8 where valid, else Windows-1252.
+#[test]
+fn an_unknown_charset_drops_nothing() {
+    let mail = parse_str(
+        "Subject: =?x-unknown?Q?caf=E9?=\n\
+         Content-Type: text/plain; charset=x-unknown\n\
+         \n\
+         café\n",
+    );
+    assert_eq!(mail.subject, "=?x-unknown?Q?caf=E9?=");
+    assert_eq!(mail.body, "café\r\n");
+    let latin1 = parse(
+        b"Content-Type: text/plain; charset=x-unknown\r\n\r\ncaf\xE9",
+        &[],
+    );
+    assert_eq!(latin1.body, "café");
+}
