@@ -34,6 +34,7 @@ mod decode;
 mod headers;
 mod html;
 mod mime;
+mod reply;
 #[cfg(test)]
 mod tests;
 mod words;
