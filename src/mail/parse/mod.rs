@@ -39,6 +39,7 @@ mod decode;
 mod headers;
 mod html;
 mod mime;
+mod reply;
 #[cfg(test)]
 mod tests;
 mod words;
