@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
         "body",
         "sender_name",
         "html_body",
+        "stripped_text",
         "headers",
         "message_id",
         "from",

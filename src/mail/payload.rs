@@ -43,6 +43,10 @@ pub struct MessageFields {
     pub sender_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html_body: Option<String>,
+    /// The new text of a reply: `body` without quoted history, reply
+    /// headers and signature; only when something was stripped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripped_text: Option<String>,
     #[serde(skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -316,6 +320,7 @@ impl SharedMessage {
                 body: mail.body,
                 sender_name: mail.sender_name,
                 html_body: mail.html_body,
+                stripped_text: mail.stripped_text,
                 headers: Headers::from_pairs(mail.headers),
                 message_id: mail.message_id,
                 from: mail.from,
@@ -396,6 +401,7 @@ impl Payload {
             + fields.body.len()
             + optional(&fields.sender_name)
             + optional(&fields.html_body)
+            + optional(&fields.stripped_text)
             + optional(&fields.message_id)
             + fields
                 .headers

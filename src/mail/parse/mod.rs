@@ -82,6 +82,10 @@ pub struct ParsedMail {
     pub body: String,
     /// First `text/html` part decoded to UTF-8.
     pub html_body: Option<String>,
+    /// The new text of `body` without quoted history, reply headers and
+    /// signature (`reply`); `None` when nothing was stripped or nothing
+    /// new is left.
+    pub stripped_text: Option<String>,
     /// Decoded display name of `From:`; `None` when absent or empty.
     pub sender_name: Option<String>,
     /// Top-level headers whose names start (ASCII case-insensitively) with one
@@ -205,6 +209,13 @@ impl Unrendered {
                     self.mail.truncated |= rendered.truncated;
                 }
             }
+        }
+        // The reply scanner looks at each octet at most 8 times.
+        if budget.charge(8 * self.mail.body.len()) {
+            // Only when something was stripped: the body is not repeated.
+            let stripped = reply::strip_reply(&self.mail.body);
+            self.mail.stripped_text = (!stripped.is_empty() && stripped != self.mail.body.trim())
+                .then(|| stripped.to_owned());
         }
         self.mail.truncated |= budget.is_spent();
         self.mail

@@ -169,10 +169,6 @@ const TRAILERS: &[&str] = &[
 /// A slice of `text` rather than a copy: the lines are the body's own (line
 /// endings included), and "nothing was stripped" is simply the trimmed
 /// body, which an `Option` would make the caller rebuild.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "parse fills stripped_text with it next")
-)]
 pub(crate) fn strip_reply(text: &str) -> &str {
     strip_reply_counting(text).0
 }

@@ -1130,3 +1130,31 @@ fn an_unknown_charset_drops_nothing() {
     );
     assert_eq!(latin1.body, "café");
 }
+
+/// Issue 11, reply text: `stripped_text` is the new text, only when
+/// something was stripped.
+#[test]
+fn stripped_text_is_the_new_text_of_a_reply() {
+    let reply = parse_str(
+        "Subject: Re: outage\n\
+         \n\
+         Fixed now, thanks.\n\
+         \n\
+         On Sun, 6 Dec 2026 at 21:08, Alice <alice@example.org> wrote:\n\
+         > The server is down.\n\
+         > -- \n\
+         > Alice\n",
+    );
+    assert_eq!(reply.stripped_text.as_deref(), Some("Fixed now, thanks."));
+    assert!(reply.body.contains("> The server is down."));
+    let signed = parse_str("Subject: s\n\nHello.\n-- \nBob, Ops\n");
+    assert_eq!(signed.stripped_text.as_deref(), Some("Hello."));
+    assert_eq!(
+        parse_str("Subject: s\n\nNothing quoted.\n").stripped_text,
+        None
+    );
+    assert_eq!(
+        parse_str("Subject: s\n\n> only a quote\n").stripped_text,
+        None
+    );
+}
