@@ -2,30 +2,17 @@
 //! images, a real HTTP receiver gets the JSON.
 
 use crate::common::receiver::Receiver;
-use crate::common::{self, Client, TARGET, TestServer};
+use crate::common::{self, Client, TARGET, TestServer, binary, hex_sha256};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 fn transport(server: &TestServer) -> AsyncSmtpTransport<Tokio1Executor> {
     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(server.smtp.port())
         .timeout(Some(common::DEADLINE))
         .build()
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|octet| format!("{octet:02x}"))
-        .collect()
-}
-
-/// Octets that survive no text transformation: every value, twice.
-fn binary(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i * 151 % 256) as u8).collect()
 }
 
 /// A newsletter-shaped message: text and HTML alternatives, an inline

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, DEADLINE, OTHER_TARGET, TARGET, TestServer};
+use crate::common::{
+    self, DEADLINE, OTHER_TARGET, TARGET, TestServer, attachment_octets, binary, hex_sha256,
+};
 use mail_laser::mail::Payload;
+use serde_json::json;
 
 use crate::common::receiver::{Answer, Receiver};
 
@@ -591,5 +594,156 @@ async fn deferred_mail_stays_queued_until_the_webhook_recovers() {
     assert_eq!(payload["sender_name"], "Carol");
     assert_eq!(payload["message_id"], "<no-loss-1@example.org>");
     assert_eq!(payload["body"], "keep me safe\r\n");
+    server.stop().await;
+}
+
+/// Attachments relayed by Postfix reach the webhook unchanged: a base64
+/// binary holding every octet value, an `8bit` UTF-8 CSV and a
+/// quoted-printable text, each with its name, type, size and SHA-256.
+/// MailLaser offers 8BITMIME, so Postfix sends the 8-bit part as it is; the
+/// original (`--include-raw`) shows Postfix added a `Received:` header and
+/// left the MIME body octet for octet as submitted, in SMTP's CRLF.
+#[tokio::test]
+async fn attachments_relayed_unchanged() {
+    let commands = postfix_commands!();
+    let receiver = Receiver::start().await;
+    let (server, _) = TestServer::start_webhook(
+        &receiver.url(),
+        &["--include-raw", "true"],
+        common::observability(),
+    )
+    .await;
+    let postfix = Postfix::start(commands, "attach", server.smtp.port(), &[]).await;
+
+    let blob = binary(60_000);
+    let blob_base64: String = data_encoding::BASE64
+        .encode(&blob)
+        .as_bytes()
+        .chunks(76)
+        .map(|line| format!("{}\n", std::str::from_utf8(line).unwrap()))
+        .collect();
+    let headers = format!(
+        "From: Relay <relay@example.org>\nTo: {TARGET}\nSubject: attachments via postfix\n\
+         Message-ID: <attach-1@example.org>\nDate: Mon, 07 Dec 2026 10:00:00 +0000\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"part\"\n"
+    );
+    let mime_body = format!(
+        "--part\nContent-Type: text/plain; charset=utf-8\n\nThree files.\n\
+         --part\nContent-Type: application/octet-stream; name=\"blob.bin\"\n\
+         Content-Disposition: attachment; filename=\"blob.bin\"\n\
+         Content-Transfer-Encoding: base64\n\n{blob_base64}\
+         --part\nContent-Type: text/csv; charset=utf-8\n\
+         Content-Disposition: attachment; filename=\"orte.csv\"\n\
+         Content-Transfer-Encoding: 8bit\n\nname,stadt\nJörg,Köln €\n\
+         --part\nContent-Type: text/plain; charset=utf-8\n\
+         Content-Disposition: attachment; filename=\"notiz.txt\"\n\
+         Content-Transfer-Encoding: quoted-printable\n\n\
+         Gr=C3=BC=C3=9Fe =E2=82=AC, eine lange Zeile, =\nweich umbrochen\nzweite Zeile\n\
+         --part--\n"
+    );
+    let message = format!("{headers}\n{mime_body}");
+    postfix
+        .sendmail(
+            "relay@example.org",
+            &["-B", "8BITMIME"],
+            &[TARGET],
+            message.as_bytes(),
+        )
+        .await;
+
+    let payload = receiver.wait_for(1).await[0].json();
+    assert_eq!(payload["subject"], "attachments via postfix");
+    assert_eq!(payload["body"], "Three files.");
+    let attachments = payload["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 3, "{payload}");
+
+    let (octets, described) = attachment_octets(&attachments[0]);
+    assert!(octets == blob, "the binary attachment arrived altered");
+    assert_eq!(
+        described,
+        json!({
+            "filename": "blob.bin",
+            "content_type": "application/octet-stream",
+            "size_bytes": 60_000,
+            "disposition": "attachment",
+            "sha256": hex_sha256(&blob),
+        })
+    );
+
+    // 8bit text: octets as written, with SMTP's CRLF line ends; the line
+    // break before the boundary belongs to the boundary.
+    let csv = "name,stadt\r\nJörg,Köln €".as_bytes();
+    let (octets, described) = attachment_octets(&attachments[1]);
+    assert_eq!(
+        String::from_utf8_lossy(&octets),
+        "name,stadt\r\nJörg,Köln €"
+    );
+    assert_eq!(
+        described,
+        json!({
+            "filename": "orte.csv",
+            "content_type": "text/csv",
+            "size_bytes": csv.len(),
+            "disposition": "attachment",
+            "sha256": hex_sha256(csv),
+        })
+    );
+
+    // Quoted-printable undone: `=` + line end is a soft break, a bare line
+    // end a hard one (CRLF).
+    let note = "Grüße €, eine lange Zeile, weich umbrochen\r\nzweite Zeile".as_bytes();
+    let (octets, described) = attachment_octets(&attachments[2]);
+    assert_eq!(
+        String::from_utf8_lossy(&octets),
+        String::from_utf8_lossy(note)
+    );
+    assert_eq!(
+        described,
+        json!({
+            "filename": "notiz.txt",
+            "content_type": "text/plain",
+            "size_bytes": note.len(),
+            "disposition": "attachment",
+            "sha256": hex_sha256(note),
+        })
+    );
+
+    // What Postfix relayed: one `Received:` header of its own (the message
+    // has a Date, or Postfix would append one), ours unchanged, and the
+    // MIME body exactly as submitted: no 8bit→7bit conversion, no
+    // re-encoding.
+    let raw = data_encoding::BASE64
+        .decode(
+            payload["raw_base64"]
+                .as_str()
+                .expect("raw_base64")
+                .as_bytes(),
+        )
+        .unwrap();
+    let raw = String::from_utf8(raw).expect("the relayed message is UTF-8");
+    let (relayed_headers, relayed_body) = raw.split_once("\r\n\r\n").expect("a header block");
+    assert_eq!(relayed_body, crlf(&mime_body));
+    let added = relayed_headers
+        .strip_suffix(crlf(headers.trim_end()).as_str())
+        .unwrap_or_else(|| panic!("our headers altered:\n{relayed_headers}"));
+    assert!(
+        added.starts_with("Received: by postfix.test (Postfix, from userid "),
+        "{added}"
+    );
+    assert!(
+        added
+            .trim_end()
+            .lines()
+            .skip(1)
+            .all(|line| line.starts_with([' ', '\t'])),
+        "more than one header added:\n{added}"
+    );
+    let log = postfix.wait_log("status=sent", 1).await;
+    let mail_from = log
+        .lines()
+        .find(|line| line.contains("> 127.0.0.1[127.0.0.1]") && line.contains("MAIL FROM:"))
+        .unwrap_or_else(|| panic!("no MAIL FROM in the maillog:\n{log}"));
+    assert!(mail_from.contains(" BODY=8BITMIME"), "{mail_from}");
     server.stop().await;
 }

@@ -1,13 +1,18 @@
 //! swaks, the SMTP test tool, as an independent client: STARTTLS,
 //! pipelining, dot-stuffed `--data`, attachments and non-ASCII headers. Each
 //! test checks swaks' exit status, the transcript it printed, and the
-//! payloads that reached the sink.
+//! payloads that reached the sink (or, for the attachment fields, the JSON a
+//! real HTTP receiver got).
 
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{OTHER_TARGET, TARGET, TestServer};
+use crate::common::receiver::Receiver;
+use crate::common::{
+    self, OTHER_TARGET, TARGET, TestServer, attachment_octets, binary, hex_sha256,
+};
 use mail_laser::sink::DeliveryOutcome;
+use serde_json::json;
 
 /// Runs `swaks` against `server` with `args` after the connection options.
 async fn run(swaks: &Path, server: &TestServer, args: &[&str]) -> (Output, String) {
@@ -257,5 +262,87 @@ async fn temporary_failure_is_reported_to_swaks() {
         "{transcript}"
     );
     assert!(server.sink.payloads().is_empty());
+    server.stop().await;
+}
+
+/// `--attach @file`: a 100 kB file holding every octet value and a text
+/// file (UTF-8, mixed line ends, no final newline) reach the webhook as
+/// attachments with swaks' names and types, their decoded sizes and
+/// SHA-256, and base64 that decodes to the very files; swaks' `--body`
+/// stays the body.
+#[tokio::test]
+async fn attach_files_reach_the_webhook_byte_for_byte() {
+    let [swaks] = require_tool!("swaks");
+    let receiver = Receiver::start().await;
+    let (server, _) =
+        TestServer::start_webhook(&receiver.url(), &[], common::observability()).await;
+    let blob = binary(100_000);
+    let notes = "Grüße aus Köln €\r\nzweite Zeile\nletzte Zeile ohne Ende".as_bytes();
+    let blob_file = scratch_file("blob.bin", &blob);
+    let notes_file = scratch_file("notes.txt", notes);
+    let (output, transcript) = run(
+        &swaks,
+        &server,
+        &[
+            "--from",
+            "files@example.org",
+            "--to",
+            TARGET,
+            "--header",
+            "Subject: two files",
+            "--body",
+            "swaks body text",
+            // The file's own name, swaks' default type.
+            "--attach",
+            &format!("@{}", blob_file.display()),
+            // A type and a name of our choosing.
+            "--attach-type",
+            "text/plain",
+            "--attach-name",
+            "Notizen.txt",
+            "--attach",
+            &format!("@{}", notes_file.display()),
+        ],
+    )
+    .await;
+    std::fs::remove_file(&blob_file).unwrap();
+    std::fs::remove_file(&notes_file).unwrap();
+    assert_success(&output, &transcript);
+
+    let payload = receiver.wait_for(1).await[0].json();
+    assert_eq!(payload["subject"], "two files");
+    assert_eq!(payload["body"], "swaks body text");
+    assert_eq!(payload.get("html_body"), None);
+    let attachments = payload["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 2, "{payload}");
+
+    let (octets, described) = attachment_octets(&attachments[0]);
+    assert!(octets == blob, "the binary file arrived altered");
+    let blob_name = blob_file.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        described,
+        json!({
+            "filename": blob_name,
+            "content_type": "application/octet-stream",
+            "size_bytes": 100_000,
+            "disposition": "attachment",
+            "sha256": hex_sha256(&blob),
+        })
+    );
+
+    // A text attachment is not a second body, and its line ends stay as
+    // they were in the file (swaks sends it base64).
+    let (octets, described) = attachment_octets(&attachments[1]);
+    assert_eq!(octets, notes);
+    assert_eq!(
+        described,
+        json!({
+            "filename": "Notizen.txt",
+            "content_type": "text/plain",
+            "size_bytes": notes.len(),
+            "disposition": "attachment",
+            "sha256": hex_sha256(notes),
+        })
+    );
     server.stop().await;
 }

@@ -400,6 +400,45 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// SHA-256 in lower-case hex, as the payload's `sha256`.
+pub fn hex_sha256(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|octet| format!("{octet:02x}"))
+        .collect()
+}
+
+/// Octets that survive no text transformation: every value 0–255 in turn
+/// (151 is odd, so each run of 256 holds them all), with CR, LF, NUL and
+/// dots among them.
+pub fn binary(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 151 % 256) as u8).collect()
+}
+
+/// An entry of the payload's `attachments` split in two: its octets, decoded
+/// from `delivery.data_base64` (standard, padded, no line breaks), and the
+/// entry with `delivery` taken out, to compare with a `json!` literal.
+pub fn attachment_octets(entry: &serde_json::Value) -> (Vec<u8>, serde_json::Value) {
+    let text = entry["delivery"]["data_base64"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no delivery.data_base64 in {entry}"));
+    let octets = data_encoding::BASE64
+        .decode(text.as_bytes())
+        .unwrap_or_else(|error| panic!("data_base64 is not standard padded base64: {error}"));
+    assert_eq!(
+        entry["delivery"].as_object().map(|delivery| delivery.len()),
+        Some(1),
+        "delivery holds only data_base64: {entry}"
+    );
+    let mut described = entry.clone();
+    described
+        .as_object_mut()
+        .expect("an attachment is an object")
+        .remove("delivery");
+    (octets, described)
+}
+
 /// Looks for the external program `name` in `PATH`, then in the
 /// repository's `node_modules/.bin` (where `scripts/test` installs dclint).
 /// `PATH` only, so that a tool can be hidden by leaving its folder out:
