@@ -51,3 +51,53 @@ fn the_schema_refuses_what_is_never_sent() {
     json.as_object_mut().unwrap().remove("subject");
     assert!(!crate::common::schema::violations(&json).is_empty());
 }
+
+/// The examples in `docs/payload.md` are what the parser gives: each
+/// message block followed by a JSON block is parsed (with
+/// `MAIL_LASER_HEADER_PREFIX=X-App-`) and its message fields compared; the
+/// envelope fields of an example are its own. Each example validates.
+#[test]
+fn the_documented_examples_are_what_the_parser_gives() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/payload.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let blocks: Vec<(&str, String)> = text
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| {
+            let (kind, body) = block.split_once('\n').unwrap_or((block, ""));
+            (kind.trim(), body.to_owned())
+        })
+        .collect();
+    let mut checked = 0;
+    for pair in blocks.windows(2) {
+        let [(message_kind, message), (json_kind, json)] = pair else {
+            continue;
+        };
+        if !message_kind.is_empty() || *json_kind != "json" {
+            continue;
+        }
+        let Ok(serde_json::Value::Object(documented)) = serde_json::from_str(json) else {
+            continue;
+        };
+        let raw = message.replace('\n', "\r\n");
+        let parsed = mail_laser::mail::parse(raw.as_bytes(), &["X-App-".to_owned()]);
+        let sender = documented["sender"].as_str().unwrap_or_default().to_owned();
+        let recipient = documented["recipient"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let payload = mail_laser::mail::Payload::new(parsed, &sender, &recipient);
+        let mut produced: serde_json::Value =
+            serde_json::from_slice(&payload.to_json().to_bytes()).unwrap();
+        let mut documented = serde_json::Value::Object(documented);
+        for own in ["received_at", "envelope"] {
+            documented.as_object_mut().unwrap().remove(own);
+            produced.as_object_mut().unwrap().remove(own);
+        }
+        assert_eq!(produced, documented, "docs/payload.md example:\n{message}");
+        crate::common::schema::assert_valid(&serde_json::from_str(json).unwrap());
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} examples found");
+}
