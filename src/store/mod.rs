@@ -386,6 +386,15 @@ mod tests {
     }
 
     #[test]
+    fn the_store_and_its_uploads_can_move_between_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let store = AttachmentStore::with_credentials(settings(), "k", "s").unwrap();
+        send_sync(&store);
+        send(store.put(None, "text/plain", Bytes::new()));
+    }
+
+    #[test]
     fn fresh_keys_have_the_layout_and_differ() {
         let store = AttachmentStore::with_credentials(settings(), "k", "s").unwrap();
         let first = store.fresh_key(Some("../../etc/passwd")).unwrap();
