@@ -10,8 +10,9 @@
 //! it): `smtp`, `mail`, `telemetry` and `duration` import nothing of the
 //! crate; `sink` builds on `mail`; `webhook` on `sink` (and `smtp`'s
 //! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
-//! `sink`; `server` on `smtp`, `stack` and `http`; `config` builds every
-//! module's settings and nothing imports it.
+//! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
+//! civil-date helper); `config` builds every module's settings and nothing
+//! imports it.
 
 pub mod config;
 pub mod duration;
@@ -22,6 +23,7 @@ pub mod sink;
 pub mod smtp;
 pub mod spool;
 pub mod stack;
+pub mod store;
 pub mod telemetry;
 pub mod webhook;
 

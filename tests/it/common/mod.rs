@@ -1,7 +1,9 @@
 //! Test harness: a real MailLaser on ephemeral loopback ports with a
-//! capturing sink, a raw SMTP client for exact transcripts, and the lookup
-//! of the external tools some tests drive.
+//! capturing sink, a raw SMTP client for exact transcripts, the lookup of
+//! the external tools some tests drive, and private servers they talk to
+//! ([`receiver`], [`moto`]).
 
+pub mod moto;
 pub mod receiver;
 pub mod schema;
 
@@ -440,14 +442,19 @@ pub fn attachment_octets(entry: &serde_json::Value) -> (Vec<u8>, serde_json::Val
 }
 
 /// Looks for the external program `name` in `PATH`, then in the
-/// repository's `node_modules/.bin` (where `scripts/test` installs dclint).
-/// `PATH` only, so that a tool can be hidden by leaving its folder out:
-/// Postfix's commands are in `/usr/sbin`, which root's `PATH` has.
+/// repository's `node_modules/.bin` and `.tools/venv/bin` (where
+/// `scripts/test` installs dclint and moto). `PATH` only, so that a tool
+/// can be hidden by leaving its folder out: Postfix's commands are in
+/// `/usr/sbin`, which root's `PATH` has.
 pub fn tool(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::env::split_paths(&path)
-        .chain([Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin")])
+        .chain([
+            repository.join("node_modules/.bin"),
+            repository.join(".tools/venv/bin"),
+        ])
         .map(|dir| dir.join(name))
         .find(|candidate| {
             std::fs::metadata(candidate)
