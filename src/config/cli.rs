@@ -198,7 +198,7 @@ pub(super) struct Cli {
     #[arg(long, env = "MAIL_LASER_INCLUDE_RAW", value_name = "MAIL_LASER_INCLUDE_RAW", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) include_raw: bool,
 
-    /// inline: attachments in the payload, base64; metadata: described without their octets.
+    /// inline: attachments in the payload, base64; s3: in the object store, the payload carrying URLs; metadata: described without their octets.
     #[arg(
         long,
         env = "MAIL_LASER_ATTACHMENT_DELIVERY",
@@ -211,6 +211,53 @@ pub(super) struct Cli {
     /// Bytes (decoded) one attachment may have; a larger one refuses the message with 552 5.3.4.
     #[arg(long, env = "MAIL_LASER_MAX_ATTACHMENT_SIZE", value_name = "MAIL_LASER_MAX_ATTACHMENT_SIZE", default_value_t = DEFAULT_MAX_ATTACHMENT_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) max_attachment_size: u64,
+
+    /// In s3 mode, attachments of at most this many bytes stay inline; 0 = all go to the store.
+    #[arg(
+        long,
+        env = "MAIL_LASER_ATTACHMENT_INLINE_MAX",
+        value_name = "MAIL_LASER_ATTACHMENT_INLINE_MAX",
+        default_value_t = 0
+    )]
+    pub(super) attachment_inline_max: u64,
+
+    /// Bucket for attachments (s3 mode); credentials from the standard AWS_* variables.
+    #[arg(
+        long,
+        env = "MAIL_LASER_S3_BUCKET",
+        value_name = "MAIL_LASER_S3_BUCKET"
+    )]
+    pub(super) s3_bucket: Option<String>,
+
+    /// The bucket's region.
+    #[arg(
+        long,
+        env = "MAIL_LASER_S3_REGION",
+        value_name = "MAIL_LASER_S3_REGION",
+        default_value = "us-east-1"
+    )]
+    pub(super) s3_region: String,
+
+    /// An S3-compatible server's URL (path-style addressing); unset: AWS.
+    #[arg(
+        long,
+        env = "MAIL_LASER_S3_ENDPOINT",
+        value_name = "MAIL_LASER_S3_ENDPOINT"
+    )]
+    pub(super) s3_endpoint: Option<String>,
+
+    /// Put in front of every object key (keys are PREFIX/YYYY/MM/DD/RANDOM/NAME).
+    #[arg(
+        long,
+        env = "MAIL_LASER_S3_KEY_PREFIX",
+        value_name = "MAIL_LASER_S3_KEY_PREFIX",
+        default_value = ""
+    )]
+    pub(super) s3_key_prefix: String,
+
+    /// When set, the payload carries presigned GET URLs valid this long (90s, 30m, 12h, 7d at most).
+    #[arg(long, env = "MAIL_LASER_S3_PRESIGN_TTL", value_name = "MAIL_LASER_S3_PRESIGN_TTL", value_parser = duration::parse)]
+    pub(super) s3_presign_ttl: Option<Duration>,
 
     /// `local+tag@domain` reaches the target `local@domain`; the payload carries `recipient_tag`.
     #[arg(long, env = "MAIL_LASER_PLUS_ADDRESSING", value_name = "MAIL_LASER_PLUS_ADDRESSING", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
@@ -269,6 +316,7 @@ pub(super) enum HeadersMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(super) enum AttachmentDelivery {
     Inline,
+    S3,
     Metadata,
 }
 

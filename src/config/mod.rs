@@ -17,6 +17,7 @@ use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
 use crate::stack::{AttachmentMode, AttachmentOptions, ParseOptions, RecipientPolicy, StackConfig};
+use crate::store::{AttachmentStore, StoreError, StoreSettings};
 use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
 use cli::{Cli, DeliveryMode, one_line};
 
@@ -28,6 +29,10 @@ const DELIVERY_BUDGET: Duration = Duration::from_secs(240);
 /// How long a message body may arrive slower than `MAIL_LASER_DATA_MIN_RATE`
 /// (a slow start: TLS, a congested link) before the rate counts.
 const DATA_RATE_GRACE: Duration = Duration::from_secs(30);
+
+/// Deadline of one upload to the attachment store: the client waits for
+/// its reply meanwhile.
+const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why start-up cannot go on; printed as one line, exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,13 @@ pub enum ConfigError {
         reason: String,
         #[source]
         source: dotenvy::Error,
+    },
+    /// The attachment store's settings do not make a client.
+    #[error("{message}")]
+    Store {
+        message: String,
+        #[source]
+        source: Box<StoreError>,
     },
     #[error("{variable}: invalid value '{value}': {expected}")]
     Value {
@@ -147,6 +159,10 @@ fn dotenv_error(path: &Path, error: dotenvy::Error) -> ConfigError {
 
 impl Cli {
     fn validate(self) -> Result<Config, ConfigError> {
+        let attachments = AttachmentOptions {
+            mode: self.attachment_mode()?,
+            max_size: self.max_attachment_size,
+        };
         let targets: Vec<String> = self
             .target_emails
             .iter()
@@ -272,13 +288,7 @@ impl Cli {
                     all_headers: self.headers == cli::HeadersMode::All,
                     plus_addressing: self.plus_addressing,
                     include_raw: self.include_raw,
-                    attachments: AttachmentOptions {
-                        mode: match self.attachment_delivery {
-                            cli::AttachmentDelivery::Inline => AttachmentMode::Inline,
-                            cli::AttachmentDelivery::Metadata => AttachmentMode::Metadata,
-                        },
-                        max_size: self.max_attachment_size,
-                    },
+                    attachments,
                 },
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.
@@ -287,6 +297,51 @@ impl Cli {
                     + Duration::from_secs(10),
             },
             sink,
+        })
+    }
+}
+
+impl Cli {
+    /// `MAIL_LASER_ATTACHMENT_DELIVERY`; in `s3` mode the store's client is
+    /// built here (no I/O), so a bad setting stops the start.
+    fn attachment_mode(&self) -> Result<AttachmentMode, ConfigError> {
+        Ok(match self.attachment_delivery {
+            cli::AttachmentDelivery::Inline => AttachmentMode::Inline,
+            cli::AttachmentDelivery::Metadata => AttachmentMode::Metadata,
+            cli::AttachmentDelivery::S3 => {
+                let bucket = self
+                    .s3_bucket
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|bucket| !bucket.is_empty())
+                    .ok_or(ConfigError::Value {
+                        variable: "MAIL_LASER_S3_BUCKET",
+                        value: String::new(),
+                        expected: "a bucket name (MAIL_LASER_ATTACHMENT_DELIVERY=s3 needs one)",
+                    })?;
+                let settings = StoreSettings {
+                    bucket: bucket.to_owned(),
+                    region: self.s3_region.trim().to_owned(),
+                    endpoint: self
+                        .s3_endpoint
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|endpoint| !endpoint.is_empty())
+                        .map(str::to_owned),
+                    key_prefix: self.s3_key_prefix.clone(),
+                    presign_ttl: self.s3_presign_ttl,
+                    timeout: STORE_TIMEOUT,
+                };
+                let store =
+                    AttachmentStore::new(settings).map_err(|source| ConfigError::Store {
+                        message: format!("MAIL_LASER_S3_*: {source}"),
+                        source: Box::new(source),
+                    })?;
+                AttachmentMode::Store {
+                    store,
+                    inline_max: self.attachment_inline_max,
+                }
+            }
         })
     }
 }
@@ -417,6 +472,51 @@ mod tests {
             Some("mx.example")
         );
         assert_eq!(config.server.tls.hostname.as_deref(), Some("mx.example"));
+    }
+
+    /// Issue 11: `s3` mode needs a bucket, and its settings are checked at
+    /// start (the client is built then, without I/O).
+    #[test]
+    fn s3_attachment_settings() {
+        let error = parse(&["--attachment-delivery", "s3"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("MAIL_LASER_S3_BUCKET:"), "{error}");
+        let config = parse(&[
+            "--attachment-delivery",
+            "s3",
+            "--s3-bucket",
+            "mail",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-presign-ttl",
+            "1h",
+            "--attachment-inline-max",
+            "4096",
+        ])
+        .unwrap();
+        let AttachmentMode::Store { store, inline_max } = &config.stack.parse.attachments.mode
+        else {
+            panic!("s3 mode");
+        };
+        assert_eq!(*inline_max, 4096);
+        assert_eq!(store.settings().bucket, "mail");
+        assert_eq!(
+            store.settings().presign_ttl,
+            Some(Duration::from_secs(3600))
+        );
+        let error = parse(&[
+            "--attachment-delivery",
+            "s3",
+            "--s3-bucket",
+            "mail",
+            "--s3-endpoint",
+            "ftp://example.org",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("MAIL_LASER_S3_"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
     }
 
     #[test]

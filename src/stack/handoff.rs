@@ -28,9 +28,17 @@ pub struct ParseOptions {
     /// `MAIL_LASER_PLUS_ADDRESSING`: a `local+tag@` recipient's tag goes in
     /// `recipient_tag`.
     pub plus_addressing: bool,
-    /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`.
+    /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`
+    /// (in `s3` mode: to the store, `raw_url`).
     pub include_raw: bool,
     pub attachments: AttachmentOptions,
+}
+
+impl ParseOptions {
+    /// Whether the parse encodes the original message into `raw_base64`.
+    pub fn raw_inline(&self) -> bool {
+        self.include_raw && self.attachments.mode.store().is_none()
+    }
 }
 
 /// The terminal service: hands each message to the sink.
@@ -106,6 +114,13 @@ async fn hand_off(
         ..
     } = envelope;
     let size = message.len();
+    // In `s3` mode the original message is uploaded rather than encoded.
+    let raw_to_store = options
+        .attachments
+        .mode
+        .store()
+        .filter(|_| options.include_raw)
+        .map(|store| (store.clone(), message.clone()));
     let (mut parsed, message_sha256) = parse_message(message, &options, &pool)
         .instrument(tracing::info_span!("mail.parse", size))
         .await?;
@@ -122,14 +137,22 @@ async fn hand_off(
         Ok(attachments) => attachments,
         Err(error) => return Ok(attachment_failure(&error)),
     };
+    let raw = match raw_to_store {
+        Some((store, raw)) => match attachments::store_raw(&store, raw).await {
+            Ok(location) => Some(location),
+            Err(error) => return Ok(attachment_failure(&error)),
+        },
+        None => None,
+    };
 
     // Every recipient's payload shares the parsed message (and its JSON):
     // one copy per message, whatever the number of recipients.
     let envelope = message_envelope(session, sender, recipients);
     let extras = MessageExtras {
+        envelope: None,
         received_at,
         attachments,
-        ..MessageExtras::default()
+        raw,
     };
     let mut payloads = Payload::for_message(parsed, envelope, extras);
     if options.plus_addressing {
@@ -161,15 +184,17 @@ async fn hand_off(
 /// The reply when the attachments cannot be settled; the reason is logged,
 /// never the content.
 fn attachment_failure(error: &AttachmentError) -> SmtpResponse {
-    tracing::info!(%error, "message refused");
+    let (outcome, reply) = match error {
+        AttachmentError::Store(_) => (Outcome::Deferred, Reply::delivery_deferred()),
+        AttachmentError::TooLarge { .. } => (Outcome::Rejected, Reply::attachment_too_large()),
+        AttachmentError::TooMany { .. } => (Outcome::Rejected, Reply::too_many_attachments()),
+    };
     match error {
-        AttachmentError::TooLarge { .. } => {
-            SmtpResponse::new(Outcome::Rejected, Reply::attachment_too_large())
-        }
-        AttachmentError::TooMany { .. } => {
-            SmtpResponse::new(Outcome::Rejected, Reply::too_many_attachments())
-        }
+        // The store's own error says why (status, timeout), never the content.
+        AttachmentError::Store(source) => tracing::warn!(%error, %source, "message deferred"),
+        _ => tracing::info!(%error, "message refused"),
     }
+    SmtpResponse::new(outcome, reply)
 }
 
 /// The SMTP side of a message, for its payloads.

@@ -14,7 +14,7 @@
 //!                object store), one payload per recipient to the sink
 //! ```
 
-mod attachments;
+pub mod attachments;
 mod errors;
 mod handoff;
 mod parse;

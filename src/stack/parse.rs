@@ -106,7 +106,7 @@ pub async fn parse_message(
     };
     let prefixes = options.header_prefixes.clone();
     let all_headers = options.all_headers;
-    let include_raw = options.include_raw;
+    let include_raw = options.raw_inline();
     // `MAIL_LASER_INCLUDE_RAW`: encoded where the message is parsed.
     let raw_base64 = move |raw: &[u8]| include_raw.then(|| data_encoding::BASE64.encode(raw));
     if raw.len() <= INLINE_PARSE_LIMIT {

@@ -1,11 +1,16 @@
 //! Issue 11, attachments end to end: a real client sends files and inline
 //! images, a real HTTP receiver gets the JSON.
 
+use std::time::Duration;
+
+use crate::common::moto::Moto;
 use crate::common::receiver::Receiver;
 use crate::common::{self, Client, TARGET, TestServer, binary, hex_sha256};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use mail_laser::stack::AttachmentMode;
+use mail_laser::store::{AttachmentStore, StoreSettings};
 use serde_json::{Value, json};
 
 fn transport(server: &TestServer) -> AsyncSmtpTransport<Tokio1Executor> {
@@ -224,5 +229,138 @@ async fn too_many_attachments_is_552() {
     let payload = receiver.wait_for(1).await[0].json();
     assert_eq!(payload["subject"], format!("{limit} parts"));
     assert_eq!(payload["attachments"].as_array().map(Vec::len), Some(limit));
+    server.stop().await;
+}
+
+const BUCKET: &str = "mail-laser-attachments";
+
+/// `s3` mode against moto with test credentials (the flags give every
+/// other setting; only the credentials cannot come from the environment
+/// in a test).
+async fn s3_server(receiver: &Receiver, endpoint: &str, inline_max: u64) -> TestServer {
+    let settings = StoreSettings {
+        bucket: BUCKET.into(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.into()),
+        key_prefix: "mail/".into(),
+        presign_ttl: Some(Duration::from_secs(600)),
+        timeout: Duration::from_secs(5),
+    };
+    let store = AttachmentStore::with_credentials(settings, "test", "test").unwrap();
+    let (server, _) = TestServer::start_webhook_edited(
+        &receiver.url(),
+        &["--include-raw", "true"],
+        common::observability(),
+        |config| {
+            config.stack.parse.attachments.mode = AttachmentMode::Store { store, inline_max };
+        },
+    )
+    .await;
+    server
+}
+
+/// A message with a small text file and a larger binary one.
+fn two_files(small: &[u8], large: &[u8]) -> String {
+    format!(
+        "From: a@example.org\r\nSubject: files\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+         --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=small.txt\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"Q3 report.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        data_encoding::BASE64_MIME.encode(small),
+        data_encoding::BASE64_MIME.encode(large),
+    )
+}
+
+async fn fetch(url: &str) -> (u16, Vec<u8>) {
+    let response = reqwest::get(url).await.expect("GET answered");
+    let status = response.status().as_u16();
+    (status, response.bytes().await.expect("a body").to_vec())
+}
+
+/// `s3` mode: an attachment over `MAIL_LASER_ATTACHMENT_INLINE_MAX` is
+/// uploaded before the webhook call and the payload carries its URLs (the
+/// presigned one returns the same octets); a smaller one stays inline; the
+/// raw message is stored too (`raw_url`); the payload stays small.
+#[tokio::test]
+async fn s3_mode_uploads_and_the_presigned_url_returns_the_octets() {
+    let [moto_server] = require_tool!("moto_server");
+    let moto = Moto::start(&moto_server).await;
+    moto.create_bucket(BUCKET).await;
+    let receiver = Receiver::start().await;
+    let server = s3_server(&receiver, &moto.endpoint, 1_000).await;
+    let (small, large) = (binary(1_000), binary(300_000));
+    let message = two_files(&small, &large);
+    let mut client = Client::greeted(server.smtp).await;
+    let reply = client.send_mail("a@example.org", &[TARGET], &message).await;
+    assert_eq!(reply.code, 250, "{}", reply.last());
+
+    let request = &receiver.wait_for(1).await[0];
+    assert!(request.body.len() < 8_000, "{} octets", request.body.len());
+    let payload = request.json();
+    let attachments = payload["attachments"].as_array().expect("attachments");
+    assert_eq!(
+        attachments[0]["delivery"]["data_base64"],
+        json!(data_encoding::BASE64.encode(&small)),
+        "at the inline limit: inline"
+    );
+    let stored = &attachments[1];
+    assert_eq!(stored["filename"], "Q3 report.pdf");
+    assert_eq!(stored["size_bytes"], 300_000);
+    assert_eq!(stored["sha256"], json!(hex_sha256(&large)));
+    let url = stored["delivery"]["url"].as_str().expect("a URL");
+    let prefix = format!("{}/{BUCKET}/mail/", moto.endpoint);
+    assert!(url.starts_with(&prefix), "{url}");
+    assert!(url.ends_with("/Q3_report.pdf"), "{url}");
+    let presigned = stored["delivery"]["presigned_url"]
+        .as_str()
+        .expect("presigned");
+    assert_eq!(fetch(presigned).await, (200, large));
+
+    let raw = payload["raw_presigned_url"]
+        .as_str()
+        .expect("raw_presigned_url");
+    assert!(payload.get("raw_base64").is_none());
+    assert!(
+        payload["raw_url"]
+            .as_str()
+            .is_some_and(|url| url.starts_with(&prefix))
+    );
+    let (status, octets) = fetch(raw).await;
+    assert_eq!(status, 200);
+    // As received: the client's line ending before the final dot included.
+    let expected = format!("{message}\r\n");
+    assert!(
+        octets == expected.as_bytes(),
+        "the stored message ({} octets) is not the one sent ({} octets)",
+        octets.len(),
+        expected.len()
+    );
+    server.stop().await;
+}
+
+/// An upload that fails is a temporary failure: `451`, nothing reaches the
+/// webhook, never a payload without its attachment.
+#[tokio::test]
+async fn s3_mode_an_upload_failure_is_451() {
+    let [moto_server] = require_tool!("moto_server");
+    let moto = Moto::start(&moto_server).await;
+    // No bucket: the store refuses every upload.
+    let receiver = Receiver::start().await;
+    let server = s3_server(&receiver, &moto.endpoint, 0).await;
+    let mut client = Client::greeted(server.smtp).await;
+    let message = two_files(b"x", &binary(5_000));
+    let reply = client.send_mail("a@example.org", &[TARGET], &message).await;
+    assert_eq!(
+        reply.last(),
+        "451 4.3.0 Temporary delivery failure, try again later"
+    );
+    // The same message once the bucket exists: delivered.
+    moto.create_bucket(BUCKET).await;
+    let reply = client.send_mail("a@example.org", &[TARGET], &message).await;
+    assert_eq!(reply.code, 250, "{}", reply.last());
+    assert_eq!(receiver.wait_for(1).await.len(), 1);
     server.stop().await;
 }

@@ -193,7 +193,20 @@ impl TestServer {
         extra: &[&str],
         observability: Observability,
     ) -> (Self, WebhookSink) {
+        Self::start_webhook_edited(url, extra, observability, |_| {}).await
+    }
+
+    /// [`start_webhook`](Self::start_webhook), with the configuration
+    /// changed by `edit` first (what flags cannot say, such as an attachment
+    /// store with test credentials).
+    pub async fn start_webhook_edited(
+        url: &str,
+        extra: &[&str],
+        observability: Observability,
+        edit: impl FnOnce(&mut Config),
+    ) -> (Self, WebhookSink) {
         let mut config = config(url, extra);
+        edit(&mut config);
         let webhook = config
             .sink
             .webhook_mut()
