@@ -713,14 +713,7 @@ async fn attachments_relayed_unchanged() {
     // has a Date, or Postfix would append one), ours unchanged, and the
     // MIME body exactly as submitted: no 8bit→7bit conversion, no
     // re-encoding.
-    let raw = data_encoding::BASE64
-        .decode(
-            payload["raw_base64"]
-                .as_str()
-                .expect("raw_base64")
-                .as_bytes(),
-        )
-        .unwrap();
+    let raw = common::raw_message(&payload);
     let raw = String::from_utf8(raw).expect("the relayed message is UTF-8");
     let (relayed_headers, relayed_body) = raw.split_once("\r\n\r\n").expect("a header block");
     assert_eq!(relayed_body, crlf(&mime_body));

@@ -251,14 +251,7 @@ async fn email_message_attachments_every_field() {
     );
 
     // The PDF: Python wrote its name RFC 2231-encoded, MailLaser decoded it.
-    let raw = data_encoding::BASE64
-        .decode(
-            payload["raw_base64"]
-                .as_str()
-                .expect("raw_base64")
-                .as_bytes(),
-        )
-        .unwrap();
+    let raw = common::raw_message(&payload);
     assert!(
         String::from_utf8_lossy(&raw).contains(
             "Content-Disposition: attachment; filename*=utf-8''R%C3%A9sum%C3%A9%202026.pdf\r\n"

@@ -431,6 +431,16 @@ pub fn binary(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i * 151 % 256) as u8).collect()
 }
 
+/// The original message of a payload sent with `MAIL_LASER_INCLUDE_RAW`.
+pub fn raw_message(payload: &serde_json::Value) -> Vec<u8> {
+    let text = payload["raw_base64"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no raw_base64 in the payload"));
+    data_encoding::BASE64
+        .decode(text.as_bytes())
+        .unwrap_or_else(|error| panic!("raw_base64 is not standard padded base64: {error}"))
+}
+
 /// An entry of the payload's `attachments` split in two: its octets, decoded
 /// from `delivery.data_base64` (standard, padded, no line breaks), and the
 /// entry with `delivery` taken out, to compare with a `json!` literal.

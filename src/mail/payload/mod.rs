@@ -10,16 +10,24 @@
 //! stored and serialised once per message ([`PayloadJson`]), so a message to
 //! 100 recipients costs its size about once, not 100 times.
 
+mod attachment;
+mod headers;
+mod json;
+mod schema;
+
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use schemars::JsonSchema;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::Serialize;
 
-use sha2::{Digest, Sha256};
+pub use attachment::{AttachmentDelivery, AttachmentField, Base64, StoredLocation};
+pub use headers::Headers;
+pub use json::PayloadJson;
+pub use schema::payload_schema;
 
-use super::parse::{Attachment, Disposition, Mailbox, ParsedMail};
+use super::parse::{Mailbox, ParsedMail};
 
 /// The webhook request body for one recipient.
 #[derive(Debug, Clone)]
@@ -113,167 +121,6 @@ pub struct MessageEnvelope {
     /// The TLS the message came over; left out for plain SMTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<EnvelopeTls>,
-}
-
-/// One entry of `attachments`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
-pub struct AttachmentField {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
-    pub content_type: String,
-    /// Decoded size.
-    pub size_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_id: Option<String>,
-    pub disposition: Disposition,
-    /// SHA-256 of the decoded octets, lower-case hex.
-    pub sha256: String,
-    /// Where the octets are; left out in `metadata` mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<AttachmentDelivery>,
-}
-
-impl AttachmentField {
-    /// The attachment's description, without its octets.
-    pub fn describe(attachment: &Attachment) -> Self {
-        Self {
-            filename: attachment.filename.clone(),
-            content_type: attachment.content_type.clone(),
-            size_bytes: attachment.data.len() as u64,
-            content_id: attachment.content_id.clone(),
-            disposition: attachment.disposition,
-            sha256: hex(&Sha256::digest(&attachment.data)),
-            delivery: None,
-        }
-    }
-
-    /// The attachment with its octets in the payload.
-    pub fn inline(attachment: Attachment) -> Self {
-        Self {
-            delivery: Some(AttachmentDelivery::Inline {
-                data_base64: Base64(attachment.data.clone()),
-            }),
-            ..Self::describe(&attachment)
-        }
-    }
-
-    /// Bytes the entry holds in memory.
-    fn size_in_memory(&self) -> usize {
-        self.text_len() + self.inline_data().map_or(0, |data| data.0.len())
-    }
-
-    /// Upper bound of the entry's JSON length, so that the document is
-    /// written into one allocation (a reallocation of a 27 MB document
-    /// would hold both copies at once).
-    fn json_len_bound(&self) -> usize {
-        // Escaping at most sextuples a text octet (`\u001f`).
-        let base64 = self
-            .inline_data()
-            .map_or(0, |data| data.0.len().div_ceil(3) * 4);
-        6 * self.text_len() + base64 + 128
-    }
-
-    /// Length of the entry's text fields.
-    fn text_len(&self) -> usize {
-        let optional = |value: &Option<String>| value.as_ref().map_or(0, String::len);
-        let stored = match &self.delivery {
-            Some(AttachmentDelivery::Stored(location)) => {
-                location.url.len() + optional(&location.presigned_url)
-            }
-            _ => 0,
-        };
-        optional(&self.filename)
-            + self.content_type.len()
-            + optional(&self.content_id)
-            + self.sha256.len()
-            + stored
-    }
-
-    fn inline_data(&self) -> Option<&Base64> {
-        match &self.delivery {
-            Some(AttachmentDelivery::Inline { data_base64 }) => Some(data_base64),
-            _ => None,
-        }
-    }
-}
-
-/// Where an attachment's octets are.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum AttachmentDelivery {
-    /// In the payload (`inline` mode, or up to `MAIL_LASER_ATTACHMENT_INLINE_MAX`).
-    Inline { data_base64: Base64 },
-    /// In the object store (`s3` mode).
-    Stored(StoredLocation),
-}
-
-/// An object in the store: its URL, and a presigned GET URL when
-/// `MAIL_LASER_S3_PRESIGN_TTL` is set.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
-pub struct StoredLocation {
-    pub url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub presigned_url: Option<String>,
-}
-
-/// Octets serialised as standard base64 text. The encoding is streamed
-/// into the JSON writer a few kilobytes at a time: a 20 MB attachment never
-/// exists as a base64 string besides the document.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Base64(pub Bytes);
-
-impl std::fmt::Debug for Base64 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Base64({} octets)", self.0.len())
-    }
-}
-
-impl std::fmt::Display for Base64 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const CHUNK: usize = 3 * 1024;
-        let mut text = [0u8; CHUNK / 3 * 4];
-        for chunk in self.0.chunks(CHUNK) {
-            let length = data_encoding::BASE64.encode_len(chunk.len());
-            let text = &mut text[..length];
-            data_encoding::BASE64.encode_mut(chunk, text);
-            f.write_str(std::str::from_utf8(text).map_err(|_| std::fmt::Error)?)?;
-        }
-        Ok(())
-    }
-}
-
-impl JsonSchema for Base64 {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Base64".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "contentEncoding": "base64",
-            "description": "Standard base64 (RFC 4648 §4), padded, without line breaks."
-        })
-    }
-}
-
-impl Serialize for Base64 {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-fn hex(octets: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(octets.len() * 2);
-    for octet in octets {
-        text.push(char::from(DIGITS[usize::from(octet >> 4)]));
-        text.push(char::from(DIGITS[usize::from(octet & 15)]));
-    }
-    text
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
@@ -474,10 +321,7 @@ impl Payload {
         if let Some(close) = head.last_mut() {
             *close = b',';
         }
-        PayloadJson {
-            head: Bytes::from(head),
-            tail,
-        }
+        PayloadJson::new(Bytes::from(head), tail)
     }
 }
 
@@ -500,70 +344,6 @@ impl PartialEq for Payload {
 
 impl Eq for Payload {}
 
-/// The whole document as its JSON Schema describes it (payloads are
-/// written by [`Payload::to_json`], in two pieces, not through this type).
-#[derive(JsonSchema)]
-#[schemars(
-    title = "MailLaser webhook payload",
-    description = "The JSON document MailLaser POSTs for each accepted recipient of a message (docs/payload.md). Optional fields are left out, never null; new fields may be added.",
-    deny_unknown_fields
-)]
-#[allow(dead_code)] // read by the derive only
-struct PayloadDocument {
-    /// `MAIL FROM` address; `""` for the null reverse-path.
-    sender: String,
-    /// The accepted `RCPT TO` address, as written.
-    recipient: String,
-    /// The tag of a `local+tag@domain` recipient (`MAIL_LASER_PLUS_ADDRESSING`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recipient_tag: Option<String>,
-    #[serde(flatten)]
-    fields: MessageFields,
-}
-
-/// The payload's JSON Schema (draft 2020-12), as committed in
-/// `docs/payload.schema.json`: optional fields are left out, never `null`,
-/// and no object has fields it does not list.
-pub fn payload_schema() -> serde_json::Value {
-    let mut settings = schemars::generate::SchemaSettings::draft2020_12().for_serialize();
-    settings
-        .transforms
-        .push(Box::new(schemars::transform::RecursiveTransform(
-            closed_and_never_null,
-        )));
-    settings
-        .into_generator()
-        .into_root_schema_for::<PayloadDocument>()
-        .to_value()
-}
-
-/// An object lists every field it may have, and an optional field is left
-/// out rather than `null` (schemars describes `Option` as nullable).
-fn closed_and_never_null(schema: &mut schemars::Schema) {
-    use serde_json::Value;
-    if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
-        schema.insert("additionalProperties".into(), false.into());
-    }
-    if let Some(Value::Array(types)) = schema.get_mut("type") {
-        types.retain(|kind| kind != "null");
-        if let [only] = types.as_slice() {
-            let only = only.clone();
-            schema.insert("type".into(), only);
-        }
-    }
-    let Some(Value::Array(branches)) = schema.get_mut("anyOf") else {
-        return;
-    };
-    branches.retain(|branch| branch.get("type").is_none_or(|kind| kind != "null"));
-    if let [only] = branches.as_slice() {
-        let only = only.clone();
-        schema.remove("anyOf");
-        if let (Some(target), Value::Object(fields)) = (schema.as_object_mut(), only) {
-            target.extend(fields);
-        }
-    }
-}
-
 #[derive(serde::Serialize)]
 struct Envelope<'a> {
     sender: &'a str,
@@ -572,8 +352,8 @@ struct Envelope<'a> {
     recipient_tag: Option<&'a str>,
 }
 
-/// Compact JSON of a value whose keys and values are all strings, which
-/// cannot fail to serialise.
+/// Compact JSON of a value made of strings, numbers and base64 octets,
+/// which cannot fail to serialise.
 fn to_vec(value: &impl Serialize, capacity: usize) -> Vec<u8> {
     let mut json = Vec::with_capacity(capacity);
     if let Err(error) = serde_json::to_writer(&mut json, value) {
@@ -584,138 +364,13 @@ fn to_vec(value: &impl Serialize, capacity: usize) -> Vec<u8> {
     json
 }
 
-/// A serialised payload: the recipient's own head and the message's shared
-/// tail, which together are the JSON document. Cheap to clone; written,
-/// signed and sent piece by piece, never joined unless asked. Equal when
-/// the documents are, however they are cut.
-#[derive(Debug, Clone)]
-pub struct PayloadJson {
-    head: Bytes,
-    tail: Bytes,
-}
-
-impl PayloadJson {
-    /// A document kept whole (read back from the spool).
-    pub fn whole(json: Bytes) -> Self {
-        Self {
-            head: json,
-            tail: Bytes::new(),
-        }
-    }
-
-    /// Length in bytes of the whole document.
-    pub fn len(&self) -> usize {
-        self.head.len() + self.tail.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The pieces, in order.
-    pub fn pieces(&self) -> [&Bytes; 2] {
-        [&self.head, &self.tail]
-    }
-
-    /// The document in one piece (a copy, unless it is one piece already).
-    pub fn to_bytes(&self) -> Bytes {
-        if self.tail.is_empty() {
-            return self.head.clone();
-        }
-        let mut whole = Vec::with_capacity(self.len());
-        whole.extend_from_slice(&self.head);
-        whole.extend_from_slice(&self.tail);
-        Bytes::from(whole)
-    }
-}
-
-impl PartialEq for PayloadJson {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.to_bytes() == other.to_bytes()
-    }
-}
-
-impl Eq for PayloadJson {}
-
-impl From<Bytes> for PayloadJson {
-    fn from(json: Bytes) -> Self {
-        Self::whole(json)
-    }
-}
-
-/// Forwarded headers; serialises as a JSON object in message order.
-///
-/// JSON object keys should be unique, so when a name repeats
-/// (ASCII case-insensitively) the **first occurrence wins** and later ones
-/// are dropped; the key keeps the spelling of that first occurrence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
-
-impl Headers {
-    /// Collects `(name, value)` pairs, keeping the first of each name.
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        let mut seen = std::collections::HashSet::new();
-        Self(
-            pairs
-                .into_iter()
-                .filter(|(name, _)| seen.insert(name.to_ascii_lowercase()))
-                .collect(),
-        )
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Value of `name`, compared ASCII case-insensitively.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// `(name, value)` pairs in message order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-    }
-}
-
-impl JsonSchema for Headers {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Headers".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "object",
-            "additionalProperties": {"type": "string"},
-            "description": "Header name as sent → decoded value, in message order; the first occurrence of a name wins."
-        })
-    }
-}
-
-impl Serialize for Headers {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::attachment::hex;
     use super::*;
     use crate::mail::parse;
     use serde_json::{Value, json};
+    use sha2::{Digest, Sha256};
 
     fn keys(json: &[u8]) -> Vec<String> {
         match serde_json::from_slice::<Value>(json).unwrap() {
