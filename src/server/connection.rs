@@ -246,6 +246,7 @@ impl Connection {
         let request = SmtpRequest {
             session: self.session.info(),
             kind,
+            extensions: http::Extensions::new(),
         };
         // The stack answers every request: its errors are responses.
         let Ok(service) = self.service.ready().await;

@@ -63,10 +63,14 @@ impl RequestKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SmtpRequest {
     pub session: SessionInfo,
     pub kind: RequestKind,
+    /// What a layer learned about the request for the layers below it
+    /// (authentication results, for one), keyed by type: the layers share
+    /// no other state, and the SMTP types need not know theirs.
+    pub extensions: http::Extensions,
 }
 
 /// What the stack decided about one request.
@@ -143,6 +147,7 @@ impl SmtpRequest {
             kind: RequestKind::Rcpt {
                 recipient: recipient.into(),
             },
+            extensions: http::Extensions::new(),
         }
     }
 }
