@@ -10,7 +10,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::attachments::{self, AttachmentError, AttachmentOptions};
-use super::parse::{ParsePool, parse_message};
+use super::parse::Parsed;
 use crate::mail::{self, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
@@ -39,29 +39,28 @@ impl ParseOptions {
     pub fn raw_inline(&self) -> bool {
         self.include_raw && self.attachments.mode.store().is_none()
     }
+
+    /// Whether the original message is stored as an object (`raw_url`).
+    pub fn raw_stored(&self) -> bool {
+        self.include_raw && self.attachments.mode.store().is_some()
+    }
 }
 
-/// The terminal service: hands each message to the sink.
+/// The terminal service: hands each message, parsed by the
+/// [`ParseLayer`](super::ParseLayer) above, to the sink.
 #[derive(Clone)]
 pub struct Handoff {
     sink: SharedSink,
     parse: ParseOptions,
-    pool: ParsePool,
     /// The payloads count against the budget the message's bytes did.
     memory: MemoryBudget,
 }
 
 impl Handoff {
-    pub fn new(
-        sink: SharedSink,
-        parse: ParseOptions,
-        pool: ParsePool,
-        memory: MemoryBudget,
-    ) -> Self {
+    pub fn new(sink: SharedSink, parse: ParseOptions, memory: MemoryBudget) -> Self {
         Self {
             sink,
             parse,
-            pool,
             memory,
         }
     }
@@ -76,7 +75,7 @@ impl Service<SmtpRequest> for Handoff {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: SmtpRequest) -> Self::Future {
+    fn call(&mut self, mut request: SmtpRequest) -> Self::Future {
         match request.kind {
             RequestKind::Mail { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::sender_accepted())))
@@ -84,9 +83,12 @@ impl Service<SmtpRequest> for Handoff {
             RequestKind::Rcpt { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::recipient_accepted())))
             }
-            RequestKind::Message(envelope) => {
-                Box::pin(hand_off(self.clone(), request.session, envelope))
-            }
+            RequestKind::Message(envelope) => match request.extensions.remove::<Parsed>() {
+                Some(parsed) => Box::pin(hand_off(self.clone(), request.session, envelope, parsed)),
+                None => Box::pin(future::ready(Err(
+                    "a message reached the hand-off unparsed: the stack has no ParseLayer".into(),
+                ))),
+            },
         }
     }
 }
@@ -95,6 +97,7 @@ async fn hand_off(
     handoff: Handoff,
     session: SessionInfo,
     envelope: Envelope,
+    parsed: Parsed,
 ) -> Result<SmtpResponse, tower::BoxError> {
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -104,32 +107,19 @@ async fn hand_off(
     let Handoff {
         sink,
         parse: options,
-        pool,
         memory,
     } = handoff;
     let Envelope {
-        sender,
-        recipients,
-        message,
-        ..
+        sender, recipients, ..
     } = envelope;
-    let size = message.len();
+    let Parsed {
+        mail: mut parsed,
+        sha256: message_sha256,
+        size,
+        raw,
+    } = parsed;
     // In `s3` mode the original message is uploaded rather than encoded.
-    let raw_to_store = options
-        .attachments
-        .mode
-        .store()
-        .filter(|_| options.include_raw)
-        .map(|store| (store.clone(), message.clone()));
-    let (mut parsed, message_sha256) = parse_message(message, &options, &pool)
-        .instrument(tracing::info_span!("mail.parse", size))
-        .await?;
-    if parsed.truncated {
-        tracing::warn!(
-            size,
-            "parse budget spent: delivering what was parsed, marked parse_truncated"
-        );
-    }
+    let raw_to_store = options.attachments.mode.store().zip(raw);
 
     let found = std::mem::take(&mut parsed.attachments);
     let too_many = parsed.too_many_attachments;
@@ -138,7 +128,7 @@ async fn hand_off(
         Err(error) => return Ok(attachment_failure(&error)),
     };
     let raw = match raw_to_store {
-        Some((store, raw)) => match attachments::store_raw(&store, raw).await {
+        Some((store, raw)) => match attachments::store_raw(store, raw).await {
             Ok(location) => Some(location),
             Err(error) => return Ok(attachment_failure(&error)),
         },

@@ -9,9 +9,10 @@
 //! Trace          a span per request; message outcome and size metrics
 //! Timeout        bounds everything below it
 //! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
-//! Handoff        parse the message (small ones inline, others in the
-//!                ParsePool), settle its attachments (inline, metadata,
-//!                object store), one payload per recipient to the sink
+//! Parse          parse the message once (small ones inline, others in the
+//!                ParsePool); the result travels in the request's extensions
+//! Handoff        settle the attachments (inline, metadata, object store),
+//!                one payload per recipient to the sink
 //! ```
 
 pub mod attachments;
@@ -32,7 +33,7 @@ pub use attachments::{
 };
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
-pub use parse::{PARSE_TIME_LIMIT, ParsePool};
+pub use parse::{PARSE_TIME_LIMIT, Parse, ParseLayer, ParsePool, Parsed};
 pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
@@ -68,11 +69,7 @@ pub fn build(
         .layer(TraceLayer::new(metrics))
         .timeout(config.request_timeout)
         .layer(RecipientLayer::new(config.recipients))
-        .service(Handoff::new(
-            sink,
-            config.parse,
-            ParsePool::per_core(),
-            memory,
-        ));
+        .layer(ParseLayer::new(config.parse.clone(), ParsePool::per_core()))
+        .service(Handoff::new(sink, config.parse, memory));
     BoxCloneSyncService::new(service)
 }

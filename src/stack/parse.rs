@@ -1,18 +1,116 @@
-//! Where and within what a message is parsed: small messages on the async
+//! The parse layer: every message is parsed once, here, and the layers
+//! below it (the sender policy, the hand-off) read the result from the
+//! request's extensions. Where and within what: small messages on the async
 //! worker, anything that can take long in a [`ParsePool`], always within a
 //! [`ParseBudget`] that is abandoned with the request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tower::{BoxError, Layer, Service};
+use tracing::Instrument;
 
 use crate::mail::{self, ParseBudget, ParsedMail};
+use crate::smtp::{RequestKind, SmtpRequest, SmtpResponse};
 
 use super::handoff::ParseOptions;
+
+/// A parsed message, in the request's extensions below the parse layer.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub mail: ParsedMail,
+    /// SHA-256 of the raw message: every recipient's idempotency key.
+    pub sha256: [u8; 32],
+    /// Octets of the raw message.
+    pub size: usize,
+    /// The raw message itself, kept only when it is stored as an object
+    /// (`MAIL_LASER_INCLUDE_RAW` in `s3` mode); otherwise dropped after the
+    /// parse, as it pins the read buffer it lives in.
+    pub raw: Option<Bytes>,
+}
+
+/// Parses each message ([`Parsed`] in its extensions) before the layers
+/// that decide on its content.
+#[derive(Debug, Clone)]
+pub struct ParseLayer {
+    options: ParseOptions,
+    pool: ParsePool,
+}
+
+impl ParseLayer {
+    pub fn new(options: ParseOptions, pool: ParsePool) -> Self {
+        Self { options, pool }
+    }
+}
+
+impl<S> Layer<S> for ParseLayer {
+    type Service = Parse<S>;
+
+    fn layer(&self, inner: S) -> Parse<S> {
+        Parse {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Parse<S> {
+    inner: S,
+    layer: ParseLayer,
+}
+
+impl<S> Service<SmtpRequest> for Parse<S>
+where
+    S: Service<SmtpRequest, Response = SmtpResponse> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+{
+    type Response = SmtpResponse;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<SmtpResponse, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: SmtpRequest) -> Self::Future {
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let RequestKind::Message(envelope) = &mut request.kind else {
+            return Box::pin(async move { inner.call(request).await.map_err(Into::into) });
+        };
+        let message = std::mem::take(&mut envelope.message);
+        let ParseLayer { options, pool } = self.layer.clone();
+        Box::pin(async move {
+            let size = message.len();
+            let raw = options.raw_stored().then(|| message.clone());
+            let (mail, sha256) = parse_message(message, &options, &pool)
+                .instrument(tracing::info_span!("mail.parse", size))
+                .await?;
+            if mail.truncated {
+                tracing::warn!(
+                    size,
+                    "parse budget spent: delivering what was parsed, marked parse_truncated"
+                );
+            }
+            request.extensions.insert(Parsed {
+                mail,
+                sha256,
+                size,
+                raw,
+            });
+            inner.call(request).await.map_err(Into::into)
+        })
+    }
+}
 
 /// Messages up to this size are parsed on the async worker: without HTML
 /// rendering, parsing is linear in the size (about 40 µs for 64 KB, see
