@@ -11,13 +11,14 @@
 //! crate; `sink` builds on `mail`; `webhook` on `sink` (and `smtp`'s
 //! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
 //! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
-//! civil-date helper); `config` builds every module's settings and nothing
-//! imports it.
+//! civil-date helper); `policy` imports nothing of the crate; `config`
+//! builds every module's settings and nothing imports it.
 
 pub mod config;
 pub mod duration;
 pub mod http;
 pub mod mail;
+pub mod policy;
 pub mod server;
 pub mod sink;
 pub mod smtp;
