@@ -11,7 +11,8 @@ use tracing::Instrument;
 
 use super::attachments::{self, AttachmentError, AttachmentOptions};
 use super::parse::{ParsePool, parse_message};
-use crate::mail::{self, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
+use crate::auth::AuthReport;
+use crate::mail::{self, AuthFields, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
@@ -76,7 +77,7 @@ impl Service<SmtpRequest> for Handoff {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: SmtpRequest) -> Self::Future {
+    fn call(&mut self, mut request: SmtpRequest) -> Self::Future {
         match request.kind {
             RequestKind::Mail { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::sender_accepted())))
@@ -85,7 +86,12 @@ impl Service<SmtpRequest> for Handoff {
                 Box::pin(future::ready(Ok(SmtpResponse::recipient_accepted())))
             }
             RequestKind::Message(envelope) => {
-                Box::pin(hand_off(self.clone(), request.session, envelope))
+                // Left by the authentication layer (stack/auth.rs), unless off.
+                let auth = request
+                    .extensions
+                    .remove::<AuthReport>()
+                    .map(AuthReport::into_fields);
+                Box::pin(hand_off(self.clone(), request.session, envelope, auth))
             }
         }
     }
@@ -95,6 +101,7 @@ async fn hand_off(
     handoff: Handoff,
     session: SessionInfo,
     envelope: Envelope,
+    auth: Option<AuthFields>,
 ) -> Result<SmtpResponse, tower::BoxError> {
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -153,6 +160,7 @@ async fn hand_off(
         received_at,
         attachments,
         raw,
+        auth,
     };
     let mut payloads = Payload::for_message(parsed, envelope, extras);
     if options.plus_addressing {

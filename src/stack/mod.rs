@@ -9,12 +9,17 @@
 //! Trace          a span per request; message outcome and size metrics
 //! Timeout        bounds everything below it
 //! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
+//! Auth           at end of data: SPF, DKIM, DMARC, ARC (MAIL_LASER_DMARC_MODE);
+//!                enforce: DMARC fail under p=reject/quarantine → 550 5.7.1,
+//!                temperror → 451 4.7.0; the results ride in the request's
+//!                extensions to the payload
 //! Handoff        parse the message (small ones inline, others in the
 //!                ParsePool), settle its attachments (inline, metadata,
 //!                object store), one payload per recipient to the sink
 //! ```
 
 pub mod attachments;
+mod auth;
 mod errors;
 mod handoff;
 mod parse;
@@ -30,12 +35,14 @@ use tower::util::BoxCloneSyncService;
 pub use attachments::{
     AttachmentError, AttachmentMode, AttachmentOptions, DEFAULT_MAX_ATTACHMENT_SIZE,
 };
+pub use auth::{AuthLayer, Authenticate};
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
 pub use parse::{PARSE_TIME_LIMIT, ParsePool};
 pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
+use crate::auth::Authenticator;
 use crate::sink::SharedSink;
 use crate::smtp::codec::MemoryBudget;
 use crate::smtp::{SmtpRequest, SmtpResponse};
@@ -51,6 +58,8 @@ pub type SmtpService = BoxCloneSyncService<SmtpRequest, SmtpResponse, Infallible
 pub struct StackConfig {
     pub recipients: RecipientPolicy,
     pub parse: ParseOptions,
+    /// Authentication at end of data (`MAIL_LASER_DMARC_*`).
+    pub auth: Authenticator,
     /// Upper bound for any one request, delivery included; well under the
     /// 10 minutes a client waits for the end-of-data reply (RFC 5321 §4.5.3.2.6).
     pub request_timeout: Duration,
@@ -65,9 +74,10 @@ pub fn build(
 ) -> SmtpService {
     let service = ServiceBuilder::new()
         .layer(ReplyOnErrorLayer)
-        .layer(TraceLayer::new(metrics))
+        .layer(TraceLayer::new(metrics.clone()))
         .timeout(config.request_timeout)
         .layer(RecipientLayer::new(config.recipients))
+        .layer(AuthLayer::new(config.auth, metrics))
         .service(Handoff::new(
             sink,
             config.parse,
