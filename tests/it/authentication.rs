@@ -628,3 +628,35 @@ async fn a_thousand_signatures_cost_ten_lookups() {
     assert!(lookups <= 10, "{lookups} key lookups");
     server.stop().await;
 }
+
+/// The payloads in `docs/authentication.md` are valid payloads: the first
+/// is complete, the others are shown as what they change in it.
+#[test]
+fn the_documented_payloads_validate() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/authentication.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let blocks: Vec<Value> = text
+        .split("```json\n")
+        .skip(1)
+        .map(|block| {
+            let json = block.split("```").next().unwrap_or_default();
+            serde_json::from_str(json).unwrap_or_else(|error| panic!("{error}: {json}"))
+        })
+        .collect();
+    assert!(blocks.len() >= 2, "found {} examples", blocks.len());
+    let complete = &blocks[0];
+    crate::common::schema::assert_valid(complete);
+    for changes in &blocks[1..] {
+        let mut changed = complete.clone();
+        for (field, value) in changes.as_object().unwrap() {
+            changed[field] = value.clone();
+        }
+        if changes.get("authenticated_from").is_none() {
+            changed
+                .as_object_mut()
+                .unwrap()
+                .remove("authenticated_from");
+        }
+        crate::common::schema::assert_valid(&changed);
+    }
+}
