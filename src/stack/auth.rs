@@ -159,3 +159,56 @@ fn record(span: &tracing::Span, report: &AuthReport, verdict: Verdict) {
         Verdict::Defer => log("message deferred: DMARC could not be evaluated"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Ready, ready};
+    use std::net::SocketAddr;
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::smtp::{Envelope, SessionInfo};
+
+    fn message() -> SmtpRequest {
+        SmtpRequest {
+            session: SessionInfo {
+                peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+                helo: "client.example".into(),
+                tls: None,
+            },
+            kind: RequestKind::Message(Envelope {
+                sender: "a@example.com".into(),
+                recipients: vec!["b@example.com".into()],
+                smtputf8: false,
+                message: bytes::Bytes::from_static(b"From: a@example.com\r\n\r\nhi\r\n"),
+            }),
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// Mode `off` hands every request on as it came: no report, no check.
+    #[tokio::test]
+    async fn off_passes_messages_through_untouched() {
+        let inner: fn(SmtpRequest) -> Ready<Result<SmtpResponse, tower::BoxError>> = |request| {
+            assert!(request.extensions.get::<AuthReport>().is_none());
+            ready(Ok(SmtpResponse::new(
+                Outcome::Delivered,
+                Reply::message_accepted(),
+            )))
+        };
+        let layer = AuthLayer::new(Authenticator::off(), Metrics::disabled());
+        let response = layer
+            .layer(service_fn(inner))
+            .oneshot(message())
+            .await
+            .unwrap();
+        assert_eq!(response.outcome, Outcome::Delivered);
+        let rcpt = layer
+            .layer(service_fn(inner))
+            .oneshot(SmtpRequest::test_rcpt("b@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(rcpt.outcome, Outcome::Delivered);
+    }
+}
