@@ -11,9 +11,11 @@
 //! crate; `sink` builds on `mail`; `webhook` on `sink` (and `smtp`'s
 //! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
 //! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
-//! civil-date helper); `policy` imports nothing of the crate; `config`
+//! civil-date helper); `auth` on `mail` (the payload's result fields);
+//! `stack` on `auth` too; `policy` imports nothing of the crate; `config`
 //! builds every module's settings and nothing imports it.
 
+pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod http;

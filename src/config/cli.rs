@@ -281,6 +281,39 @@ pub(super) struct Cli {
     )]
     pub(super) delivery: DeliveryMode,
 
+    /// off: no authentication, no DNS traffic; monitor: SPF, DKIM, DMARC and ARC results in the payload; enforce: also refuse mail failing DMARC under p=reject or p=quarantine (550 5.7.1).
+    #[arg(
+        long,
+        env = "MAIL_LASER_DMARC_MODE",
+        value_name = "MAIL_LASER_DMARC_MODE",
+        value_enum,
+        default_value_t = DmarcMode::Off
+    )]
+    pub(super) dmarc_mode: DmarcMode,
+
+    /// In enforce mode, a DMARC temperror (DNS timeout, SERVFAIL): reject = 451 4.7.0, the sender retries; accept = delivered with dmarc_result temperror.
+    #[arg(
+        long,
+        env = "MAIL_LASER_DMARC_TEMPERROR_ACTION",
+        value_name = "MAIL_LASER_DMARC_TEMPERROR_ACTION",
+        value_enum,
+        default_value_t = TempErrorAction::Reject
+    )]
+    pub(super) dmarc_temperror_action: TempErrorAction,
+
+    /// Seconds all DNS lookups of one message may take together.
+    #[arg(long, env = "MAIL_LASER_DMARC_DNS_TIMEOUT", value_name = "MAIL_LASER_DMARC_DNS_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub(super) dmarc_dns_timeout: u64,
+
+    /// Comma-separated DNS servers (ip:port) for authentication; empty: the system resolver.
+    #[arg(
+        long,
+        env = "MAIL_LASER_DMARC_DNS_SERVERS",
+        value_name = "MAIL_LASER_DMARC_DNS_SERVERS",
+        value_delimiter = ','
+    )]
+    pub(super) dmarc_dns_servers: Vec<String>,
+
     /// Spool folder (spool mode); dead letters go to its dead/ subfolder.
     #[arg(
         long,
@@ -318,6 +351,21 @@ pub(super) enum AttachmentDelivery {
     Inline,
     S3,
     Metadata,
+}
+
+/// `MAIL_LASER_DMARC_MODE` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum DmarcMode {
+    Off,
+    Monitor,
+    Enforce,
+}
+
+/// `MAIL_LASER_DMARC_TEMPERROR_ACTION` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum TempErrorAction {
+    Accept,
+    Reject,
 }
 
 /// `MAIL_LASER_DELIVERY` as clap reads it.

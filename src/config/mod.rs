@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::{self, AuthError, AuthSettings, Authenticator};
 use crate::http::HttpLimits;
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
@@ -54,6 +55,13 @@ pub enum ConfigError {
         reason: String,
         #[source]
         source: dotenvy::Error,
+    },
+    /// The DNS resolver for authentication cannot be built.
+    #[error("{message}")]
+    Dns {
+        message: String,
+        #[source]
+        source: Box<AuthError>,
     },
     /// The attachment store's settings do not make a client.
     #[error("{message}")]
@@ -159,6 +167,7 @@ fn dotenv_error(path: &Path, error: dotenvy::Error) -> ConfigError {
 
 impl Cli {
     fn validate(self) -> Result<Config, ConfigError> {
+        let auth = self.authenticator()?;
         let attachments = AttachmentOptions {
             mode: self.attachment_mode()?,
             max_size: self.max_attachment_size,
@@ -238,6 +247,7 @@ impl Cli {
             .collect();
         let hostname = self
             .hostname
+            .as_deref()
             .map(|name| name.trim().to_owned())
             .filter(|name| !name.is_empty());
         if let Some(name) = &hostname
@@ -251,6 +261,8 @@ impl Cli {
                 expected: "a DNS name",
             });
         }
+
+        let server_name = hostname.clone().or_else(machine_hostname);
 
         Ok(Config {
             server: ServerConfig {
@@ -274,7 +286,7 @@ impl Cli {
                 },
                 tls: TlsConfig {
                     pem_files: self.tls_cert.zip(self.tls_key),
-                    hostname: hostname.or_else(machine_hostname),
+                    hostname: server_name,
                 },
                 drain_timeout: Duration::from_secs(30),
             },
@@ -290,6 +302,7 @@ impl Cli {
                     include_raw: self.include_raw,
                     attachments,
                 },
+                auth,
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.
                 request_timeout: DELIVERY_BUDGET
@@ -344,6 +357,76 @@ impl Cli {
             }
         })
     }
+}
+
+impl Cli {
+    /// `MAIL_LASER_DMARC_*`: the resolver is built here unless the mode is
+    /// `off`, so a system without a DNS configuration stops the start.
+    /// MailLaser's name (`MAIL_LASER_HOSTNAME` or the machine's) is the
+    /// `authserv-id` of `Authentication-Results`.
+    fn authenticator(&self) -> Result<Authenticator, ConfigError> {
+        let server_name = self
+            .hostname
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .or_else(machine_hostname);
+        let dns_servers = self
+            .dmarc_dns_servers
+            .iter()
+            .map(|server| server.trim())
+            .filter(|server| !server.is_empty())
+            .map(|server| {
+                parse_dns_server(server).ok_or_else(|| ConfigError::Value {
+                    variable: "MAIL_LASER_DMARC_DNS_SERVERS",
+                    value: server.to_owned(),
+                    expected: "comma-separated DNS servers as ip:port (e.g. 127.0.0.1:53, [::1]:53), or empty for the system resolver",
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let system = dns_servers.is_empty();
+        let settings = AuthSettings {
+            mode: match self.dmarc_mode {
+                cli::DmarcMode::Off => auth::DmarcMode::Off,
+                cli::DmarcMode::Monitor => auth::DmarcMode::Monitor,
+                cli::DmarcMode::Enforce => auth::DmarcMode::Enforce,
+            },
+            temperror_action: match self.dmarc_temperror_action {
+                cli::TempErrorAction::Accept => auth::TempErrorAction::Accept,
+                cli::TempErrorAction::Reject => auth::TempErrorAction::Reject,
+            },
+            dns_timeout: Duration::from_secs(self.dmarc_dns_timeout),
+            dns_servers,
+            authserv_id: server_name.unwrap_or_else(|| "localhost".to_owned()),
+        };
+        Authenticator::new(settings).map_err(|source| {
+            let hint = if system {
+                " (set MAIL_LASER_DMARC_DNS_SERVERS)"
+            } else {
+                ""
+            };
+            ConfigError::Dns {
+                message: format!(
+                    "MAIL_LASER_DMARC_DNS_SERVERS: {}{hint}",
+                    crate::telemetry::ErrorChain(&source)
+                ),
+                source: Box::new(source),
+            }
+        })
+    }
+}
+
+/// `ip:port`, or a bare IP address for port 53.
+fn parse_dns_server(server: &str) -> Option<SocketAddr> {
+    server.parse::<SocketAddr>().ok().or_else(|| {
+        server
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
 }
 
 /// The machine's host name, for the self-signed certificate when
@@ -517,6 +600,68 @@ mod tests {
         .to_string();
         assert!(error.starts_with("MAIL_LASER_S3_"), "{error}");
         assert!(!error.contains('\n'), "{error}");
+    }
+
+    /// Issue 12: the DMARC settings, MailLaser 3's names; `off` builds no
+    /// resolver, the others build one for the given servers (no I/O).
+    #[test]
+    fn dmarc_settings() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.stack.auth.mode(), auth::DmarcMode::Off);
+        let settings = config.stack.auth.settings();
+        assert_eq!(settings.temperror_action, auth::TempErrorAction::Reject);
+        assert_eq!(settings.dns_timeout, Duration::from_secs(5));
+
+        let config = parse(&[
+            "--dmarc-mode",
+            "enforce",
+            "--dmarc-temperror-action",
+            "accept",
+            "--dmarc-dns-timeout",
+            "2",
+            "--dmarc-dns-servers",
+            "127.0.0.1:5353, [::1]:53,192.0.2.1",
+            "--hostname",
+            "mx.example",
+        ])
+        .unwrap();
+        let settings = config.stack.auth.settings();
+        assert_eq!(settings.mode, auth::DmarcMode::Enforce);
+        assert_eq!(settings.temperror_action, auth::TempErrorAction::Accept);
+        assert_eq!(settings.dns_timeout, Duration::from_secs(2));
+        assert_eq!(
+            settings.dns_servers,
+            [
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap(),
+                "192.0.2.1:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(settings.authserv_id, "mx.example");
+
+        for (flag, value, variable) in [
+            ("--dmarc-mode", "strict", "MAIL_LASER_DMARC_MODE"),
+            (
+                "--dmarc-temperror-action",
+                "retry",
+                "MAIL_LASER_DMARC_TEMPERROR_ACTION",
+            ),
+            ("--dmarc-dns-timeout", "0", "MAIL_LASER_DMARC_DNS_TIMEOUT"),
+            (
+                "--dmarc-dns-servers",
+                "dns.example:53",
+                "MAIL_LASER_DMARC_DNS_SERVERS",
+            ),
+        ] {
+            let mut args = vec![flag, value];
+            if flag != "--dmarc-mode" {
+                args.extend(["--dmarc-mode", "monitor"]);
+            }
+            let error = parse(&args).unwrap_err().to_string();
+            assert!(error.contains(variable), "{flag} {value}: {error}");
+            assert!(error.contains(&format!("'{value}'")), "{error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub use parse::{
     unix_to_rfc3339,
 };
 pub use payload::{
-    AttachmentDelivery, AttachmentField, Base64, EnvelopeTls, MessageEnvelope, MessageExtras,
-    MessageFields, NamedHeader, Payload, PayloadJson, StoredLocation, payload_schema,
+    ArcFields, ArcResult, AttachmentDelivery, AttachmentField, AuthFields, Base64, DkimResult,
+    DkimSignature, DmarcFields, DmarcPolicy, DmarcResult, EnvelopeTls, MessageEnvelope,
+    MessageExtras, MessageFields, NamedHeader, Payload, PayloadJson, SpfCheck, SpfFields,
+    SpfResult, StoredLocation, payload_schema,
 };

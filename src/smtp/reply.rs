@@ -174,6 +174,15 @@ impl Reply {
             "Insufficient system storage, try again later",
         )
     }
+    /// `MAIL_LASER_DMARC_MODE=enforce`: DMARC could not be evaluated (a DNS
+    /// timeout or SERVFAIL) and `MAIL_LASER_DMARC_TEMPERROR_ACTION=reject`.
+    pub const fn dmarc_temporary_failure() -> Self {
+        reply(
+            451,
+            enhanced(4, 7, 0),
+            "Temporary DMARC evaluation failure, try again later",
+        )
+    }
     pub const fn too_many_recipients() -> Self {
         reply(452, enhanced(4, 5, 3), "Too many recipients")
     }
@@ -227,6 +236,15 @@ impl Reply {
     }
     pub const fn no_such_user() -> Self {
         reply(550, enhanced(5, 1, 1), "No such user here")
+    }
+    /// `MAIL_LASER_DMARC_MODE=enforce`: DMARC `fail` and the From domain's
+    /// policy is `reject` or `quarantine` (RFC 7489 §6.6.3, RFC 7372 §3.2).
+    pub const fn dmarc_rejected() -> Self {
+        reply(
+            550,
+            enhanced(5, 7, 1),
+            "Message rejected by the DMARC policy of the From domain",
+        )
     }
     pub const fn message_too_large() -> Self {
         reply(552, enhanced(5, 3, 4), "Message size exceeds limit")

@@ -11,7 +11,8 @@ use tracing::Instrument;
 
 use super::attachments::{self, AttachmentError, AttachmentOptions};
 use super::parse::Parsed;
-use crate::mail::{self, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
+use crate::auth::AuthReport;
+use crate::mail::{self, AuthFields, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
 use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
@@ -83,12 +84,26 @@ impl Service<SmtpRequest> for Handoff {
             RequestKind::Rcpt { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::recipient_accepted())))
             }
-            RequestKind::Message(envelope) => match request.extensions.remove::<Parsed>() {
-                Some(parsed) => Box::pin(hand_off(self.clone(), request.session, envelope, parsed)),
-                None => Box::pin(future::ready(Err(
-                    "a message reached the hand-off unparsed: the stack has no ParseLayer".into(),
-                ))),
-            },
+            RequestKind::Message(envelope) => {
+                let Some(parsed) = request.extensions.remove::<Parsed>() else {
+                    return Box::pin(future::ready(Err(
+                        "a message reached the hand-off unparsed: the stack has no ParseLayer"
+                            .into(),
+                    )));
+                };
+                // Left by the authentication layer (stack/auth.rs), unless off.
+                let auth = request
+                    .extensions
+                    .remove::<AuthReport>()
+                    .map(AuthReport::into_fields);
+                Box::pin(hand_off(
+                    self.clone(),
+                    request.session,
+                    envelope,
+                    parsed,
+                    auth,
+                ))
+            }
         }
     }
 }
@@ -98,6 +113,7 @@ async fn hand_off(
     session: SessionInfo,
     envelope: Envelope,
     parsed: Parsed,
+    auth: Option<AuthFields>,
 ) -> Result<SmtpResponse, tower::BoxError> {
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -143,6 +159,7 @@ async fn hand_off(
         received_at,
         attachments,
         raw,
+        auth,
     };
     let mut payloads = Payload::for_message(parsed, envelope, extras);
     if options.plus_addressing {

@@ -9,6 +9,10 @@
 //! Trace          a span per request; message outcome and size metrics
 //! Timeout        bounds everything below it
 //! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
+//! Auth           at end of data: SPF, DKIM, DMARC, ARC (MAIL_LASER_DMARC_MODE);
+//!                enforce: DMARC fail under p=reject/quarantine → 550 5.7.1,
+//!                temperror → 451 4.7.0; the results ride in the request's
+//!                extensions to the payload
 //! Parse          parse the message once (small ones inline, others in the
 //!                ParsePool); the result travels in the request's extensions
 //! Handoff        settle the attachments (inline, metadata, object store),
@@ -16,6 +20,7 @@
 //! ```
 
 pub mod attachments;
+mod auth;
 mod errors;
 mod handoff;
 mod parse;
@@ -31,12 +36,14 @@ use tower::util::BoxCloneSyncService;
 pub use attachments::{
     AttachmentError, AttachmentMode, AttachmentOptions, DEFAULT_MAX_ATTACHMENT_SIZE,
 };
+pub use auth::{AuthLayer, Authenticate};
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
 pub use parse::{PARSE_TIME_LIMIT, Parse, ParseLayer, ParsePool, Parsed};
 pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
+use crate::auth::Authenticator;
 use crate::sink::SharedSink;
 use crate::smtp::codec::MemoryBudget;
 use crate::smtp::{SmtpRequest, SmtpResponse};
@@ -52,6 +59,8 @@ pub type SmtpService = BoxCloneSyncService<SmtpRequest, SmtpResponse, Infallible
 pub struct StackConfig {
     pub recipients: RecipientPolicy,
     pub parse: ParseOptions,
+    /// Authentication at end of data (`MAIL_LASER_DMARC_*`).
+    pub auth: Authenticator,
     /// Upper bound for any one request, delivery included; well under the
     /// 10 minutes a client waits for the end-of-data reply (RFC 5321 §4.5.3.2.6).
     pub request_timeout: Duration,
@@ -66,9 +75,10 @@ pub fn build(
 ) -> SmtpService {
     let service = ServiceBuilder::new()
         .layer(ReplyOnErrorLayer)
-        .layer(TraceLayer::new(metrics))
+        .layer(TraceLayer::new(metrics.clone()))
         .timeout(config.request_timeout)
         .layer(RecipientLayer::new(config.recipients))
+        .layer(AuthLayer::new(config.auth, metrics))
         .layer(ParseLayer::new(config.parse.clone(), ParsePool::per_core()))
         .service(Handoff::new(sink, config.parse, memory));
     BoxCloneSyncService::new(service)

@@ -69,6 +69,15 @@ where
                 "smtp.message_size" = envelope.message.len() as i64,
                 "smtp.reply_code" = field::Empty,
                 "smtp.outcome" = field::Empty,
+                // Recorded by the authentication layer (stack/auth.rs).
+                "auth.dmarc" = field::Empty,
+                "auth.dmarc.policy" = field::Empty,
+                "auth.from_domain" = field::Empty,
+                "auth.spf.mail_from" = field::Empty,
+                "auth.spf.helo" = field::Empty,
+                "auth.dkim" = field::Empty,
+                "auth.arc" = field::Empty,
+                "auth.verdict" = field::Empty,
             ),
             other => tracing::debug_span!(
                 "smtp.command",

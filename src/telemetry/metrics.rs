@@ -30,6 +30,7 @@ const MESSAGE_OUTCOMES: &[&str] = &["delivered", "spooled", "rejected", "deferre
 const BREAKER_STATES: &[&str] = &["open", "half_open", "closed"];
 const REFUSAL_REASONS: &[&str] = &["global_limit", "per_ip_limit"];
 const DEAD_LETTER_REASONS: &[&str] = &["rejected", "expired", "unreadable"];
+const DMARC_RESULTS: &[&str] = &["pass", "fail", "none", "temperror", "permerror"];
 
 /// The instruments. Cheap to clone (each is a handle).
 #[derive(Debug, Clone)]
@@ -45,6 +46,7 @@ pub struct Metrics {
     breaker_transitions: Counter<u64>,
     refused: Counter<u64>,
     dead_letters: Counter<u64>,
+    auth_results: Counter<u64>,
 }
 
 impl Metrics {
@@ -65,6 +67,7 @@ impl Metrics {
         zero(&self.breaker_transitions, "to", BREAKER_STATES);
         zero(&self.refused, "reason", REFUSAL_REASONS);
         zero(&self.dead_letters, "reason", DEAD_LETTER_REASONS);
+        zero(&self.auth_results, "dmarc", DMARC_RESULTS);
         for tls in [false, true] {
             self.sessions.add(0, &[KeyValue::new("tls", tls)]);
         }
@@ -116,6 +119,10 @@ impl Metrics {
             dead_letters: meter
                 .u64_counter("maillaser.spool.dead_letters")
                 .with_description("Spooled messages given up on, by reason")
+                .build(),
+            auth_results: meter
+                .u64_counter("maillaser.auth.results")
+                .with_description("Messages authenticated, by DMARC result")
                 .build(),
             meter,
         }
@@ -178,6 +185,12 @@ impl Metrics {
     /// `expired` or `unreadable`).
     pub fn spool_dead_letter(&self, reason: &'static str) {
         self.dead_letters.add(1, &[KeyValue::new("reason", reason)]);
+    }
+
+    /// One message authenticated (`MAIL_LASER_DMARC_MODE` not `off`), by
+    /// its DMARC result (`pass`, `fail`, `none`, `temperror`, `permerror`).
+    pub fn auth_result(&self, dmarc: &'static str) {
+        self.auth_results.add(1, &[KeyValue::new("dmarc", dmarc)]);
     }
 
     pub fn connection_refused(&self, reason: &'static str) {

@@ -204,6 +204,10 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_SPOOL_MAX_FILES",
         "MAIL_LASER_SPOOL_MAX_BYTES",
         "MAIL_LASER_DATA_MIN_RATE",
+        "MAIL_LASER_DMARC_MODE",
+        "MAIL_LASER_DMARC_TEMPERROR_ACTION",
+        "MAIL_LASER_DMARC_DNS_TIMEOUT",
+        "MAIL_LASER_DMARC_DNS_SERVERS",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
@@ -215,6 +219,7 @@ async fn help_lists_every_variable_with_defaults() {
     assert!(help.contains("[default: sync]"));
     assert!(help.contains("[default: ./spool]"));
     assert!(help.contains("[default: 72h]"));
+    assert!(help.contains("[default: off]"), "MAIL_LASER_DMARC_MODE");
 }
 
 /// A running binary with its ports, read from its start-up log line.

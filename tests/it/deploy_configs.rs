@@ -325,6 +325,7 @@ const COUNTERS_AND_GAUGES: &[&str] = &[
     "maillaser_spool_depth",
     "maillaser_spool_dead_letters_total",
     "maillaser_buffered_bytes",
+    "maillaser_auth_results_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "maillaser_message_size_bytes",

@@ -1,7 +1,7 @@
 //! MailLaser's integration tests, in one binary: each module is one family
 //! (`cargo test --test it -- spool::` runs one). They drive a real server on
 //! loopback ports, the `mail-laser` binary, and real clients and servers
-//! (Postfix, swaks, smtplib, Prometheus, moto). A test whose external tool is
+//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq). A test whose external tool is
 //! missing prints one `skipped:` line and passes, unless
 //! `MAIL_LASER_REQUIRE_TOOLS=1` is set (`scripts/test` installs the tools).
 
@@ -10,6 +10,7 @@ mod common;
 
 mod architecture;
 mod attachments;
+mod authentication;
 mod binary;
 mod chunking;
 mod clients;

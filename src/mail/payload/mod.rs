@@ -11,6 +11,7 @@
 //! 100 recipients costs its size about once, not 100 times.
 
 mod attachment;
+mod auth;
 mod headers;
 mod json;
 mod schema;
@@ -23,6 +24,10 @@ use schemars::JsonSchema;
 use serde::ser::Serialize;
 
 pub use attachment::{AttachmentDelivery, AttachmentField, Base64, StoredLocation};
+pub use auth::{
+    ArcFields, ArcResult, AuthFields, DkimResult, DkimSignature, DmarcFields, DmarcPolicy,
+    DmarcResult, SpfCheck, SpfFields, SpfResult,
+};
 pub use headers::Headers;
 pub use json::PayloadJson;
 pub use schema::payload_schema;
@@ -82,6 +87,15 @@ pub struct MessageFields {
     pub received_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envelope: Option<MessageEnvelope>,
+    /// The DMARC result (`MAIL_LASER_DMARC_MODE` monitor or enforce).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dmarc_result: Option<DmarcResult>,
+    /// The domain of `From:`, only when DMARC passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticated_from: Option<String>,
+    /// Every authentication check and its result (`docs/authentication.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthFields>,
     /// The original message, base64 (`MAIL_LASER_INCLUDE_RAW`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_base64: Option<String>,
@@ -149,6 +163,8 @@ pub struct MessageExtras {
     pub attachments: Vec<AttachmentField>,
     /// Where the original message was stored (`raw_url`).
     pub raw: Option<StoredLocation>,
+    /// The authentication results, when `MAIL_LASER_DMARC_MODE` is not `off`.
+    pub auth: Option<AuthFields>,
 }
 
 impl SharedMessage {
@@ -158,6 +174,7 @@ impl SharedMessage {
             received_at,
             attachments,
             raw,
+            auth,
         } = extras;
         let (raw_url, raw_presigned_url) =
             raw.map_or((None, None), |raw| (Some(raw.url), raw.presigned_url));
@@ -184,6 +201,12 @@ impl SharedMessage {
                     .collect(),
                 received_at,
                 envelope,
+                dmarc_result: auth.as_ref().map(|auth| auth.dmarc.result),
+                authenticated_from: auth
+                    .as_ref()
+                    .and_then(AuthFields::authenticated_from)
+                    .map(str::to_owned),
+                auth,
                 raw_base64: mail.raw_base64,
                 raw_url,
                 raw_presigned_url,
@@ -274,6 +297,8 @@ impl Payload {
                 .map(AttachmentField::size_in_memory)
                 .sum::<usize>()
             + optional(&fields.date)
+            + optional(&fields.authenticated_from)
+            + fields.auth.as_ref().map_or(0, AuthFields::size_in_memory)
             + optional(&fields.in_reply_to)
             + fields.references.iter().map(String::len).sum::<usize>()
     }

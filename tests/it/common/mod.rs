@@ -1,8 +1,9 @@
 //! Test harness: a real MailLaser on ephemeral loopback ports with a
 //! capturing sink, a raw SMTP client for exact transcripts, the lookup of
 //! the external tools some tests drive, and private servers they talk to
-//! ([`receiver`], [`moto`]).
+//! ([`receiver`], [`moto`], [`dnsmasq`]).
 
+pub mod dnsmasq;
 pub mod moto;
 pub mod receiver;
 pub mod schema;
