@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example webhook_sink -- 127.0.0.1:9000
 //! curl -s 127.0.0.1:9000/count     # requests received so far
+//! curl -s 127.0.0.1:9000/bytes     # their body bytes, in all
 //! ```
 //! With `--print`, each payload is printed as one line on stdout.
 //!
@@ -26,6 +27,8 @@ const MAX_HEAD: usize = 64 * 1024;
 #[derive(Default)]
 struct Counter {
     received: AtomicU64,
+    /// Body bytes of the requests counted in `received`.
+    body_bytes: AtomicU64,
     print: bool,
 }
 
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let print = args.any(|arg| arg == "--print");
     let counter = Arc::new(Counter {
         received: AtomicU64::new(0),
+        body_bytes: AtomicU64::new(0),
         print,
     });
     let listener = TcpListener::bind(&addr).await?;
@@ -74,6 +78,7 @@ async fn serve(mut stream: TcpStream, counter: &Counter) -> std::io::Result<()> 
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let is_get_count = head.starts_with("GET /count ");
+        let is_get_bytes = head.starts_with("GET /bytes ");
         let Some(length) = content_length(&head) else {
             return respond(&mut stream, "411 Length Required", "").await;
         };
@@ -100,8 +105,14 @@ async fn serve(mut stream: TcpStream, counter: &Counter) -> std::io::Result<()> 
         if is_get_count {
             let count = counter.received.load(Ordering::Relaxed).to_string();
             respond(&mut stream, "200 OK", &count).await?;
+        } else if is_get_bytes {
+            let bytes = counter.body_bytes.load(Ordering::Relaxed).to_string();
+            respond(&mut stream, "200 OK", &bytes).await?;
         } else {
             counter.received.fetch_add(1, Ordering::Relaxed);
+            counter
+                .body_bytes
+                .fetch_add(length as u64, Ordering::Relaxed);
             if counter.print {
                 println!("{}", String::from_utf8_lossy(&body));
             }
