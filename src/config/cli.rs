@@ -259,6 +259,14 @@ pub(super) struct Cli {
     #[arg(long, env = "MAIL_LASER_S3_PRESIGN_TTL", value_name = "MAIL_LASER_S3_PRESIGN_TTL", value_parser = duration::parse)]
     pub(super) s3_presign_ttl: Option<Duration>,
 
+    /// Cedar policy file deciding which messages are delivered (docs/policy.md); unset: all are.
+    #[arg(
+        long,
+        env = "MAIL_LASER_CEDAR_POLICIES",
+        value_name = "MAIL_LASER_CEDAR_POLICIES"
+    )]
+    pub(super) cedar_policies: Option<PathBuf>,
+
     /// `local+tag@domain` reaches the target `local@domain`; the payload carries `recipient_tag`.
     #[arg(long, env = "MAIL_LASER_PLUS_ADDRESSING", value_name = "MAIL_LASER_PLUS_ADDRESSING", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) plus_addressing: bool,

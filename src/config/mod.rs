@@ -14,6 +14,7 @@ use clap::Parser;
 
 use crate::auth::{self, AuthError, AuthSettings, Authenticator};
 use crate::http::HttpLimits;
+use crate::policy::{PolicyError, SenderPolicy};
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
@@ -62,6 +63,13 @@ pub enum ConfigError {
         message: String,
         #[source]
         source: Box<AuthError>,
+    },
+    /// The sender policy file cannot be used.
+    #[error("{message}")]
+    Policy {
+        message: String,
+        #[source]
+        source: Box<PolicyError>,
     },
     /// The attachment store's settings do not make a client.
     #[error("{message}")]
@@ -168,6 +176,17 @@ fn dotenv_error(path: &Path, error: dotenvy::Error) -> ConfigError {
 impl Cli {
     fn validate(self) -> Result<Config, ConfigError> {
         let auth = self.authenticator()?;
+        let policy = self
+            .cedar_policies
+            .as_deref()
+            .map(|path| {
+                SenderPolicy::load(path).map_err(|source| ConfigError::Policy {
+                    message: format!("MAIL_LASER_CEDAR_POLICIES: {source}"),
+                    source: Box::new(source),
+                })
+            })
+            .transpose()?
+            .map(Arc::new);
         let attachments = AttachmentOptions {
             mode: self.attachment_mode()?,
             max_size: self.max_attachment_size,
@@ -303,6 +322,7 @@ impl Cli {
                     attachments,
                 },
                 auth,
+                policy,
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.
                 request_timeout: DELIVERY_BUDGET

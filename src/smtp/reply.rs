@@ -249,6 +249,14 @@ impl Reply {
     pub const fn message_too_large() -> Self {
         reply(552, enhanced(5, 3, 4), "Message size exceeds limit")
     }
+    /// The sender policy (`MAIL_LASER_CEDAR_POLICIES`) refused the message.
+    pub const fn policy_refused() -> Self {
+        reply(
+            550,
+            enhanced(5, 7, 1),
+            "Delivery not authorized, message refused",
+        )
+    }
     /// One attachment is larger than `MAIL_LASER_MAX_ATTACHMENT_SIZE`.
     pub const fn attachment_too_large() -> Self {
         reply(552, enhanced(5, 3, 4), "Attachment size exceeds limit")

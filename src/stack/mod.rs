@@ -15,6 +15,8 @@
 //!                extensions to the payload
 //! Parse          parse the message once (small ones inline, others in the
 //!                ParsePool); the result travels in the request's extensions
+//! Policy         the Cedar sender policy (MAIL_LASER_CEDAR_POLICIES): SendMail
+//!                per recipient, Attach per attachment; a refusal → 550 5.7.1
 //! Handoff        settle the attachments (inline, metadata, object store),
 //!                one payload per recipient to the sink
 //! ```
@@ -24,10 +26,12 @@ mod auth;
 mod errors;
 mod handoff;
 mod parse;
+mod policy;
 mod recipient;
 mod trace;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower::ServiceBuilder;
@@ -40,10 +44,12 @@ pub use auth::{AuthLayer, Authenticate};
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
 pub use parse::{PARSE_TIME_LIMIT, Parse, ParseLayer, ParsePool, Parsed};
+pub use policy::{Policy, PolicyLayer};
 pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
 use crate::auth::Authenticator;
+use crate::policy::SenderPolicy;
 use crate::sink::SharedSink;
 use crate::smtp::codec::MemoryBudget;
 use crate::smtp::{SmtpRequest, SmtpResponse};
@@ -61,6 +67,8 @@ pub struct StackConfig {
     pub parse: ParseOptions,
     /// Authentication at end of data (`MAIL_LASER_DMARC_*`).
     pub auth: Authenticator,
+    /// The sender policy (`MAIL_LASER_CEDAR_POLICIES`); none allows all.
+    pub policy: Option<Arc<SenderPolicy>>,
     /// Upper bound for any one request, delivery included; well under the
     /// 10 minutes a client waits for the end-of-data reply (RFC 5321 §4.5.3.2.6).
     pub request_timeout: Duration,
@@ -80,6 +88,7 @@ pub fn build(
         .layer(RecipientLayer::new(config.recipients))
         .layer(AuthLayer::new(config.auth, metrics))
         .layer(ParseLayer::new(config.parse.clone(), ParsePool::per_core()))
+        .layer(PolicyLayer::new(config.policy))
         .service(Handoff::new(sink, config.parse, memory));
     BoxCloneSyncService::new(service)
 }

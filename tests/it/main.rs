@@ -19,6 +19,7 @@ mod dialogue;
 mod http;
 mod memory;
 mod pace;
+mod policy;
 mod postfix;
 mod prometheus;
 mod properties;
