@@ -101,3 +101,31 @@ fn the_documented_examples_are_what_the_parser_gives() {
     }
     assert!(checked >= 4, "only {checked} examples found");
 }
+
+/// The `all_headers` fragment in `docs/payload.md` is what
+/// `MAIL_LASER_HEADERS=all` gives for the multipart example's message.
+#[test]
+fn the_documented_all_headers_are_what_the_parser_gives() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/payload.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let blocks: Vec<&str> = text.split("```").skip(1).step_by(2).collect();
+    let message = blocks
+        .iter()
+        .find_map(|block| block.strip_prefix("\nFrom: \"Doe, John\""))
+        .map(|rest| format!("From: \"Doe, John\"{rest}").replace('\n', "\r\n"))
+        .expect("the multipart example");
+    let fragment = blocks
+        .iter()
+        .find_map(|block| block.strip_prefix("json\n  \"all_headers\": "))
+        .expect("an all_headers example");
+    let documented: serde_json::Value = serde_json::from_str(fragment).unwrap();
+    let budget = mail_laser::mail::ParseBudget::for_size(message.len());
+    let parsed =
+        mail_laser::mail::parse_unrendered(message.as_bytes(), &[], true, &budget).render(&budget);
+    let produced: Vec<serde_json::Value> = parsed
+        .all_headers
+        .iter()
+        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+        .collect();
+    assert_eq!(serde_json::Value::Array(produced), documented);
+}
