@@ -12,7 +12,8 @@
 //! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
 //! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
 //! civil-date helper); `auth` on `mail` (the payload's result fields);
-//! `stack` on `auth` too; `policy` imports nothing of the crate; `config`
+//! `stack` on `auth` too; `policy` imports nothing of the crate; `routes` builds on
+//! `webhook`, `sink` and `smtp`, and `stack` on `routes`; `config`
 //! builds every module's settings and nothing imports it.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod http;
 pub mod mail;
 pub mod policy;
+pub mod routes;
 pub mod server;
 pub mod sink;
 pub mod smtp;
@@ -38,12 +40,13 @@ use tokio_util::sync::CancellationToken;
 
 use config::{Config, SinkConfig};
 use http::Readiness;
+use routes::RoutedSink;
 use server::Server;
 use sink::{SharedSink, StdoutSink};
 use smtp::codec::MemoryBudget;
 use spool::{OpenError, SpoolSink};
 use telemetry::{Metrics, Observability};
-use webhook::WebhookSink;
+use webhook::{HttpClient, WebhookSink};
 
 /// Listeners bound by the caller (tests bind port 0 and hand them over).
 pub struct Listeners {
@@ -134,6 +137,29 @@ pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, O
     Ok(match config {
         SinkConfig::Stdout => Arc::new(StdoutSink::new()),
         SinkConfig::Webhook(webhook) => Arc::new(WebhookSink::new(webhook, metrics)?),
+        SinkConfig::Routes { table, webhooks } => {
+            // One client, so every route shares one connection pool; the
+            // shortest route timeout bounds connecting for all of them.
+            let connect = webhooks
+                .iter()
+                .map(|(_, webhook)| webhook.attempt_timeout)
+                .min()
+                .unwrap_or(std::time::Duration::from_secs(30));
+            let client = HttpClient::client(connect)?;
+            let sinks = webhooks
+                .iter()
+                .map(|(name, webhook)| {
+                    let sink: SharedSink = Arc::new(WebhookSink::with_client(
+                        webhook,
+                        &metrics.for_route(name),
+                        client.clone(),
+                    ));
+                    sink
+                })
+                .collect();
+            tracing::info!(routes = webhooks.len(), "routes");
+            Arc::new(RoutedSink::new(table.clone(), sinks))
+        }
         SinkConfig::Spool { webhook, spool } => {
             let sink = SpoolSink::open(webhook, spool, metrics)?;
             tracing::info!(

@@ -8,7 +8,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use mail_laser::config::{Config, ConfigError, SinkConfig};
+use mail_laser::config::{self, Config, ConfigError, SinkConfig};
+use mail_laser::routes::{RouteSpec, RouteTable};
 use mail_laser::telemetry::{self, ErrorChain, Observability, TelemetryConfig};
 use mail_laser::{Listeners, MailLaser};
 use tokio::net::TcpListener;
@@ -32,6 +33,12 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // A subcommand is the first argument; anything else is the server's
+    // flags, for clap.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|first| first == "check-routes") {
+        return check_routes(args.collect());
+    }
     let config = match Config::load() {
         Ok(config) => config,
         Err(ConfigError::Info(info)) => {
@@ -68,6 +75,62 @@ fn main() -> ExitCode {
         let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
         status
     })
+}
+
+/// `mail-laser check-routes FILE [ADDRESS...]` (`docs/routes.md`):
+/// validates the routes file offline and prints the route(s) each address
+/// reaches. Exit 0 when the file is valid and every address has a route,
+/// 1 when some address has none, 2 when the file is not valid.
+fn check_routes(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let Some((path, addresses)) = args.split_first() else {
+        return exit(&Failure::Start(
+            "usage: mail-laser check-routes FILE [ADDRESS...]".into(),
+        ));
+    };
+    let allow_insecure = std::env::var("MAIL_LASER_ALLOW_INSECURE_WEBHOOK").is_ok_and(|value| {
+        matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on" | "y"
+        )
+    });
+    let routes = match config::check_routes(std::path::Path::new(path), allow_insecure) {
+        Ok(routes) => routes,
+        Err(error) => return exit(&Failure::Start(error.to_string())),
+    };
+    let names: Vec<&str> = routes.iter().map(|route| route.name.as_str()).collect();
+    println!(
+        "{}: {} route(s): {}",
+        std::path::Path::new(path).display(),
+        routes.len(),
+        names.join(", ")
+    );
+    let table = RouteTable::new(routes.iter().map(RouteSpec::matcher).collect());
+    let mut unrouted = false;
+    for address in addresses {
+        let address = address.to_string_lossy();
+        let hits = table.lookup(&address);
+        if hits.is_empty() {
+            unrouted = true;
+            println!("{address}: no route (550 5.1.1)");
+            continue;
+        }
+        let reached: Vec<String> = hits
+            .iter()
+            .map(|hit| {
+                let name = table.name(hit.route).unwrap_or_default();
+                match &hit.tag {
+                    Some(tag) => format!("{name} (recipient_tag {tag})"),
+                    None => name.to_owned(),
+                }
+            })
+            .collect();
+        println!("{address}: {}", reached.join(", "));
+    }
+    if unrouted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn exit(failure: &Failure) -> ExitCode {
@@ -152,6 +215,15 @@ fn sink_name(sink: &SinkConfig) -> String {
         SinkConfig::Stdout => return "stdout".to_owned(),
         SinkConfig::Webhook(webhook) => (webhook, "sync"),
         SinkConfig::Spool { webhook, .. } => (webhook, "spool"),
+        SinkConfig::Routes { webhooks, .. } => {
+            let names: Vec<String> = webhooks
+                .iter()
+                .map(|(name, webhook)| {
+                    format!("{name}: {}", mail_laser::webhook::redacted(&webhook.url))
+                })
+                .collect();
+            return format!("routes ({})", names.join(", "));
+        }
     };
     format!(
         "{} ({mode}, signing {})",

@@ -36,6 +36,29 @@ pub enum DeliveryOutcome {
     SpoolUnavailable,
 }
 
+impl DeliveryOutcome {
+    /// The one outcome that stands for several deliveries of a payload
+    /// (one per route), ranked as the end-of-data reply ranks recipients
+    /// (SPEC §5): any temporary failure first, then a full spool, a
+    /// rejection, a spooled delivery; `Delivered` only when all were.
+    pub fn most_urgent(outcomes: impl IntoIterator<Item = Self>) -> Self {
+        let rank = |outcome: &Self| match outcome {
+            Self::Deferred => 4,
+            Self::SpoolUnavailable => 3,
+            Self::Rejected { .. } => 2,
+            Self::Spooled => 1,
+            Self::Delivered => 0,
+        };
+        let mut worst = Self::Delivered;
+        for outcome in outcomes {
+            if rank(&outcome) > rank(&worst) {
+                worst = outcome;
+            }
+        }
+        worst
+    }
+}
+
 /// A destination for payloads. Implementations must resolve only once the
 /// payload is safely delivered (or durably stored), never before.
 pub trait Sink: Send + Sync + 'static {
@@ -101,5 +124,38 @@ impl Sink for StdoutSink {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryOutcome::{self, Deferred, Delivered, SpoolUnavailable, Spooled};
+
+    fn rejected() -> DeliveryOutcome {
+        DeliveryOutcome::Rejected {
+            reason: Some("no".into()),
+        }
+    }
+
+    #[test]
+    fn most_urgent_ranks_as_the_reply_does() {
+        assert_eq!(DeliveryOutcome::most_urgent([]), Delivered);
+        assert_eq!(
+            DeliveryOutcome::most_urgent([Delivered, Delivered]),
+            Delivered
+        );
+        assert_eq!(DeliveryOutcome::most_urgent([Delivered, Spooled]), Spooled);
+        assert_eq!(
+            DeliveryOutcome::most_urgent([Spooled, rejected()]),
+            rejected()
+        );
+        assert_eq!(
+            DeliveryOutcome::most_urgent([rejected(), SpoolUnavailable]),
+            SpoolUnavailable
+        );
+        assert_eq!(
+            DeliveryOutcome::most_urgent([Delivered, Deferred, rejected(), SpoolUnavailable]),
+            Deferred
+        );
     }
 }

@@ -27,16 +27,23 @@ use crate::stack::DEFAULT_MAX_ATTACHMENT_SIZE;
 )]
 pub(super) struct Cli {
     /// Comma-separated recipients to accept (case-insensitive).
-    #[arg(long, env = "MAIL_LASER_TARGET_EMAILS", value_name = "MAIL_LASER_TARGET_EMAILS", value_delimiter = ',', required = true, num_args = 1..)]
+    #[arg(long, env = "MAIL_LASER_TARGET_EMAILS", value_name = "MAIL_LASER_TARGET_EMAILS", value_delimiter = ',', required_unless_present = "routes", conflicts_with = "routes", num_args = 1..)]
     pub(super) target_emails: Vec<String>,
 
     /// Where payloads are POSTed; `-` prints each payload as a JSON line on stdout.
     #[arg(
         long,
         env = "MAIL_LASER_WEBHOOK_URL",
-        value_name = "MAIL_LASER_WEBHOOK_URL"
+        value_name = "MAIL_LASER_WEBHOOK_URL",
+        required_unless_present = "routes",
+        conflicts_with = "routes"
     )]
-    pub(super) webhook_url: String,
+    pub(super) webhook_url: Option<String>,
+
+    /// A routes file (TOML): recipient patterns, each route with its own
+    /// webhook; replaces MAIL_LASER_TARGET_EMAILS and MAIL_LASER_WEBHOOK_URL.
+    #[arg(long, env = "MAIL_LASER_ROUTES", value_name = "MAIL_LASER_ROUTES")]
+    pub(super) routes: Option<std::path::PathBuf>,
 
     /// Seconds per webhook attempt.
     #[arg(long, env = "MAIL_LASER_WEBHOOK_TIMEOUT", value_name = "MAIL_LASER_WEBHOOK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]

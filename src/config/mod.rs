@@ -15,6 +15,7 @@ use clap::Parser;
 use crate::auth::{self, AuthError, AuthSettings, Authenticator};
 use crate::http::HttpLimits;
 use crate::policy::{PolicyError, SenderPolicy};
+use crate::routes::{RouteSpec, RouteTable, RoutesError};
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::{SpoolConfig, SpoolLimits};
@@ -71,6 +72,12 @@ pub enum ConfigError {
         #[source]
         source: Box<PolicyError>,
     },
+    /// The routes file cannot be used.
+    #[error("MAIL_LASER_ROUTES: {source}")]
+    Routes {
+        #[source]
+        source: Box<RoutesError>,
+    },
     /// The attachment store's settings do not make a client.
     #[error("{message}")]
     Store {
@@ -99,13 +106,19 @@ pub enum SinkConfig {
         webhook: WebhookConfig,
         spool: SpoolConfig,
     },
+    /// `MAIL_LASER_ROUTES` (`sync`): each route its own webhook, in the
+    /// table's order.
+    Routes {
+        table: RouteTable,
+        webhooks: Vec<(String, WebhookConfig)>,
+    },
 }
 
 impl SinkConfig {
     /// The webhook settings, unless payloads go to stdout.
     pub fn webhook_mut(&mut self) -> Option<&mut WebhookConfig> {
         match self {
-            Self::Stdout => None,
+            Self::Stdout | Self::Routes { .. } => None,
             Self::Webhook(webhook) | Self::Spool { webhook, .. } => Some(webhook),
         }
     }
@@ -211,16 +224,17 @@ impl Cli {
                 expected: "at least MAIL_LASER_MAX_MESSAGE_SIZE (else a message of the largest size could never be taken)",
             });
         }
-        if targets.is_empty() {
+        if targets.is_empty() && self.routes.is_none() {
             return Err(ConfigError::Value {
                 variable: "MAIL_LASER_TARGET_EMAILS",
                 value: self.target_emails.join(","),
                 expected: "at least one email address",
             });
         }
-        let webhook = match self.webhook_url.trim() {
-            "-" => None,
-            url => Some(WebhookConfig {
+        let routes = self.routes_file()?;
+        let webhook = match self.webhook_url.as_deref().map(str::trim) {
+            None | Some("-") => None,
+            Some(url) => Some(WebhookConfig {
                 url: parse_webhook_url(url, self.allow_insecure_webhook)?,
                 attempt_timeout: Duration::from_secs(self.webhook_timeout),
                 max_retries: self.webhook_max_retries,
@@ -232,21 +246,37 @@ impl Cli {
                 },
                 signing_secret: self
                     .webhook_signing_secret
+                    .clone()
                     .filter(|secret| !secret.is_empty())
                     .map(SigningSecret::new),
+                standard_secrets: Vec::new(),
             }),
         };
-        let sink = match (self.delivery, webhook) {
-            (DeliveryMode::Spool, None) => {
+        let sink = match (self.delivery, webhook, &routes) {
+            (DeliveryMode::Spool, _, Some(_)) => {
+                return Err(ConfigError::Value {
+                    variable: "MAIL_LASER_DELIVERY",
+                    value: "spool".into(),
+                    expected: "sync: MAIL_LASER_ROUTES with MAIL_LASER_DELIVERY=spool is not supported yet",
+                });
+            }
+            (DeliveryMode::Sync, _, Some(routes)) => SinkConfig::Routes {
+                table: RouteTable::new(routes.iter().map(RouteSpec::matcher).collect()),
+                webhooks: routes
+                    .iter()
+                    .map(|route| (route.name.clone(), self.route_webhook(route)))
+                    .collect(),
+            },
+            (DeliveryMode::Spool, None, None) => {
                 return Err(ConfigError::Value {
                     variable: "MAIL_LASER_DELIVERY",
                     value: "spool".into(),
                     expected: "sync while MAIL_LASER_WEBHOOK_URL is - (spool mode needs a webhook)",
                 });
             }
-            (DeliveryMode::Sync, None) => SinkConfig::Stdout,
-            (DeliveryMode::Sync, Some(webhook)) => SinkConfig::Webhook(webhook),
-            (DeliveryMode::Spool, Some(webhook)) => SinkConfig::Spool {
+            (DeliveryMode::Sync, None, None) => SinkConfig::Stdout,
+            (DeliveryMode::Sync, Some(webhook), None) => SinkConfig::Webhook(webhook),
+            (DeliveryMode::Spool, Some(webhook), None) => SinkConfig::Spool {
                 webhook,
                 spool: SpoolConfig::new(
                     self.spool_dir.clone(),
@@ -258,6 +288,11 @@ impl Cli {
                 ),
             },
         };
+        let longest_attempt = routes
+            .iter()
+            .flatten()
+            .filter_map(|route| route.timeout)
+            .fold(Duration::from_secs(self.webhook_timeout), Duration::max);
         let header_prefixes: Arc<[String]> = self
             .header_prefix
             .iter()
@@ -312,8 +347,13 @@ impl Cli {
             http_bind: SocketAddr::new(self.health_bind_address, self.health_port),
             http_limits: HttpLimits::default(),
             stack: StackConfig {
-                recipients: RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session)
-                    .with_plus_addressing(self.plus_addressing),
+                recipients: match &sink {
+                    SinkConfig::Routes { table, .. } => {
+                        RecipientPolicy::routed(table.clone(), self.max_unknown_rcpts_per_session)
+                    }
+                    _ => RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session)
+                        .with_plus_addressing(self.plus_addressing),
+                },
                 parse: ParseOptions {
                     header_prefixes,
                     all_headers: self.headers == cli::HeadersMode::All,
@@ -325,9 +365,7 @@ impl Cli {
                 policy,
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.
-                request_timeout: DELIVERY_BUDGET
-                    + Duration::from_secs(self.webhook_timeout)
-                    + Duration::from_secs(10),
+                request_timeout: DELIVERY_BUDGET + longest_attempt + Duration::from_secs(10),
             },
             sink,
         })
@@ -335,6 +373,39 @@ impl Cli {
 }
 
 impl Cli {
+    /// `MAIL_LASER_ROUTES`, read and validated (URLs by the rules of
+    /// `MAIL_LASER_WEBHOOK_URL`).
+    fn routes_file(&self) -> Result<Option<Vec<RouteSpec>>, ConfigError> {
+        self.routes
+            .as_deref()
+            .map(|path| check_routes(path, self.allow_insecure_webhook))
+            .transpose()
+    }
+
+    /// One route's webhook: the global settings, with the route's own
+    /// timeout, retries and Standard Webhooks secrets.
+    fn route_webhook(&self, route: &RouteSpec) -> WebhookConfig {
+        WebhookConfig {
+            url: route.url.clone(),
+            attempt_timeout: route
+                .timeout
+                .unwrap_or(Duration::from_secs(self.webhook_timeout)),
+            max_retries: route.max_retries.unwrap_or(self.webhook_max_retries),
+            backoff: Backoff::default(),
+            budget: DELIVERY_BUDGET,
+            breaker: BreakerConfig {
+                threshold: self.circuit_breaker_threshold,
+                reset: Duration::from_secs(self.circuit_breaker_reset),
+            },
+            signing_secret: self
+                .webhook_signing_secret
+                .clone()
+                .filter(|secret| !secret.is_empty())
+                .map(SigningSecret::new),
+            standard_secrets: route.signing_secrets.clone(),
+        }
+    }
+
     /// `MAIL_LASER_ATTACHMENT_DELIVERY`; in `s3` mode the store's client is
     /// built here (no I/O), so a bad setting stops the start.
     fn attachment_mode(&self) -> Result<AttachmentMode, ConfigError> {
@@ -452,6 +523,23 @@ fn parse_dns_server(server: &str) -> Option<SocketAddr> {
 /// The machine's host name, for the self-signed certificate when
 /// `MAIL_LASER_HOSTNAME` is unset (clients that check the name see the one
 /// they connected to).
+/// `mail-laser check-routes`: the routes file at `path`, validated as at
+/// start (URLs by the rules of `MAIL_LASER_WEBHOOK_URL`), without starting.
+///
+/// # Errors
+/// [`ConfigError::Routes`]: the file cannot be read, parsed or validated.
+pub fn check_routes(path: &Path, allow_insecure: bool) -> Result<Vec<RouteSpec>, ConfigError> {
+    let check_url = |url: &str| {
+        parse_webhook_url(url, allow_insecure).map_err(|error| match error {
+            ConfigError::Value { expected, .. } => expected.to_owned(),
+            other => other.to_string(),
+        })
+    };
+    crate::routes::load(path, &check_url).map_err(|source| ConfigError::Routes {
+        source: Box::new(source),
+    })
+}
+
 fn machine_hostname() -> Option<String> {
     let name = hostname::get().ok()?.into_string().ok()?;
     let name = name.trim();

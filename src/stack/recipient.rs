@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
+use crate::routes::RouteTable;
 use crate::smtp::command::{canonical_mailbox, split_plus_tag};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
@@ -23,6 +24,9 @@ pub struct RecipientPolicy {
     max_unknown: u32,
     /// `local+tag@domain` is accepted for the target `local@domain`.
     plus_addressing: bool,
+    /// With `MAIL_LASER_ROUTES`: a recipient exists when a route matches
+    /// it (the table delivery uses), and `targets` is empty.
+    routes: Option<RouteTable>,
 }
 
 impl RecipientPolicy {
@@ -41,6 +45,17 @@ impl RecipientPolicy {
             ),
             max_unknown,
             plus_addressing: false,
+            routes: None,
+        }
+    }
+
+    /// Recipients are those some route of `routes` matches.
+    pub fn routed(routes: RouteTable, max_unknown: u32) -> Self {
+        Self {
+            targets: Arc::default(),
+            max_unknown,
+            plus_addressing: false,
+            routes: Some(routes),
         }
     }
 
@@ -53,6 +68,9 @@ impl RecipientPolicy {
     }
 
     pub fn accepts(&self, recipient: &str) -> bool {
+        if let Some(routes) = &self.routes {
+            return routes.accepts(recipient);
+        }
         self.targets.contains(&canonical_mailbox(recipient))
             || (self.plus_addressing
                 && split_plus_tag(recipient)

@@ -47,6 +47,10 @@ pub struct Metrics {
     refused: Counter<u64>,
     dead_letters: Counter<u64>,
     auth_results: Counter<u64>,
+    /// `route="<name>"` on the delivery series of one route's webhook
+    /// stack (`MAIL_LASER_ROUTES`); unset for the implicit route, whose
+    /// series stay as they were.
+    route: Option<KeyValue>,
 }
 
 impl Metrics {
@@ -124,6 +128,7 @@ impl Metrics {
                 .u64_counter("maillaser.auth.results")
                 .with_description("Messages authenticated, by DMARC result")
                 .build(),
+            route: None,
             meter,
         }
     }
@@ -132,6 +137,26 @@ impl Metrics {
     /// that don't look at metrics.
     pub fn disabled() -> Self {
         Self::new(opentelemetry_sdk::metrics::SdkMeterProvider::default().meter("mail-laser"))
+    }
+
+    /// The same instruments, labelling what one route's webhook stack
+    /// records with `route`.
+    #[must_use]
+    pub fn for_route(&self, route: &str) -> Self {
+        Self {
+            route: Some(KeyValue::new("route", route.to_owned())),
+            ..self.clone()
+        }
+    }
+
+    /// `labels` plus the route's, if any.
+    fn routed(&self, labels: &[KeyValue]) -> Vec<KeyValue> {
+        labels.iter().cloned().chain(self.route.clone()).collect()
+    }
+
+    /// The labels an observable gauge of a route's stack carries.
+    pub fn route_labels(&self) -> Vec<KeyValue> {
+        self.routed(&[])
     }
 
     /// For instruments registered by their owner (observable gauges).
@@ -169,16 +194,19 @@ impl Metrics {
     /// One webhook attempt; `status` is `None` for a timeout or transport error.
     pub fn webhook_attempt(&self, status: Option<u16>, seconds: f64) {
         let class = status.map_or("error", status_class);
-        self.webhook_duration
-            .record(seconds, &[KeyValue::new("status_class", class)]);
+        self.webhook_duration.record(
+            seconds,
+            &self.routed(&[KeyValue::new("status_class", class)]),
+        );
     }
 
     pub fn webhook_retry(&self) {
-        self.webhook_retries.add(1, &[]);
+        self.webhook_retries.add(1, &self.routed(&[]));
     }
 
     pub fn breaker_transition(&self, to: &'static str) {
-        self.breaker_transitions.add(1, &[KeyValue::new("to", to)]);
+        self.breaker_transitions
+            .add(1, &self.routed(&[KeyValue::new("to", to)]));
     }
 
     /// A spooled message moved to the dead-letter folder (`rejected`,

@@ -79,13 +79,14 @@ impl Breaker {
     pub fn observe_state(&self, metrics: &Metrics) {
         // Only the state, not the breaker: the meter must not own itself.
         let state = Arc::downgrade(&self.state);
+        let labels = metrics.route_labels();
         let _gauge = metrics
             .meter()
             .i64_observable_gauge("maillaser.circuit_breaker.state")
             .with_description("Circuit breaker: 0 closed, 1 half-open, 2 open")
             .with_callback(move |observer| {
                 if let Some(state) = state.upgrade() {
-                    observer.observe(public_state(&state).gauge(), &[]);
+                    observer.observe(public_state(&state).gauge(), &labels);
                 }
             })
             .build();

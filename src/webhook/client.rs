@@ -85,15 +85,28 @@ impl HttpClient {
     /// # Errors
     /// The TLS configuration could not be loaded.
     pub fn new(url: Url, attempt_timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        Ok(Self::shared(Self::client(attempt_timeout)?, url))
+    }
+
+    /// POSTs to `url` over `client`, whose pool other routes share.
+    pub const fn shared(client: reqwest::Client, url: Url) -> Self {
+        Self { client, url }
+    }
+
+    /// The process's client (see [`HttpClient::new`]); `connect_timeout`
+    /// bounds connecting for every route.
+    ///
+    /// # Errors
+    /// The TLS configuration could not be loaded.
+    pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
             .user_agent(concat!("MailLaser/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(attempt_timeout)
+            .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
-            .build()?;
-        Ok(Self { client, url })
+            .build()
     }
 }
 

@@ -37,7 +37,7 @@ pub use error::WebhookError;
 pub(crate) use request::hex;
 pub use request::{WebhookRequest, idempotency_key};
 pub use retry::{Backoff, RetryPolicy};
-pub use sign::{SignLayer, SigningSecret, signature};
+pub use sign::{SignLayer, SigningSecret, StandardSecret, signature, standard_signature};
 
 use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};
 use crate::telemetry::{ErrorChain, Metrics};
@@ -57,20 +57,21 @@ pub struct WebhookConfig {
     pub budget: Duration,
     pub breaker: BreakerConfig,
     pub signing_secret: Option<SigningSecret>,
+    /// Standard Webhooks secrets (a route's `signing_secrets`); each signs.
+    pub standard_secrets: Vec<StandardSecret>,
 }
 
 /// The assembled outbound stack.
 pub type WebhookService = BoxCloneSyncService<WebhookRequest, (), WebhookError>;
 
-/// Builds the outbound stack. The only place its layers are ordered.
-///
-/// # Errors
-/// The HTTP client could not be built (TLS roots unavailable).
+/// Builds the outbound stack over `client` (shared by every route). The
+/// only place its layers are ordered.
 pub fn build(
     config: &WebhookConfig,
     metrics: &Metrics,
-) -> Result<(WebhookService, Breaker), reqwest::Error> {
-    let http = HttpClient::new(config.url.clone(), config.attempt_timeout)?;
+    client: reqwest::Client,
+) -> (WebhookService, Breaker) {
+    let http = HttpClient::shared(client, config.url.clone());
     let breaker = Breaker::new(config.breaker, metrics.clone());
     let service = ServiceBuilder::new()
         .layer(BreakerLayer::new(breaker.clone()))
@@ -86,9 +87,11 @@ pub fn build(
         .layer(ClassifyLayer)
         .layer(AttemptLayer::new(&config.url, metrics.clone()))
         .timeout(config.attempt_timeout)
-        .layer(SignLayer::new(config.signing_secret.clone()))
+        .layer(
+            SignLayer::new(config.signing_secret.clone()).with_standard(&config.standard_secrets),
+        )
         .service(http);
-    Ok((BoxCloneSyncService::new(service), breaker))
+    (BoxCloneSyncService::new(service), breaker)
 }
 
 /// A [`Sink`] that resolves only once the webhook answered `2xx`.
@@ -99,12 +102,23 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
+    /// With a client of its own.
+    ///
     /// # Errors
-    /// As [`build`].
+    /// The HTTP client could not be built (TLS roots unavailable).
     pub fn new(config: &WebhookConfig, metrics: &Metrics) -> Result<Self, reqwest::Error> {
-        let (service, breaker) = build(config, metrics)?;
+        Ok(Self::with_client(
+            config,
+            metrics,
+            HttpClient::client(config.attempt_timeout)?,
+        ))
+    }
+
+    /// Over `client`, whose connection pool other routes share.
+    pub fn with_client(config: &WebhookConfig, metrics: &Metrics, client: reqwest::Client) -> Self {
+        let (service, breaker) = build(config, metrics, client);
         breaker.observe_state(metrics);
-        Ok(Self { service, breaker })
+        Self { service, breaker }
     }
 
     /// Sends one request through the whole outbound stack; the returned

@@ -24,6 +24,7 @@ mod postfix;
 mod prometheus;
 mod properties;
 mod python_smtplib;
+mod routes;
 mod schema;
 mod spool;
 mod store;

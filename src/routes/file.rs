@@ -1,0 +1,311 @@
+//! The routes file (`MAIL_LASER_ROUTES`, TOML): read and validated once at
+//! start; every error names the file, the line and the reason.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Pattern, RouteMatcher};
+use crate::webhook::StandardSecret;
+
+/// One route as the file describes it, validated.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub patterns: Vec<Pattern>,
+    pub url: reqwest::Url,
+    /// Standard Webhooks secrets; several sign at once (rotation).
+    pub signing_secrets: Vec<StandardSecret>,
+    /// Per-attempt timeout; the global one when absent.
+    pub timeout: Option<Duration>,
+    /// Retries after the first attempt; the global setting when absent.
+    pub max_retries: Option<u32>,
+}
+
+impl RouteSpec {
+    pub fn matcher(&self) -> RouteMatcher {
+        RouteMatcher {
+            name: self.name.as_str().into(),
+            patterns: self.patterns.clone(),
+        }
+    }
+}
+
+/// Why the routes file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or not the shape of a routes file (unknown keys, wrong types).
+    #[error("{}{}: {reason}", path.display(), line_suffix(*line))]
+    Parse {
+        path: PathBuf,
+        line: Option<usize>,
+        reason: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// Well-formed, but a value is not acceptable.
+    #[error("{}{}: {reason}", path.display(), line_suffix(*line))]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        reason: String,
+    },
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|line| format!(" line {line}")).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Spanned<String>,
+    #[serde(rename = "match")]
+    patterns: Spanned<Vec<Spanned<String>>>,
+    url: Spanned<String>,
+    #[serde(default)]
+    signing_secrets: Vec<Spanned<String>>,
+    /// Seconds per attempt, as `MAIL_LASER_WEBHOOK_TIMEOUT`.
+    timeout: Option<Spanned<u64>>,
+    max_retries: Option<Spanned<u32>>,
+}
+
+/// Reads and validates the file at `path`; `check_url` applies the rules
+/// of `MAIL_LASER_WEBHOOK_URL` to each route's URL.
+///
+/// # Errors
+/// The file cannot be read, parsed or validated.
+pub fn load(
+    path: &Path,
+    check_url: &dyn Fn(&str) -> Result<reqwest::Url, String>,
+) -> Result<Vec<RouteSpec>, RoutesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RoutesError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text, check_url)
+}
+
+/// [`load`] of text already read; `path` only names it in errors.
+///
+/// # Errors
+/// As [`load`].
+pub fn parse(
+    path: &Path,
+    text: &str,
+    check_url: &dyn Fn(&str) -> Result<reqwest::Url, String>,
+) -> Result<Vec<RouteSpec>, RoutesError> {
+    let line_of = |span: Range<usize>| {
+        let start = span.start.min(text.len());
+        Some(text[..start].matches('\n').count() + 1)
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|source| RoutesError::Parse {
+        path: path.to_owned(),
+        line: source.span().and_then(line_of),
+        reason: source.message().trim().replace('\n', " "),
+        source: Box::new(source),
+    })?;
+    let invalid = |span: Range<usize>, reason: String| RoutesError::Invalid {
+        path: path.to_owned(),
+        line: line_of(span),
+        reason,
+    };
+    if raw.route.is_empty() {
+        return Err(RoutesError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            reason: "no [[route]]".into(),
+        });
+    }
+    let mut names = HashSet::new();
+    let mut routes = Vec::with_capacity(raw.route.len());
+    for route in raw.route {
+        let route = route.into_inner();
+        let name = route.name.get_ref().trim();
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(invalid(
+                route.name.span(),
+                format!("route name '{name}': letters, digits, '-', '_' and '.' only"),
+            ));
+        }
+        if !names.insert(name.to_owned()) {
+            return Err(invalid(
+                route.name.span(),
+                format!("duplicate route name '{name}'"),
+            ));
+        }
+        if route.patterns.get_ref().is_empty() {
+            return Err(invalid(
+                route.patterns.span(),
+                format!("route '{name}': match is empty"),
+            ));
+        }
+        let patterns = route
+            .patterns
+            .get_ref()
+            .iter()
+            .map(|pattern| {
+                Pattern::parse(pattern.get_ref())
+                    .map_err(|error| invalid(pattern.span(), format!("route '{name}': {error}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let url = check_url(route.url.get_ref().trim()).map_err(|reason| {
+            invalid(route.url.span(), format!("route '{name}': url: {reason}"))
+        })?;
+        let signing_secrets = route
+            .signing_secrets
+            .iter()
+            .map(|secret| {
+                // The reason never repeats the secret.
+                StandardSecret::parse(secret.get_ref()).map_err(|reason| {
+                    invalid(
+                        secret.span(),
+                        format!("route '{name}': signing_secrets: {reason}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = match route.timeout {
+            Some(timeout) if !(1..=600).contains(timeout.get_ref()) => {
+                return Err(invalid(
+                    timeout.span(),
+                    format!("route '{name}': timeout: seconds from 1 to 600"),
+                ));
+            }
+            timeout => timeout.map(|timeout| Duration::from_secs(timeout.into_inner())),
+        };
+        let max_retries = match route.max_retries {
+            Some(retries) if *retries.get_ref() > 20 => {
+                return Err(invalid(
+                    retries.span(),
+                    format!("route '{name}': max_retries: at most 20"),
+                ));
+            }
+            retries => retries.map(Spanned::into_inner),
+        };
+        routes.push(RouteSpec {
+            name: name.to_owned(),
+            patterns,
+            url,
+            signing_secrets,
+            timeout,
+            max_retries,
+        });
+    }
+    Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(url: &str) -> Result<reqwest::Url, String> {
+        reqwest::Url::parse(url)
+            .ok()
+            .filter(|url| url.scheme() == "https")
+            .ok_or_else(|| "https:// only".to_owned())
+    }
+
+    fn parsed(text: &str) -> Result<Vec<RouteSpec>, String> {
+        parse(Path::new("routes.toml"), text, &check).map_err(|error| error.to_string())
+    }
+
+    const GOOD: &str = r#"
+[[route]]
+name = "helpdesk"
+match = ["support@example.com", "*@help.example.com", "tickets+*@example.com"]
+url = "https://helpdesk.internal/hooks/mail"
+signing_secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+timeout = 5
+max_retries = 1
+
+[[route]]
+name = "audit"
+match = ["*"]
+url = "https://audit.internal/mail"
+"#;
+
+    #[test]
+    fn a_good_file() {
+        let routes = parsed(GOOD).unwrap();
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].name, "helpdesk");
+        assert_eq!(routes[0].patterns.len(), 3);
+        assert_eq!(routes[0].signing_secrets.len(), 1);
+        assert_eq!(routes[0].timeout, Some(Duration::from_secs(5)));
+        assert_eq!(routes[0].max_retries, Some(1));
+        assert_eq!(routes[1].patterns, vec![Pattern::Any]);
+        assert_eq!(routes[1].timeout, None);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let cases = [
+            (
+                GOOD.replace("max_retries = 1", "retries = 1"),
+                "routes.toml line 8:",
+                "unknown field",
+            ),
+            (
+                GOOD.replace("\"audit\"", "\"helpdesk\""),
+                "routes.toml line 11:",
+                "duplicate route name 'helpdesk'",
+            ),
+            (
+                GOOD.replace("https://audit", "http://audit"),
+                "routes.toml line 13:",
+                "https:// only",
+            ),
+            (
+                GOOD.replace("\"*\"", "\"a*@x\""),
+                "routes.toml line 12:",
+                "not a pattern",
+            ),
+            (
+                GOOD.replace("whsec_MfKQ", "MfKQ"),
+                "routes.toml line 6:",
+                "whsec_",
+            ),
+            (
+                GOOD.replace("timeout = 5", "timeout = 0"),
+                "routes.toml line 7:",
+                "1 to 600",
+            ),
+            (
+                GOOD.replace("match = [\"*\"]", "match = []"),
+                "routes.toml line 12:",
+                "match is empty",
+            ),
+            ("[[route]\n".to_owned(), "routes.toml line 1:", ""),
+            (String::new(), "routes.toml: no [[route]]", ""),
+        ];
+        for (text, prefix, reason) in cases {
+            let error = parsed(&text).unwrap_err();
+            assert!(error.starts_with(prefix), "{error}");
+            assert!(error.contains(reason), "{error}");
+            assert!(!error.contains('\n'), "{error}");
+            assert!(!error.contains("MfKQ9r8"), "a secret leaked: {error}");
+        }
+    }
+}
