@@ -874,6 +874,52 @@ mod tests {
         assert!(webhook("not a url", &[]).is_err());
     }
 
+    /// Issue 13: a routes file replaces the target list and the webhook
+    /// URL, gives each route its own settings, and is refused with spool
+    /// mode (not supported yet).
+    #[test]
+    fn routes_file_settings() {
+        let dir =
+            std::env::temp_dir().join(format!("mail-laser-routes-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("routes.toml");
+        std::fs::write(
+            &path,
+            "[[route]]\nname = \"a\"\nmatch = [\"*@example.com\"]\nurl = \"https://a.example/\"\ntimeout = 90\n\n[[route]]\nname = \"b\"\nmatch = [\"*\"]\nurl = \"https://b.example/\"\n",
+        )
+        .unwrap();
+        let routes = path.to_str().unwrap();
+        let config =
+            Config::from_args(["mail-laser", "--routes", routes, "--webhook-timeout", "5"])
+                .unwrap();
+        let SinkConfig::Routes { table, webhooks } = &config.sink else {
+            panic!("not routed: {:?}", config.sink);
+        };
+        assert_eq!(table.len(), 2);
+        let timeouts: Vec<_> = webhooks
+            .iter()
+            .map(|(name, webhook)| (name.as_str(), webhook.attempt_timeout.as_secs()))
+            .collect();
+        assert_eq!(timeouts, [("a", 90), ("b", 5)]);
+        assert!(config.stack.recipients.accepts("anyone@elsewhere.org"));
+        // The stack's own deadline leaves room for the longest attempt.
+        assert!(config.stack.request_timeout >= DELIVERY_BUDGET + Duration::from_secs(90));
+
+        let error = Config::from_args(["mail-laser", "--routes", routes, "--delivery", "spool"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("MAIL_LASER_ROUTES with MAIL_LASER_DELIVERY=spool is not supported yet"),
+            "{error}"
+        );
+        let error = Config::from_args(["mail-laser", "--routes", routes, "--target-emails", "a@b"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("MAIL_LASER_TARGET_EMAILS"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn delivery_modes() {
         let config = webhook_config("https://h.example", &[]).unwrap();
