@@ -11,7 +11,7 @@ use mail_laser::open_sink;
 use tokio::process::Command;
 
 use crate::common::receiver::{Answer, Receiver, Recorded};
-use crate::common::{Client, TestServer, observability, simple_message};
+use crate::common::{Client, TestServer, http_get, observability, simple_message};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mail-laser");
 
@@ -249,6 +249,26 @@ url = "{}"
         "250 2.0.0 OK: Message accepted for delivery"
     );
     let delivered = up.wait_for(3).await;
+    // Each route's attempts are counted under its own label.
+    let (status, metrics) = http_get(server.http, "/metrics").await;
+    assert_eq!(status, 200);
+    let attempts = |route: &str, class: &str| {
+        metrics.lines().any(|line| {
+            line.starts_with("maillaser_webhook_request_duration_seconds_count{")
+                && line.contains(&format!("route=\"{route}\""))
+                && line.contains(&format!("status_class=\"{class}\""))
+        })
+    };
+    assert!(attempts("down", "5xx"), "{metrics}");
+    assert!(attempts("gone", "error"), "{metrics}");
+    assert!(attempts("up", "2xx"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("maillaser_circuit_breaker_state{")
+                && line.contains("route=\"gone\"")),
+        "{metrics}"
+    );
     server.stop().await;
     assert_eq!(
         recipients(&delivered),
