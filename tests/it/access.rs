@@ -2,6 +2,7 @@
 //! swaks and lettre, the implicit-TLS port, certificate files swapped under
 //! a running server, and the per-IP rate limits.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
@@ -54,14 +55,14 @@ impl Drop for Files {
 
 /// A certificate for `localhost` and its DER, to compare with what a
 /// client is shown.
-struct Pair {
+pub struct Pair {
     cert_pem: String,
     key_pem: String,
-    der: CertificateDer<'static>,
+    pub der: CertificateDer<'static>,
 }
 
 impl Pair {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         Self {
             cert_pem: certified.cert.pem(),
@@ -73,18 +74,18 @@ impl Pair {
     /// Writes the pair where the server reads it: a new file renamed over
     /// the old one, as certificate tools do, so the server never reads a
     /// half-written file.
-    fn install(&self, files: &Files) {
+    pub fn install(&self, dir: &Path) {
         for (name, contents) in [("cert.pem", &self.cert_pem), ("key.pem", &self.key_pem)] {
-            let temporary = files.dir.join(format!("{name}.new"));
+            let temporary = dir.join(format!("{name}.new"));
             std::fs::write(&temporary, contents).unwrap();
-            std::fs::rename(&temporary, files.dir.join(name)).unwrap();
+            std::fs::rename(&temporary, dir.join(name)).unwrap();
         }
     }
 }
 
 /// A TLS client trusting `pairs`. It never resumes a session: a resumed
 /// session is not shown a certificate again.
-fn connector(pairs: &[&Pair]) -> TlsConnector {
+pub fn connector(pairs: &[&Pair]) -> TlsConnector {
     let mut roots = RootCertStore::empty();
     for pair in pairs {
         roots.add(pair.der.clone()).unwrap();
@@ -104,7 +105,14 @@ async fn implicit_tls(
     server: &TestServer,
     connector: &TlsConnector,
 ) -> Client<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(server.implicit_tls).await.unwrap();
+    implicit_tls_at(server.implicit_tls, connector).await
+}
+
+async fn implicit_tls_at(
+    address: SocketAddr,
+    connector: &TlsConnector,
+) -> Client<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(address).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let tls = tokio::time::timeout(DEADLINE, connector.connect(name, tcp))
         .await
@@ -121,7 +129,16 @@ async fn certificate_shown(
     server: &TestServer,
     connector: &TlsConnector,
 ) -> CertificateDer<'static> {
-    let client = implicit_tls(server, connector).await;
+    certificate_at(server.implicit_tls, connector).await
+}
+
+/// The certificate a new connection to the implicit-TLS port at `address`
+/// is shown.
+pub async fn certificate_at(
+    address: SocketAddr,
+    connector: &TlsConnector,
+) -> CertificateDer<'static> {
+    let client = implicit_tls_at(address, connector).await;
     let (_, connection) = client.stream().get_ref();
     connection.peer_certificates().expect("a certificate")[0].clone()
 }
@@ -129,7 +146,7 @@ async fn certificate_shown(
 /// A server with `pair` as its certificate files (a test client can only
 /// trust a certificate it knows).
 async fn server_with_files(files: &Files, pair: &Pair, extra: &[&str]) -> TestServer {
-    pair.install(files);
+    pair.install(&files.dir);
     let (cert, key) = (files.path("cert.pem"), files.path("key.pem"));
     let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
     args.extend_from_slice(extra);
@@ -608,7 +625,7 @@ async fn certificate_files_swapped_under_a_running_server() {
     let mut open = implicit_tls(&server, &connector).await;
     open.command("EHLO client.example").await;
 
-    new.install(&files);
+    new.install(&files.dir);
     eventually("new sessions to get the new certificate", || async {
         certificate_shown(&server, &connector).await == new.der
     })
