@@ -25,6 +25,10 @@ pub struct MailParams {
     pub body: Option<BodyType>,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
+    /// An `AUTH=` parameter (RFC 4954 §5) was given. Its value is ignored
+    /// (MailLaser relays nothing it would pass it on to); the session
+    /// accepts it only where `AUTH` is offered.
+    pub auth: bool,
 }
 
 /// The SASL mechanism named by `AUTH` (RFC 4954); MailLaser implements
@@ -408,14 +412,13 @@ fn mail_params(from: &MailFrom<std::borrow::Cow<'_, str>>) -> Result<MailParams,
         || from.env_id.is_some()
         || from.solicit.is_some()
         || from.mtrk.is_some()
-        || from.auth.is_some()
         || from.by != 0
         || from.hold_for != 0
         || from.hold_until != 0
         || from.mt_priority != 0;
     if from.flags & !SUPPORTED != 0 || extras {
         return Err(CommandError::UnsupportedParameter(
-            "only SIZE, BODY and SMTPUTF8 are supported".into(),
+            "only SIZE, BODY, SMTPUTF8 and AUTH are supported".into(),
         ));
     }
     let body = if from.flags & MAIL_BODY_8BITMIME != 0 {
@@ -429,6 +432,7 @@ fn mail_params(from: &MailFrom<std::borrow::Cow<'_, str>>) -> Result<MailParams,
         size: (from.size != 0).then_some(from.size as u64),
         body,
         smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+        auth: from.auth.is_some(),
     })
 }
 
@@ -459,7 +463,8 @@ mod tests {
                 params: MailParams {
                     size: Some(1000),
                     body: Some(BodyType::EightBitMime),
-                    smtputf8: true
+                    smtputf8: true,
+                    auth: false,
                 }
             })
         );
@@ -486,6 +491,19 @@ mod tests {
             parse("MAIL FROM:<a@b.example> X-FOO=1\r\n"),
             Err(CommandError::UnsupportedParameter(_))
         ));
+    }
+
+    #[test]
+    fn the_auth_mail_parameter_is_recognised() {
+        for line in [
+            "MAIL FROM:<a@b.example> AUTH=<>\r\n",
+            "MAIL FROM:<a@b.example> AUTH=a+2Bb@c.example\r\n",
+        ] {
+            let Ok(Command::Mail { params, .. }) = parse(line) else {
+                panic!("{line}");
+            };
+            assert!(params.auth, "{line}");
+        }
     }
 
     #[test]

@@ -378,6 +378,8 @@ impl Session {
         let reply = match self.state {
             State::Fresh => Reply::need_ehlo(),
             State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::nested_mail(),
+            // RFC 4954 §5: `AUTH=` only where AUTH is advertised.
+            State::Idle if params.auth && !self.offers_auth() => Reply::unsupported_parameter(),
             State::Idle if self.config.require_tls && self.tls.is_none() => Reply::tls_required(),
             State::Idle
                 if self.config.auth == AuthMode::Required && self.authenticated.is_none() =>

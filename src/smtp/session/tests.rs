@@ -193,7 +193,8 @@ fn null_sender_and_parameters() {
             params: MailParams {
                 size: Some(10),
                 body: Some(BodyType::EightBitMime),
-                smtputf8: true
+                smtputf8: true,
+                auth: false,
             }
         })
     );
@@ -882,6 +883,20 @@ fn auth_is_not_permitted_in_a_transaction_or_before_ehlo() {
     );
     // The transaction is untouched.
     assert_eq!(reply(&mut s, "RCPT TO:<b@example.com>").code, 250);
+}
+
+/// RFC 4954 §5: clients that authenticated (Exim, sendmail) add `AUTH=` to
+/// `MAIL`; it is taken where AUTH is offered, and unknown elsewhere.
+#[test]
+fn the_auth_mail_parameter_is_accepted_only_where_auth_is_offered() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com> AUTH=<>").code, 250);
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@example.com> AUTH=<>")),
+        "555 5.5.4 Unsupported MAIL or RCPT parameter"
+    );
 }
 
 #[test]
