@@ -225,7 +225,9 @@ where
         if let (RequestKind::Mail { .. }, Some(limiter)) = (&request.kind, &self.messages) {
             let ip = request.session.peer.ip();
             if let Decision::Limited { retry_after } = limiter.check(ip) {
-                tracing::info!(
+                // DEBUG: a client ignoring its 451s must not flood the log;
+                // `maillaser_rate_limited_total` counts them.
+                tracing::debug!(
                     %ip,
                     retry_after_ms = retry_after.as_millis() as i64,
                     "message rate limit: MAIL refused"

@@ -574,7 +574,7 @@ async fn failed_auth_is_throttled_per_session_and_per_address() {
             "454 4.7.0 Temporary authentication failure",
         )
         .await;
-    // A 454 is not a failure of the session: it may go on.
+    // The session goes on after a 454 (its third refused AUTH would close it).
     second.expect("NOOP", "250 2.0.0 OK").await;
     let (_, metrics) = http_get(server.http, "/metrics").await;
     assert!(

@@ -12,9 +12,10 @@ use crate::smtp::command::Mechanism;
 use crate::smtp::reply::Reply;
 use crate::smtp::request::{AuthAttempt, Outcome, Password, RequestKind};
 
-/// Failed `AUTH` attempts a session may make; the last one is answered
-/// `421` and closes it (a guesser has to reconnect, which the per-IP
-/// limits see).
+/// `AUTH` attempts a session may have refused (`535`, or `454` unchecked);
+/// the last one is answered `421` and closes it: a guesser has to
+/// reconnect, which the per-IP limits see, and a client looping on `454`
+/// cannot spin.
 pub const MAX_AUTH_FAILURES: u32 = 3;
 
 /// `MAIL_LASER_AUTH`.
@@ -164,8 +165,8 @@ impl Session {
     }
 
     /// Folds the stack's answer to an `AUTH` into the session: who is
-    /// authenticated, and how many attempts failed (the last allowed one
-    /// is answered `421` instead).
+    /// authenticated, and how many attempts were refused (the last allowed
+    /// one is answered `421` instead).
     pub(super) fn on_auth_response(
         &mut self,
         username: String,
@@ -177,7 +178,7 @@ impl Session {
                 self.authenticated = Some(username);
                 reply
             }
-            Outcome::Refused => {
+            Outcome::Refused | Outcome::Deferred => {
                 self.auth_failures += 1;
                 if self.auth_failures >= MAX_AUTH_FAILURES {
                     Reply::too_many_auth_failures()

@@ -934,18 +934,22 @@ fn the_third_failed_auth_closes_the_session() {
         "421 4.7.0 Too many authentication failures, closing connection"
     );
     assert!(last.closes_connection());
-    // A throttled attempt (454) does not count as a failure.
+    // A throttled attempt (454) counts too: a client looping on it
+    // cannot spin.
     let mut s = tls_auth_session(AuthMode::Optional);
-    for _ in 0..5 {
+    let mut throttled = || {
         let Action::Call(RequestKind::Auth(_)) = cmd(&mut s, &wrong) else {
             panic!("asks the stack");
         };
-        let throttled = SmtpResponse::new(Outcome::Deferred, Reply::auth_temporary_failure());
-        assert_eq!(
-            wire(&s.on_response(throttled)),
-            "454 4.7.0 Temporary authentication failure"
-        );
-    }
+        let response = SmtpResponse::new(Outcome::Deferred, Reply::auth_temporary_failure());
+        wire(&s.on_response(response))
+    };
+    assert_eq!(throttled(), "454 4.7.0 Temporary authentication failure");
+    assert_eq!(throttled(), "454 4.7.0 Temporary authentication failure");
+    assert_eq!(
+        throttled(),
+        "421 4.7.0 Too many authentication failures, closing connection"
+    );
 }
 
 #[test]
