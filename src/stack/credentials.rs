@@ -367,7 +367,7 @@ impl<C: Clock> AuthThrottle<C> {
     pub fn failed(&self, ip: IpAddr) {
         let wait = match self.failures.check(ip) {
             Decision::Allowed { remaining: 0 } => self.failures.refill_interval(),
-            Decision::Allowed { .. } => return,
+            Decision::Allowed { .. } | Decision::Untracked => return,
             Decision::Limited { retry_after } => retry_after,
         };
         let now = self.failures.clock().now();
