@@ -725,3 +725,67 @@ async fn the_message_after_the_rate_limit_gets_451() {
     assert_eq!(server.sink.payloads().len(), 2);
     server.stop().await;
 }
+
+// === SMTP AUTH with Python's smtplib ===
+
+/// smtplib as an application uses it: `SMTP_SSL` (implicit TLS) and
+/// `SMTP` + `starttls()`, each with `login()` (PLAIN, its first choice of
+/// what MailLaser offers) and with LOGIN forced; a wrong password raises
+/// `SMTPAuthenticationError` with the 535.
+#[tokio::test]
+async fn smtplib_login_over_implicit_tls_and_starttls() {
+    let [python3] = require_tool!("python3");
+    let files = Files::new("smtplib-auth");
+    let users = files.users();
+    let server = TestServer::start(&["--auth", "required", "--auth-users", &users]).await;
+    let script = r#"
+import smtplib, ssl, sys
+from email.message import EmailMessage
+port, tls_port, user, password, target = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+def message(subject):
+    msg = EmailMessage()
+    msg["From"] = "app@example.org"
+    msg["To"] = target
+    msg["Subject"] = subject
+    msg.set_content("from smtplib")
+    return msg
+with smtplib.SMTP_SSL("127.0.0.1", int(tls_port), context=context, timeout=20) as smtp:
+    smtp.login(user, password)
+    smtp.send_message(message("smtps plain"))
+with smtplib.SMTP("127.0.0.1", int(port), timeout=20) as smtp:
+    smtp.starttls(context=context)
+    smtp.ehlo()
+    smtp.user, smtp.password = user, password
+    code, text = smtp.auth("LOGIN", smtp.auth_login)
+    assert code == 235, (code, text)
+    smtp.send_message(message("starttls login"))
+with smtplib.SMTP_SSL("127.0.0.1", int(tls_port), context=context, timeout=20) as smtp:
+    try:
+        smtp.login(user, "wrong")
+    except smtplib.SMTPAuthenticationError as error:
+        print(error.smtp_code, error.smtp_error.decode())
+"#;
+    let output = tokio::process::Command::new(python3)
+        .args(["-c", script])
+        .arg(server.smtp.port().to_string())
+        .arg(server.implicit_tls.port().to_string())
+        .args([USER, PASSWORD, TARGET])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    let payloads = server.sink.wait_for(2).await;
+    let mut subjects: Vec<&str> = payloads.iter().map(|p| p.subject.as_str()).collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, ["smtps plain", "starttls login"]);
+    assert!(payloads.iter().all(|p| authenticated_user(p) == Some(USER)));
+    server.stop().await;
+}
