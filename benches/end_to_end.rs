@@ -58,7 +58,11 @@ async fn start(shutdown: CancellationToken) -> Result<(SocketAddr, Arc<AtomicU64
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let addr = smtp.local_addr()?;
     tokio::spawn(run(
-        Listeners { smtp, http },
+        Listeners {
+            smtp,
+            http,
+            implicit_tls: None,
+        },
         config,
         sink,
         observability,

@@ -35,13 +35,13 @@ pub mod webhook;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use config::{Config, SinkConfig};
 use http::Readiness;
 use routes::RoutedSink;
 use server::Server;
+use server::tls::{CertReload, ServerTls};
 use sink::{SharedSink, StdoutSink};
 use smtp::codec::MemoryBudget;
 use spool::{OpenError, SpoolSink};
@@ -52,6 +52,8 @@ use webhook::{HttpClient, WebhookSink};
 pub struct Listeners {
     pub smtp: TcpListener,
     pub http: TcpListener,
+    /// The implicit-TLS port (`MAIL_LASER_TLS_PORT`), when there is one.
+    pub implicit_tls: Option<TcpListener>,
 }
 
 /// MailLaser with everything that can fail at start already done (the TLS
@@ -61,7 +63,7 @@ pub struct MailLaser {
     config: Config,
     sink: SharedSink,
     observability: Observability,
-    acceptor: TlsAcceptor,
+    tls: ServerTls,
 }
 
 impl MailLaser {
@@ -75,13 +77,19 @@ impl MailLaser {
         sink: SharedSink,
         observability: Observability,
     ) -> Result<Self, server::tls::TlsError> {
-        let acceptor = server::tls::acceptor(&config.server.tls)?;
+        let tls = server::tls::load(&config.server.tls)?;
         Ok(Self {
             config,
             sink,
             observability,
-            acceptor,
+            tls,
         })
+    }
+
+    /// Reloads the certificate files on request (`SIGHUP`); `None` for a
+    /// self-signed certificate, which is never reloaded.
+    pub fn tls_reload(&self) -> Option<CertReload> {
+        self.tls.reload.clone()
     }
 
     /// Serves until `shutdown` fires and the sessions have drained (and the
@@ -98,7 +106,7 @@ impl MailLaser {
             config,
             sink,
             observability,
-            acceptor,
+            tls,
         } = self;
         let metrics = observability.metrics().clone();
         let readiness = Readiness::new(sink.clone());
@@ -107,14 +115,22 @@ impl MailLaser {
         // payloads the stack builds from them.
         let memory = MemoryBudget::new(config.server.max_buffered_bytes);
         let service = stack::build(config.stack, sink, metrics.clone(), memory.clone());
-        let server = Server::new(
+        let mut server = Server::new(
             listeners.smtp,
             &config.server,
-            Some(acceptor),
+            Some(tls.acceptor),
             service,
-            metrics,
+            metrics.clone(),
             memory,
         );
+        if let Some(listener) = listeners.implicit_tls {
+            server = server.with_implicit_tls(listener);
+        }
+        let reload = async {
+            if let Some(reload) = tls.reload {
+                reload.run(metrics, shutdown.clone()).await;
+            }
+        };
         let router = http::router(readiness.clone(), observability);
         let http = http::serve(listeners.http, router, config.http_limits, shutdown.clone());
         let background = async {
@@ -122,8 +138,12 @@ impl MailLaser {
                 background.await;
             }
         };
-        let ((), http, ()) =
-            tokio::join!(server.run(readiness, shutdown.clone()), http, background);
+        let ((), http, (), ()) = tokio::join!(
+            server.run(readiness, shutdown.clone()),
+            http,
+            background,
+            reload
+        );
         http
     }
 }

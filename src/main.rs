@@ -1,15 +1,19 @@
-//! The `mail-laser` binary: configuration, telemetry, listeners, signals.
+//! The `mail-laser` binary: configuration, telemetry, listeners, signals,
+//! and the `hash-password` helper for the AUTH users file.
 //!
 //! Every start-up failure prints one line naming the setting concerned and
 //! exits with status 2; `MailLaser listening` is logged only once nothing
 //! else can fail (`docs/configuration.md`).
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use clap::Parser;
 use mail_laser::config::{self, Config, ConfigError, SinkConfig};
 use mail_laser::routes::{RouteSpec, RouteTable};
+use mail_laser::server::tls::CertReload;
+use mail_laser::stack::credentials::user_line;
 use mail_laser::telemetry::{self, ErrorChain, Observability, TelemetryConfig};
 use mail_laser::{Listeners, MailLaser};
 use tokio::net::TcpListener;
@@ -33,11 +37,14 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    // A subcommand is the first argument; anything else is the server's
-    // flags, for clap.
+    // A subcommand is the first argument (the server takes no positional
+    // argument, so it cannot be mistaken for one); anything else is the
+    // server's flags, for clap.
     let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|first| first == "check-routes") {
-        return check_routes(args.collect());
+    match args.next() {
+        Some(first) if first == "check-routes" => return check_routes(args.collect()),
+        Some(first) if first == "hash-password" => return hash_password(),
+        _ => {}
     }
     let config = match Config::load() {
         Ok(config) => config,
@@ -148,6 +155,7 @@ async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure>
         .map_err(|e| Failure::start(&e))?;
     let sink_name = sink_name(&config.sink);
     let (smtp_bind, http_bind) = (config.server.bind, config.http_bind);
+    let implicit_tls_bind = config.server.implicit_tls_bind;
     let app =
         MailLaser::new(config, sink, observability.clone()).map_err(|e| Failure::start(&e))?;
     let smtp = bind(
@@ -164,10 +172,27 @@ async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure>
         "HTTP",
     )
     .await?;
+    let implicit_tls = match implicit_tls_bind {
+        Some(address) => Some(
+            bind(
+                address,
+                "MAIL_LASER_BIND_ADDRESS",
+                "MAIL_LASER_TLS_PORT",
+                "SMTP over implicit TLS",
+            )
+            .await?,
+        ),
+        None => None,
+    };
     // The bound addresses: port 0 becomes the port the system chose.
     let local = |listener: &TcpListener, configured| listener.local_addr().unwrap_or(configured);
+    let implicit_tls_address = match (&implicit_tls, implicit_tls_bind) {
+        (Some(listener), Some(configured)) => local(listener, configured).to_string(),
+        _ => "<not set>".to_owned(),
+    };
     tracing::info!(
         smtp = %local(&smtp, smtp_bind),
+        smtp_implicit_tls = %implicit_tls_address,
         http = %local(&http, http_bind),
         sink = %sink_name,
         otlp = telemetry.endpoint.as_deref().unwrap_or("<not set>"),
@@ -176,7 +201,13 @@ async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure>
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let result = app.run(Listeners { smtp, http }, shutdown).await;
+    tokio::spawn(reload_on_sighup(app.tls_reload()));
+    let listeners = Listeners {
+        smtp,
+        http,
+        implicit_tls,
+    };
+    let result = app.run(listeners, shutdown).await;
     let _ = tokio::task::spawn_blocking(move || observability.shutdown()).await;
     match result {
         Ok(()) => {
@@ -234,6 +265,81 @@ fn sink_name(sink: &SinkConfig) -> String {
             "<not set>"
         }
     )
+}
+
+/// SIGHUP reloads the certificate files (`docs/access.md`). Installed
+/// whatever the certificate, so SIGHUP never ends the process.
+async fn reload_on_sighup(reload: Option<CertReload>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot install the SIGHUP handler");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match &reload {
+                Some(reload) => {
+                    tracing::info!("SIGHUP received: reloading the TLS certificate");
+                    reload.request();
+                }
+                None => {
+                    tracing::info!("SIGHUP received: nothing to reload (self-signed certificate)")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reload;
+    }
+}
+
+/// `mail-laser hash-password NAME`: reads a password on standard input and
+/// prints `NAME:$argon2id$…`, a line for `MAIL_LASER_AUTH_USERS`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mail-laser hash-password",
+    about = "Print a MAIL_LASER_AUTH_USERS line (NAME:$argon2id$…) for the password read on standard input",
+    after_help = "The password is the first line of standard input, without its line end. Pipe it in to keep it off the screen and out of the shell history:\n\n  read -rs PW && printf '%s\\n' \"$PW\" | mail-laser hash-password alice >> users"
+)]
+struct HashPassword {
+    /// The user name clients give to AUTH.
+    name: String,
+}
+
+fn hash_password() -> ExitCode {
+    let args = HashPassword::try_parse_from(std::env::args_os().skip(1));
+    let args = match args {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { START_FAILED } else { 0 });
+        }
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password for {} (shown as typed): ", args.name);
+    }
+    let mut password = String::new();
+    if let Err(error) = stdin.lock().read_line(&mut password) {
+        return exit(&Failure::Start(format!(
+            "cannot read the password: {}",
+            ErrorChain(&error)
+        )));
+    }
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return exit(&Failure::Start("no password on standard input".to_owned()));
+    }
+    match user_line(&args.name, password.as_bytes()) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => exit(&Failure::start(&error)),
+    }
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown (`docs/smtp.md`).

@@ -3,7 +3,8 @@
 //!
 //! Input: [`Header`], then the client's side. Flags: bit 0
 //! `require_tls`, bit 1 `tls_available`, bit 2 a configured hostname, bit 3
-//! raw frames instead of a byte stream.
+//! raw frames instead of a byte stream, bits 4–5 `AUTH` (0 off, 1
+//! optional, 2–3 required).
 //! - A byte stream (bit 3 clear) is framed by `SmtpCodec`, which the
 //!   session's actions switch to data and chunk mode as the connection
 //!   does; after STARTTLS the buffered rest is read as if it came after
@@ -18,8 +19,10 @@
 //! `221`/`421` or a closing reply, at the latest with the `MAX_ERRORS`-th
 //! protocol error; a chunk is kept only within the limit; STARTTLS only
 //! when offered; no MAIL reaches the stack before TLS when TLS is
-//! required; a message reaches the stack with 1 to `MAX_RECIPIENTS`
-//! distinct recipients and within the size limit.
+//! required, nor before a successful AUTH when AUTH is required; no AUTH
+//! reaches the stack before TLS or when AUTH is off; a message reaches the
+//! stack with 1 to `MAX_RECIPIENTS` distinct recipients and within the
+//! size limit.
 
 #![no_main]
 
@@ -30,7 +33,9 @@ use libfuzzer_sys::fuzz_target;
 use mail_laser::smtp::codec::{Frame, MAX_LINE, SmtpCodec};
 use mail_laser::smtp::command::{Command, canonical_mailbox};
 use mail_laser::smtp::reply::Reply;
-use mail_laser::smtp::session::{Action, MAX_ERRORS, MAX_RECIPIENTS, Session, SessionConfig};
+use mail_laser::smtp::session::{
+    Action, AuthMode, MAX_ERRORS, MAX_RECIPIENTS, Session, SessionConfig,
+};
 use mail_laser::smtp::{Outcome, RequestKind, SmtpResponse, TlsInfo};
 use mail_laser::webhook::rejection_reason;
 use mail_laser_fuzz::{Header, Rng, check_reply};
@@ -45,6 +50,11 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: header.max_message_size,
         require_tls: header.flag(0),
         tls_available: header.flag(1),
+        auth: match (header.flag(4), header.flag(5)) {
+            (false, false) => AuthMode::Off,
+            (true, false) => AuthMode::Optional,
+            (_, true) => AuthMode::Required,
+        },
     };
     let mut run = Run::new(config);
     check_reply(&run.session.greeting());
@@ -137,6 +147,16 @@ impl Run {
                 assert!(self.session.in_data());
                 self.codec.start_chunk(size, keep);
             }
+            Action::ReadResponse(reply) => {
+                check_reply(&reply);
+                assert_eq!(reply.code, 334);
+                assert!(
+                    reply.enhanced.is_none(),
+                    "a challenge with an enhanced code"
+                );
+                assert!(self.session.is_tls(), "a SASL challenge before TLS");
+                self.codec.start_response();
+            }
             Action::StartTls(reply) => {
                 check_reply(&reply);
                 assert_eq!(reply.code, 220);
@@ -170,10 +190,30 @@ impl Run {
     /// answers the real layers give.
     fn answer(&self, kind: &RequestKind, choice: u8) -> SmtpResponse {
         match kind {
+            RequestKind::Auth(attempt) => {
+                assert!(self.session.is_tls(), "AUTH reached the stack before TLS");
+                assert_ne!(
+                    self.config.auth,
+                    AuthMode::Off,
+                    "AUTH reached the stack while off"
+                );
+                assert!(!attempt.username.is_empty(), "an empty user name");
+                assert_eq!(self.session.authenticated(), None, "a second AUTH");
+                match choice % 4 {
+                    0 => SmtpResponse::new(Outcome::Accepted, Reply::auth_succeeded()),
+                    1 => SmtpResponse::new(Outcome::Deferred, Reply::auth_temporary_failure()),
+                    _ => SmtpResponse::new(Outcome::Refused, Reply::auth_invalid()),
+                }
+            }
             RequestKind::Mail { .. } => {
                 assert!(
                     !self.config.require_tls || self.session.is_tls(),
                     "MAIL reached the stack before STARTTLS"
+                );
+                assert!(
+                    self.config.auth != AuthMode::Required
+                        || self.session.authenticated().is_some(),
+                    "MAIL reached the stack before AUTH"
                 );
                 match choice % 4 {
                     0 => SmtpResponse::failed(),
@@ -239,7 +279,8 @@ impl Run {
 /// - 6: `MessageTooLarge`;
 /// - 7: a chunk, one octet of length then its octets;
 /// - 8: `ChunkSkipped`;
-/// - 9: `OverBudget`.
+/// - 9: `OverBudget`;
+/// - 10: a SASL response line, up to and including the next LF.
 struct FrameReader<'a>(&'a [u8]);
 
 impl FrameReader<'_> {
@@ -259,7 +300,7 @@ impl FrameReader<'_> {
 
     fn frame(&mut self) -> Option<(Frame, bool)> {
         let first = *self.0.first()?;
-        let (kind, buffers_full) = ((first & 0x7f) % 10, first & 0x80 != 0);
+        let (kind, buffers_full) = ((first & 0x7f) % 11, first & 0x80 != 0);
         self.0 = &self.0[1..];
         let frame = match kind {
             0..=3 => {
@@ -289,7 +330,18 @@ impl FrameReader<'_> {
                 Frame::Chunk(self.take(len.into()))
             }
             8 => Frame::ChunkSkipped,
-            _ => Frame::OverBudget,
+            9 => Frame::OverBudget,
+            _ => {
+                let end = self
+                    .0
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(self.0.len(), |lf| lf + 1);
+                let line = self.take(end);
+                let line = line.strip_suffix(b"\n").unwrap_or(&line);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                Frame::Response(Bytes::copy_from_slice(line))
+            }
         };
         Some((frame, buffers_full))
     }

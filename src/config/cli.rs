@@ -23,7 +23,7 @@ use crate::stack::DEFAULT_MAX_ATTACHMENT_SIZE;
     name = "mail-laser",
     version,
     about = "SMTP server that POSTs every accepted email to a webhook as JSON",
-    after_help = "Every flag can also be set through its environment variable or a .env file in the working directory."
+    after_help = "Every flag can also be set through its environment variable or a .env file in the working directory.\n\n`mail-laser hash-password NAME` prints a line for MAIL_LASER_AUTH_USERS (see `mail-laser hash-password --help`)."
 )]
 pub(super) struct Cli {
     /// Comma-separated recipients to accept (case-insensitive).
@@ -278,6 +278,64 @@ pub(super) struct Cli {
     #[arg(long, env = "MAIL_LASER_PLUS_ADDRESSING", value_name = "MAIL_LASER_PLUS_ADDRESSING", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) plus_addressing: bool,
 
+    /// Port for implicit TLS (RFC 8314, usually 465): TLS from the first byte, the same session, no STARTTLS; unset: no such port.
+    #[arg(long, env = "MAIL_LASER_TLS_PORT", value_name = "MAIL_LASER_TLS_PORT")]
+    pub(super) tls_port: Option<u16>,
+
+    /// Seconds between checks of MAIL_LASER_TLS_CERT and _KEY for a change, reloaded without a restart (SIGHUP reloads too); 0 = only on SIGHUP.
+    #[arg(
+        long,
+        env = "MAIL_LASER_TLS_RELOAD_INTERVAL",
+        value_name = "MAIL_LASER_TLS_RELOAD_INTERVAL",
+        default_value_t = 10
+    )]
+    pub(super) tls_reload_interval: u64,
+
+    /// SMTP AUTH (PLAIN, LOGIN), offered only after TLS. off: not offered; optional: mail is taken with or without it; required: MAIL before a successful AUTH gets 530 5.7.0.
+    #[arg(
+        long,
+        env = "MAIL_LASER_AUTH",
+        value_name = "MAIL_LASER_AUTH",
+        value_enum,
+        default_value_t = AuthSetting::Off
+    )]
+    pub(super) auth: AuthSetting,
+
+    /// File of name:$argon2id$… lines, one per user (`mail-laser hash-password NAME` makes one); needed unless MAIL_LASER_AUTH is off.
+    #[arg(
+        long,
+        env = "MAIL_LASER_AUTH_USERS",
+        value_name = "MAIL_LASER_AUTH_USERS"
+    )]
+    pub(super) auth_users: Option<PathBuf>,
+
+    /// Failed AUTH per client IP (IPv6: per /64) and minute; beyond it AUTH gets 454 4.7.0 without a check until one is allowed again; 0 = no limit.
+    #[arg(
+        long,
+        env = "MAIL_LASER_RATE_LIMIT_AUTH_FAILURES",
+        value_name = "MAIL_LASER_RATE_LIMIT_AUTH_FAILURES",
+        default_value_t = 10
+    )]
+    pub(super) rate_limit_auth_failures: u32,
+
+    /// New connections per client IP (IPv6: per /64) and minute, both ports together; beyond it 421 4.7.0 and close; 0 = no limit.
+    #[arg(
+        long,
+        env = "MAIL_LASER_RATE_LIMIT_CONNECTIONS",
+        value_name = "MAIL_LASER_RATE_LIMIT_CONNECTIONS",
+        default_value_t = 0
+    )]
+    pub(super) rate_limit_connections: u32,
+
+    /// Messages (transactions, counted at MAIL) per client IP (IPv6: per /64) and minute; beyond it MAIL gets 451 4.7.1; 0 = no limit.
+    #[arg(
+        long,
+        env = "MAIL_LASER_RATE_LIMIT_MESSAGES",
+        value_name = "MAIL_LASER_RATE_LIMIT_MESSAGES",
+        default_value_t = 0
+    )]
+    pub(super) rate_limit_messages: u32,
+
     /// Refuse MAIL before STARTTLS (530 5.7.0).
     #[arg(long, env = "MAIL_LASER_REQUIRE_TLS", value_name = "MAIL_LASER_REQUIRE_TLS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(super) require_tls: bool,
@@ -381,6 +439,14 @@ pub(super) enum DmarcMode {
 pub(super) enum TempErrorAction {
     Accept,
     Reject,
+}
+
+/// `MAIL_LASER_AUTH` as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum AuthSetting {
+    Off,
+    Optional,
+    Required,
 }
 
 /// `MAIL_LASER_DELIVERY` as clap reads it.

@@ -17,12 +17,16 @@ use crate::http::HttpLimits;
 use crate::policy::{PolicyError, SenderPolicy};
 use crate::routes::{RouteSpec, RouteTable, RoutesError};
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
-use crate::smtp::session::SessionConfig;
+use crate::smtp::session::{AuthMode, SessionConfig};
 use crate::spool::{SpoolConfig, SpoolLimits};
-use crate::stack::{AttachmentMode, AttachmentOptions, ParseOptions, RecipientPolicy, StackConfig};
+use crate::stack::{
+    AccessConfig, AttachmentMode, AttachmentOptions, Credentials, CredentialsError, ParseOptions,
+    RecipientPolicy, StackConfig,
+};
 use crate::store::{AttachmentStore, StoreError, StoreSettings};
+use crate::telemetry::ErrorChain;
 use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
-use cli::{Cli, DeliveryMode, one_line};
+use cli::{AuthSetting, Cli, DeliveryMode, one_line};
 
 /// Upper bound on one message's webhook delivery (all attempts and
 /// backoff), well under the 10 minutes a client waits for the end-of-data
@@ -77,6 +81,13 @@ pub enum ConfigError {
     Routes {
         #[source]
         source: Box<RoutesError>,
+    },
+    /// The users file cannot be read or has a bad line.
+    #[error("{message}")]
+    Credentials {
+        message: String,
+        #[source]
+        source: Box<CredentialsError>,
     },
     /// The attachment store's settings do not make a client.
     #[error("{message}")]
@@ -200,6 +211,12 @@ impl Cli {
             })
             .transpose()?
             .map(Arc::new);
+        let smtp_auth = match self.auth {
+            AuthSetting::Off => AuthMode::Off,
+            AuthSetting::Optional => AuthMode::Optional,
+            AuthSetting::Required => AuthMode::Required,
+        };
+        let credentials = self.credentials(smtp_auth)?;
         let attachments = AttachmentOptions {
             mode: self.attachment_mode()?,
             max_size: self.max_attachment_size,
@@ -299,6 +316,16 @@ impl Cli {
             .map(|prefix| prefix.trim().to_owned())
             .filter(|prefix| !prefix.is_empty())
             .collect();
+        if let Some(tls_port) = self.tls_port
+            && tls_port != 0
+            && tls_port == self.port
+        {
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_TLS_PORT",
+                value: tls_port.to_string(),
+                expected: "a port other than MAIL_LASER_PORT",
+            });
+        }
         let hostname = self
             .hostname
             .as_deref()
@@ -321,11 +348,15 @@ impl Cli {
         Ok(Config {
             server: ServerConfig {
                 bind: SocketAddr::new(self.bind_address, self.port),
+                implicit_tls_bind: self
+                    .tls_port
+                    .map(|port| SocketAddr::new(self.bind_address, port)),
                 session: Arc::new(SessionConfig {
                     hostname: hostname.clone(),
                     max_message_size: self.max_message_size,
                     require_tls: self.require_tls,
                     tls_available: true,
+                    auth: smtp_auth,
                 }),
                 max_message_size: self.max_message_size,
                 max_buffered_bytes: self.max_buffered_bytes,
@@ -337,10 +368,13 @@ impl Cli {
                 limits: ConnectionLimits {
                     max_connections: self.max_connections as usize,
                     max_per_ip: self.max_concurrent_per_ip,
+                    per_ip_per_minute: self.rate_limit_connections,
                 },
                 tls: TlsConfig {
                     pem_files: self.tls_cert.zip(self.tls_key),
                     hostname: server_name,
+                    reload_interval: (self.tls_reload_interval > 0)
+                        .then(|| Duration::from_secs(self.tls_reload_interval)),
                 },
                 drain_timeout: Duration::from_secs(30),
             },
@@ -366,6 +400,11 @@ impl Cli {
                 // Delivery is bounded by its budget plus one attempt; this
                 // only catches what escapes it.
                 request_timeout: DELIVERY_BUDGET + longest_attempt + Duration::from_secs(10),
+                access: AccessConfig {
+                    credentials,
+                    auth_failures_per_minute: self.rate_limit_auth_failures,
+                    messages_per_minute: self.rate_limit_messages,
+                },
             },
             sink,
         })
@@ -404,6 +443,27 @@ impl Cli {
                 .map(SigningSecret::new),
             standard_secrets: route.signing_secrets.clone(),
         }
+    }
+
+    /// `MAIL_LASER_AUTH_USERS`, read and checked whenever it is set (so a
+    /// file can be put in place before AUTH is turned on); handed to the
+    /// stack only when AUTH is on, which needs it.
+    fn credentials(&self, auth: AuthMode) -> Result<Option<Arc<Credentials>>, ConfigError> {
+        let Some(path) = &self.auth_users else {
+            if auth == AuthMode::Off {
+                return Ok(None);
+            }
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_AUTH_USERS",
+                value: String::new(),
+                expected: "a users file (MAIL_LASER_AUTH=optional or required needs one)",
+            });
+        };
+        let credentials = Credentials::load(path).map_err(|source| ConfigError::Credentials {
+            message: ErrorChain(&source).to_string(),
+            source: Box::new(source),
+        })?;
+        Ok((auth != AuthMode::Off).then(|| Arc::new(credentials)))
     }
 
     /// `MAIL_LASER_ATTACHMENT_DELIVERY`; in `s3` mode the store's client is
@@ -628,7 +688,8 @@ mod tests {
             config.server.limits,
             ConnectionLimits {
                 max_connections: 10_000,
-                max_per_ip: 10
+                max_per_ip: 10,
+                per_ip_per_minute: 0,
             }
         );
         assert!(!config.server.session.require_tls);

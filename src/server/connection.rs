@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ProtocolVersion;
+use tokio_rustls::server::TlsStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
@@ -54,9 +55,10 @@ enum ConnectionError {
     /// The client stopped reading: a write or flush did not finish in time.
     #[error("write to the client timed out")]
     WriteTimeout,
-    /// The session asked for STARTTLS without an acceptor or inside TLS;
-    /// it never does (it knows both), so this is a bug, not a client error.
-    #[error("STARTTLS requested where no upgrade is possible")]
+    /// The session asked for STARTTLS without an acceptor or inside TLS,
+    /// or the implicit-TLS port has no acceptor; neither happens (the
+    /// session and the server know), so this is a bug, not a client error.
+    #[error("TLS requested where no upgrade is possible")]
     NoUpgrade,
 }
 
@@ -74,10 +76,20 @@ enum Wakeup {
     Shutdown,
 }
 
+/// How a connection starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The SMTP port: plain text, STARTTLS offered.
+    Plain,
+    /// The implicit-TLS port (RFC 8314 §3): the TLS handshake first.
+    ImplicitTls,
+}
+
 /// Serves one client until it quits, is closed, or the server shuts down.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Listener,
     context: Arc<ConnectionContext>,
     service: SmtpService,
     shutdown: CancellationToken,
@@ -87,7 +99,9 @@ pub async fn serve(
         "client.address" = %peer.ip(),
         "client.port" = i64::from(peer.port()),
         "smtp.tls" = false,
+        "smtp.implicit_tls" = listener == Listener::ImplicitTls,
         "smtp.helo" = field::Empty,
+        "smtp.auth.user" = field::Empty,
     );
     let metrics = context.metrics.clone();
     metrics.session_opened();
@@ -98,7 +112,7 @@ pub async fn serve(
         shutdown,
         body: None,
     };
-    if let Err(error) = connection.run(stream).instrument(span).await {
+    if let Err(error) = connection.run(stream, listener).instrument(span).await {
         tracing::debug!(%peer, error = %ErrorChain(&error), "connection ended with an error");
     }
     metrics.session_closed(connection.session.is_tls());
@@ -115,12 +129,16 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(&mut self, stream: TcpStream) -> Result<(), ConnectionError> {
+    async fn run(&mut self, stream: TcpStream, listener: Listener) -> Result<(), ConnectionError> {
+        let transport = match listener {
+            Listener::Plain => Transport::plain(stream),
+            Listener::ImplicitTls => Transport::tls(self.handshake(stream).await?, 0),
+        };
         // Small initial buffers keep idle sessions cheap (Framed::new takes 8 KB
         // each); the read buffer grows as input needs, and replies are still
         // batched up to 8 KB before a write.
         let mut framed = Framed::with_capacity(
-            Transport::plain(stream),
+            transport,
             SmtpCodec::with_budget(self.context.max_message_size, &self.context.memory),
             INITIAL_BUFFER,
         );
@@ -165,8 +183,20 @@ impl Connection {
                     return self.close_with(&mut framed, &reply).await;
                 }
                 Action::Call(kind) => {
+                    let auth = matches!(kind, RequestKind::Auth(_));
                     let response = self.call(kind).await;
-                    self.session.on_response(response)
+                    let reply = self.session.on_response(response);
+                    if let Some(user) = self.session.authenticated().filter(|_| auth) {
+                        tracing::Span::current()
+                            .record("smtp.auth.user", field::display(Printable(user)));
+                    }
+                    reply
+                }
+                Action::ReadResponse(reply) => {
+                    self.context.metrics.command(verb, reply.code);
+                    self.send(&mut framed, &reply).await?;
+                    framed.codec_mut().start_response();
+                    continue;
                 }
                 Action::StartData(reply) => {
                     self.context.metrics.command(verb, reply.code);
@@ -288,9 +318,9 @@ impl Connection {
     /// Upgrades in place. Input the client pipelined after STARTTLS is
     /// discarded with the old read buffer (RFC 3207 §5: no command injection).
     async fn start_tls(&mut self, framed: SmtpFramed) -> Result<SmtpFramed, ConnectionError> {
-        let Some(acceptor) = self.context.tls.clone() else {
+        if self.context.tls.is_none() {
             return Err(ConnectionError::NoUpgrade);
-        };
+        }
         let parts = framed.into_parts();
         if !parts.read_buf.is_empty() {
             tracing::debug!(
@@ -301,15 +331,26 @@ impl Connection {
         let Some((tcp, bytes_read)) = parts.io.into_plain() else {
             return Err(ConnectionError::NoUpgrade);
         };
+        let tls = self.handshake(tcp).await?;
+        let mut codec = parts.codec;
+        codec.reset();
+        Ok(Framed::new(Transport::tls(tls, bytes_read), codec))
+    }
+
+    /// The TLS handshake (after STARTTLS, or first thing on the
+    /// implicit-TLS port), within the SMTP timeout; the session then
+    /// starts over in TLS.
+    async fn handshake(&mut self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ConnectionError> {
+        let Some(acceptor) = self.context.tls.clone() else {
+            return Err(ConnectionError::NoUpgrade);
+        };
         let tls = tokio::time::timeout(self.context.timeouts.command, acceptor.accept(tcp))
             .await
             .map_err(|_| ConnectionError::HandshakeTimeout)?
             .map_err(ConnectionError::Handshake)?;
         self.session.on_tls_established(tls_info(tls.get_ref().1));
         tracing::Span::current().record("smtp.tls", true);
-        let mut codec = parts.codec;
-        codec.reset();
-        Ok(Framed::new(Transport::tls(tls, bytes_read), codec))
+        Ok(tls)
     }
 }
 
@@ -339,6 +380,7 @@ fn verb_label(frame: &Frame, awaits_chunk: bool) -> &'static str {
         Frame::Command(Ok(command)) => command.verb(),
         Frame::Message(_) | Frame::MessageTooLarge => "DATA",
         Frame::Chunk(_) | Frame::ChunkSkipped => "BDAT",
+        Frame::Response(_) => "AUTH",
         Frame::Command(Err(_)) | Frame::LineTooLong => "OTHER",
     }
 }

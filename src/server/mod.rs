@@ -1,7 +1,9 @@
-//! The SMTP server: the accept loop with its connection limits (global and
-//! per client IP), a task per connection ([`connection`]) over a plain or
-//! TLS byte stream ([`transport`], [`tls`]), and graceful shutdown. It
-//! drives the pure protocol ([`crate::smtp`]) and calls the Tower stack
+//! The SMTP server: the accept loop over the SMTP port and the optional
+//! implicit-TLS port with their connection limits (global, per client IP,
+//! and new connections per client IP and minute, counted across both
+//! ports), a task per connection ([`connection`]) over a plain or TLS byte
+//! stream ([`transport`], [`tls`]), and graceful shutdown. It drives the
+//! pure protocol ([`crate::smtp`]) and calls the Tower stack
 //! ([`crate::stack`]).
 
 mod connection;
@@ -26,8 +28,9 @@ use crate::smtp::codec::MemoryBudget;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::SessionConfig;
 use crate::stack::SmtpService;
+use crate::stack::rate_limit::{Decision, IpRateLimiter};
 use crate::telemetry::Metrics;
-use connection::ConnectionContext;
+use connection::{ConnectionContext, Listener};
 pub use pace::Timeouts;
 pub use tls::TlsConfig;
 
@@ -37,12 +40,17 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// 0 = unlimited.
     pub max_per_ip: usize,
+    /// New connections per client IP and minute
+    /// (`MAIL_LASER_RATE_LIMIT_CONNECTIONS`); 0 = no limit.
+    pub per_ip_per_minute: u32,
 }
 
 /// The SMTP listener side, validated at start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
+    /// The implicit-TLS listener (`MAIL_LASER_TLS_PORT`), if any.
+    pub implicit_tls_bind: Option<SocketAddr>,
     pub session: Arc<SessionConfig>,
     pub max_message_size: usize,
     /// Bound on the message data held by all sessions together
@@ -59,10 +67,13 @@ pub struct ServerConfig {
 /// A bound SMTP listener with everything its connections need.
 pub struct Server {
     listener: TcpListener,
+    /// The implicit-TLS listener (RFC 8314 §3).
+    implicit_tls: Option<TcpListener>,
     context: Arc<ConnectionContext>,
     service: SmtpService,
     global: Arc<Semaphore>,
     per_ip: PerIpLimit,
+    rate: Option<IpRateLimiter>,
     drain_timeout: Duration,
     metrics: Metrics,
 }
@@ -84,6 +95,7 @@ impl Server {
         let ConnectionLimits {
             max_connections,
             max_per_ip,
+            per_ip_per_minute,
         } = config.limits;
         let observed = memory.clone();
         metrics
@@ -98,6 +110,7 @@ impl Server {
             .build();
         Self {
             listener,
+            implicit_tls: None,
             context: Arc::new(ConnectionContext {
                 session,
                 tls,
@@ -109,9 +122,18 @@ impl Server {
             service,
             global: Arc::new(Semaphore::new(max_connections)),
             per_ip: PerIpLimit::new(max_per_ip),
+            rate: IpRateLimiter::per_minute(per_ip_per_minute),
             drain_timeout: config.drain_timeout,
             metrics,
         }
+    }
+
+    /// Also accepts on `listener`, where sessions start with the TLS
+    /// handshake (needs the TLS acceptor).
+    #[must_use]
+    pub fn with_implicit_tls(mut self, listener: TcpListener) -> Self {
+        self.implicit_tls = Some(listener);
+        self
     }
 
     /// Accepts until `shutdown` fires, then stops accepting and waits up to
@@ -121,9 +143,10 @@ impl Server {
         let connections = TaskTracker::new();
         readiness.set_accepting(true);
         loop {
-            let accepted = tokio::select! {
+            let (accepted, listener) = tokio::select! {
                 () = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => accepted,
+                accepted = self.listener.accept() => (accepted, Listener::Plain),
+                accepted = accept(self.implicit_tls.as_ref()) => (accepted, Listener::ImplicitTls),
             };
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
@@ -136,7 +159,11 @@ impl Server {
                 }
             };
             let Some(slot) = self.admit(peer.ip()) else {
-                refuse(&stream);
+                // A TLS client would read a plain-text reply as a broken
+                // handshake: on the implicit-TLS port the refusal is the close.
+                if listener == Listener::Plain {
+                    refuse(&stream);
+                }
                 continue;
             };
             // Replies are small and latency-bound: never wait for Nagle.
@@ -145,12 +172,13 @@ impl Server {
             let service = self.service.clone();
             let shutdown = shutdown.clone();
             connections.spawn(async move {
-                connection::serve(stream, peer, context, service, shutdown).await;
+                connection::serve(stream, peer, listener, context, service, shutdown).await;
                 drop(slot);
             });
         }
         readiness.set_accepting(false);
         drop(self.listener);
+        drop(self.implicit_tls);
         connections.close();
         tracing::info!(
             open = connections.len(),
@@ -178,10 +206,32 @@ impl Server {
             self.metrics.connection_refused("per_ip_limit");
             return None;
         };
+        // Counted last: a connection refused for another reason uses none
+        // of the client's budget.
+        if let Some(Decision::Limited { retry_after }) =
+            self.rate.as_ref().map(|rate| rate.check(ip))
+        {
+            tracing::warn!(
+                %ip,
+                retry_after_ms = retry_after.as_millis() as i64,
+                "connection refused: connection rate limit"
+            );
+            self.metrics.connection_refused("rate_limit");
+            self.metrics.rate_limited("connections");
+            return None;
+        }
         Some(Slot {
             _global: global,
             _per_ip: per_ip,
         })
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -25,6 +25,30 @@ pub struct MailParams {
     pub body: Option<BodyType>,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
+    /// An `AUTH=` parameter (RFC 4954 §5) was given. Its value is ignored
+    /// (MailLaser relays nothing it would pass it on to); the session
+    /// accepts it only where `AUTH` is offered.
+    pub auth: bool,
+}
+
+/// The SASL mechanism named by `AUTH` (RFC 4954); MailLaser implements
+/// PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Login,
+    /// A well-formed mechanism name MailLaser does not offer: `504`.
+    Other,
+}
+
+impl Mechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::Login => "LOGIN",
+            Self::Other => "OTHER",
+        }
+    }
 }
 
 /// One parsed command line.
@@ -52,8 +76,15 @@ pub enum Command {
     Help,
     Quit,
     StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4). The initial
+    /// response is kept as sent (base64, or `=` for an empty one); the
+    /// session decodes it.
+    Auth {
+        mechanism: Mechanism,
+        initial: Option<String>,
+    },
     /// A command RFC 5321 or an extension defines but MailLaser does not
-    /// implement (`EXPN`, `AUTH`, `ETRN`, …): `502`.
+    /// implement (`EXPN`, `ETRN`, …): `502`.
     NotImplemented(&'static str),
 }
 
@@ -169,6 +200,9 @@ impl Command {
         if let Some(arguments) = bdat_arguments(line) {
             return parse_bdat(arguments);
         }
+        if let Some(arguments) = verb_arguments(line, b"AUTH") {
+            return parse_auth(arguments);
+        }
         match Request::parse(&mut line.iter()) {
             // smtp-proto is lenient where RFC 5321 §4.1.2 is not: it skips
             // some control bytes inside a path (a CR in the domain
@@ -259,6 +293,7 @@ impl Command {
             Self::Help => "HELP",
             Self::Quit => "QUIT",
             Self::StartTls => "STARTTLS",
+            Self::Auth { .. } => "AUTH",
             Self::NotImplemented(verb) => verb,
         }
     }
@@ -271,10 +306,60 @@ impl Command {
 /// line's octets taken for commands.
 /// Like smtp-proto, leading blanks are skipped and blanks separate words.
 fn bdat_arguments(line: &[u8]) -> Option<&[u8]> {
+    verb_arguments(line, b"BDAT")
+}
+
+/// The arguments of a line whose verb (four letters, matched
+/// case-insensitively) is `verb`, or `None` for any other command.
+fn verb_arguments<'a>(line: &'a [u8], verb: &[u8; 4]) -> Option<&'a [u8]> {
     let line = without_line_end(line).trim_ascii_start();
-    let (verb, rest) = line.split_at_checked(4)?;
+    let (found, rest) = line.split_at_checked(4)?;
     let separated = rest.first().is_none_or(|&byte| is_blank(byte));
-    (verb.eq_ignore_ascii_case(b"BDAT") && separated).then_some(rest)
+    (found.eq_ignore_ascii_case(verb) && separated).then_some(rest)
+}
+
+/// `AUTH SP sasl-mech [SP initial-response]` (RFC 4954 §4): the mechanism
+/// 1 to 20 of `A-Z 0-9 - _` (RFC 4422 §3.1, any letter case), the initial
+/// response base64 or `=`. Parsed here: smtp-proto turns unknown mechanisms
+/// into a syntax error, where RFC 4954 wants `504`.
+fn parse_auth(arguments: &[u8]) -> Result<Command, CommandError> {
+    const EXPECTED: &str = "AUTH mechanism [initial-response]";
+    let mut words = arguments
+        .split(|&byte| is_blank(byte))
+        .filter(|word| !word.is_empty());
+    let mechanism = words.next().ok_or(CommandError::Syntax(EXPECTED))?;
+    let valid_name = mechanism.len() <= 20
+        && mechanism
+            .iter()
+            .all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'));
+    if !valid_name {
+        return Err(CommandError::Syntax(EXPECTED));
+    }
+    let mechanism = if mechanism.eq_ignore_ascii_case(b"PLAIN") {
+        Mechanism::Plain
+    } else if mechanism.eq_ignore_ascii_case(b"LOGIN") {
+        Mechanism::Login
+    } else {
+        Mechanism::Other
+    };
+    let initial = match words.next() {
+        None => None,
+        Some(response) if response.iter().all(|&byte| is_base64_char(byte)) => {
+            // All ASCII, so this is the text as sent.
+            Some(String::from_utf8_lossy(response).into_owned())
+        }
+        Some(_) => return Err(CommandError::Syntax(EXPECTED)),
+    };
+    if words.next().is_some() {
+        return Err(CommandError::Syntax(EXPECTED));
+    }
+    Ok(Command::Auth { mechanism, initial })
+}
+
+/// The base64 alphabet of RFC 4648 §4 with its padding (`=` alone is
+/// RFC 4954's empty initial response).
+fn is_base64_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=')
 }
 
 /// Control bytes (other than the blank TAB) before the line's own CRLF.
@@ -327,14 +412,13 @@ fn mail_params(from: &MailFrom<std::borrow::Cow<'_, str>>) -> Result<MailParams,
         || from.env_id.is_some()
         || from.solicit.is_some()
         || from.mtrk.is_some()
-        || from.auth.is_some()
         || from.by != 0
         || from.hold_for != 0
         || from.hold_until != 0
         || from.mt_priority != 0;
     if from.flags & !SUPPORTED != 0 || extras {
         return Err(CommandError::UnsupportedParameter(
-            "only SIZE, BODY and SMTPUTF8 are supported".into(),
+            "only SIZE, BODY, SMTPUTF8 and AUTH are supported".into(),
         ));
     }
     let body = if from.flags & MAIL_BODY_8BITMIME != 0 {
@@ -348,6 +432,7 @@ fn mail_params(from: &MailFrom<std::borrow::Cow<'_, str>>) -> Result<MailParams,
         size: (from.size != 0).then_some(from.size as u64),
         body,
         smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+        auth: from.auth.is_some(),
     })
 }
 
@@ -378,7 +463,8 @@ mod tests {
                 params: MailParams {
                     size: Some(1000),
                     body: Some(BodyType::EightBitMime),
-                    smtputf8: true
+                    smtputf8: true,
+                    auth: false,
                 }
             })
         );
@@ -405,6 +491,19 @@ mod tests {
             parse("MAIL FROM:<a@b.example> X-FOO=1\r\n"),
             Err(CommandError::UnsupportedParameter(_))
         ));
+    }
+
+    #[test]
+    fn the_auth_mail_parameter_is_recognised() {
+        for line in [
+            "MAIL FROM:<a@b.example> AUTH=<>\r\n",
+            "MAIL FROM:<a@b.example> AUTH=a+2Bb@c.example\r\n",
+        ] {
+            let Ok(Command::Mail { params, .. }) = parse(line) else {
+                panic!("{line}");
+            };
+            assert!(params.auth, "{line}");
+        }
     }
 
     #[test]
@@ -436,6 +535,52 @@ mod tests {
     #[test]
     fn not_implemented_commands() {
         assert_eq!(parse("EXPN list\r\n"), Ok(Command::NotImplemented("EXPN")));
+    }
+
+    #[test]
+    fn auth_lines() {
+        assert_eq!(
+            parse("AUTH PLAIN\r\n"),
+            Ok(Command::Auth {
+                mechanism: Mechanism::Plain,
+                initial: None
+            })
+        );
+        assert_eq!(
+            parse("auth login dXNlcg==\r\n"),
+            Ok(Command::Auth {
+                mechanism: Mechanism::Login,
+                initial: Some("dXNlcg==".into())
+            })
+        );
+        assert_eq!(
+            parse("AUTH PLAIN =\r\n"),
+            Ok(Command::Auth {
+                mechanism: Mechanism::Plain,
+                initial: Some("=".into())
+            })
+        );
+        assert_eq!(
+            parse("AUTH CRAM-MD5\r\n"),
+            Ok(Command::Auth {
+                mechanism: Mechanism::Other,
+                initial: None
+            })
+        );
+        for bad in [
+            "AUTH",
+            "AUTH ",
+            "AUTH PLAIN abc def",
+            "AUTH PLAIN ab*c",
+            "AUTH PL\u{e4}IN",
+            "AUTH AAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(
+                matches!(parse(&format!("{bad}\r\n")), Err(CommandError::Syntax(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse("AUTHX PLAIN\r\n"), Err(CommandError::UnknownCommand));
     }
 
     #[test]

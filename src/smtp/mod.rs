@@ -11,5 +11,6 @@ pub mod request;
 pub mod session;
 
 pub use request::{
-    Envelope, Outcome, RequestKind, SessionInfo, SmtpRequest, SmtpResponse, TlsInfo,
+    AuthAttempt, Envelope, Outcome, Password, RequestKind, SessionInfo, SmtpRequest, SmtpResponse,
+    TlsInfo,
 };

@@ -119,6 +119,15 @@ impl Reply {
         reply(220, enhanced(2, 0, 0), "Go ahead")
     }
 
+    /// A SASL challenge (RFC 4954 §4): base64 text and never an enhanced
+    /// code, which would be read as part of the challenge.
+    pub const fn auth_challenge(base64: &'static str) -> Self {
+        reply(334, None, base64)
+    }
+    pub const fn auth_succeeded() -> Self {
+        reply(235, enhanced(2, 7, 0), "Authentication successful")
+    }
+
     pub const fn shutting_down() -> Self {
         reply(421, enhanced(4, 3, 2), "Service shutting down")
     }
@@ -143,6 +152,14 @@ impl Reply {
             "Too many connections, try again later",
         )
     }
+    /// The session's third failed `AUTH` (`docs/access.md`).
+    pub const fn too_many_auth_failures() -> Self {
+        reply(
+            421,
+            enhanced(4, 7, 0),
+            "Too many authentication failures, closing connection",
+        )
+    }
     pub const fn too_many_unknown_recipients() -> Self {
         reply(
             421,
@@ -162,6 +179,15 @@ impl Reply {
             451,
             enhanced(4, 3, 0),
             "Local error in processing, try again later",
+        )
+    }
+    /// `MAIL_LASER_RATE_LIMIT_MESSAGES`: this client IP started too many
+    /// transactions this minute.
+    pub const fn rate_limited() -> Self {
+        reply(
+            451,
+            enhanced(4, 7, 1),
+            "Rate limit exceeded, try again later",
         )
     }
     /// RFC 3463 4.3.1 "mail system full" (RFC 5321 §4.5.3.1.10): the spool
@@ -189,6 +215,11 @@ impl Reply {
     pub const fn tls_unavailable() -> Self {
         reply(454, enhanced(4, 7, 0), "TLS not available")
     }
+    /// RFC 4954 §6: credentials not checked now (too many failures from
+    /// this client IP, or no verifier free in time).
+    pub const fn auth_temporary_failure() -> Self {
+        reply(454, enhanced(4, 7, 0), "Temporary authentication failure")
+    }
 
     pub const fn unknown_command() -> Self {
         reply(500, enhanced(5, 5, 2), "Command not recognized")
@@ -205,6 +236,19 @@ impl Reply {
     }
     pub const fn invalid_address() -> Self {
         reply(501, enhanced(5, 1, 3), "Bad address syntax")
+    }
+    /// A SASL response that is not base64 (RFC 4954 §4).
+    pub const fn auth_bad_base64() -> Self {
+        reply(501, enhanced(5, 5, 2), "Invalid base64 data")
+    }
+    /// A SASL response that decodes but is not what the mechanism expects
+    /// (a PLAIN message without its two NULs, a user name not in UTF-8).
+    pub const fn auth_malformed() -> Self {
+        reply(501, enhanced(5, 5, 2), "Malformed authentication response")
+    }
+    /// The client answered a challenge with `*` (RFC 4954 §4).
+    pub const fn auth_cancelled() -> Self {
+        reply(501, enhanced(5, 7, 0), "Authentication cancelled")
     }
     pub const fn not_implemented() -> Self {
         reply(502, enhanced(5, 5, 1), "Command not implemented")
@@ -224,6 +268,21 @@ impl Reply {
     pub const fn need_ehlo() -> Self {
         reply(503, enhanced(5, 5, 1), "Send EHLO or HELO first")
     }
+    /// A second `AUTH` after a successful one (RFC 4954 §4).
+    pub const fn already_authenticated() -> Self {
+        reply(503, enhanced(5, 5, 1), "Already authenticated")
+    }
+    /// `AUTH` inside a mail transaction (RFC 4954 §4).
+    pub const fn auth_in_transaction() -> Self {
+        reply(
+            503,
+            enhanced(5, 5, 1),
+            "AUTH not permitted during a mail transaction",
+        )
+    }
+    pub const fn unknown_mechanism() -> Self {
+        reply(504, enhanced(5, 5, 4), "Unrecognized authentication type")
+    }
     pub const fn tls_already_active() -> Self {
         reply(503, enhanced(5, 5, 1), "STARTTLS already active")
     }
@@ -232,6 +291,21 @@ impl Reply {
             530,
             enhanced(5, 7, 0),
             "Must issue a STARTTLS command first",
+        )
+    }
+    /// `MAIL_LASER_AUTH=required` and no successful `AUTH` yet.
+    pub const fn auth_required() -> Self {
+        reply(530, enhanced(5, 7, 0), "Authentication required")
+    }
+    pub const fn auth_invalid() -> Self {
+        reply(535, enhanced(5, 7, 8), "Authentication credentials invalid")
+    }
+    /// `AUTH` before TLS: credentials never cross the wire in clear.
+    pub const fn auth_needs_tls() -> Self {
+        reply(
+            538,
+            enhanced(5, 7, 11),
+            "Encryption required for requested authentication mechanism",
         )
     }
     pub const fn no_such_user() -> Self {
@@ -372,6 +446,19 @@ mod tests {
         assert_eq!(
             wire(&reply, true),
             "250-MailLaser greets c.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
+    }
+
+    #[test]
+    fn sasl_challenges_never_carry_an_enhanced_code() {
+        assert_eq!(wire(&Reply::auth_challenge(""), true), "334 \r\n");
+        assert_eq!(
+            wire(&Reply::auth_challenge("VXNlcm5hbWU6"), true),
+            "334 VXNlcm5hbWU6\r\n"
+        );
+        assert_eq!(
+            wire(&Reply::auth_needs_tls(), true),
+            "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
         );
     }
 

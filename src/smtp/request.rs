@@ -27,8 +27,42 @@ pub struct SessionInfo {
     pub peer: SocketAddr,
     /// The EHLO/HELO name.
     pub helo: String,
-    /// Set once STARTTLS succeeded.
+    /// Set once STARTTLS succeeded (or from the start on the implicit-TLS port).
     pub tls: Option<TlsInfo>,
+    /// The user name of a successful `AUTH` (RFC 4954).
+    pub authenticated: Option<String>,
+}
+
+/// A password as the client sent it in a SASL response. Its `Debug` shows
+/// nothing, so no log line or panic message can carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Vec<u8>);
+
+impl Password {
+    pub fn new(octets: Vec<u8>) -> Self {
+        Self(octets)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The credentials of one `AUTH` exchange, decoded from its SASL
+/// mechanism (PLAIN or LOGIN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthAttempt {
+    /// `PLAIN` or `LOGIN`, for logs.
+    pub mechanism: &'static str,
+    /// The authentication identity; UTF-8, never empty.
+    pub username: String,
+    pub password: Password,
 }
 
 /// A complete message with its envelope, as received after DATA or the
@@ -47,8 +81,15 @@ pub struct Envelope {
 /// The decisions a session delegates to the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestKind {
-    Mail { sender: String, params: MailParams },
-    Rcpt { recipient: String },
+    /// Check credentials (`AUTH`): `235`, `535`, or `454` when throttled.
+    Auth(AuthAttempt),
+    Mail {
+        sender: String,
+        params: MailParams,
+    },
+    Rcpt {
+        recipient: String,
+    },
     Message(Envelope),
 }
 
@@ -56,6 +97,7 @@ impl RequestKind {
     /// Short name for spans and metrics.
     pub fn name(&self) -> &'static str {
         match self {
+            Self::Auth(_) => "AUTH",
             Self::Mail { .. } => "MAIL",
             Self::Rcpt { .. } => "RCPT",
             Self::Message(_) => "DATA",
@@ -76,10 +118,11 @@ pub struct SmtpRequest {
 /// What the stack decided about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// `MAIL` or `RCPT` accepted: the transaction takes it.
+    /// `MAIL` or `RCPT` accepted: the transaction takes it; `AUTH`
+    /// credentials are valid.
     Accepted,
     /// `MAIL` or `RCPT` refused (an unknown recipient, a policy); the
-    /// transaction goes on without it.
+    /// transaction goes on without it. `AUTH` credentials are invalid.
     Refused,
     /// The message reached the consumer for every recipient.
     Delivered,
@@ -87,7 +130,8 @@ pub enum Outcome {
     Queued,
     /// The consumer refused the message for good.
     Rejected,
-    /// Not taken now: the sender keeps the message and retries.
+    /// Not taken now: the sender keeps the message and retries (also a
+    /// throttled `AUTH` or a rate-limited `MAIL`).
     Deferred,
 }
 
@@ -143,6 +187,7 @@ impl SmtpRequest {
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 helo: "client.example".into(),
                 tls: None,
+                authenticated: None,
             },
             kind: RequestKind::Rcpt {
                 recipient: recipient.into(),

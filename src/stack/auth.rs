@@ -176,6 +176,7 @@ mod tests {
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 helo: "client.example".into(),
                 tls: None,
+                authenticated: None,
             },
             kind: RequestKind::Message(Envelope {
                 sender: "a@example.com".into(),

@@ -78,6 +78,11 @@ impl Service<SmtpRequest> for Handoff {
 
     fn call(&mut self, mut request: SmtpRequest) -> Self::Future {
         match request.kind {
+            // The credentials layer answers AUTH whenever it is offered.
+            RequestKind::Auth(_) => Box::pin(future::ready(Ok(SmtpResponse::new(
+                Outcome::Refused,
+                Reply::not_implemented(),
+            )))),
             RequestKind::Mail { .. } => {
                 Box::pin(future::ready(Ok(SmtpResponse::sender_accepted())))
             }
@@ -219,6 +224,7 @@ fn message_envelope(
             version: tls.version,
             cipher: tls.cipher,
         }),
+        authenticated_user: session.authenticated,
     }
 }
 

@@ -8,7 +8,9 @@
 //! ReplyOnError   errors → a typed response: the stack is infallible to the connection
 //! Trace          a span per request; message outcome and size metrics
 //! Timeout        bounds everything below it
+//! Credentials    AUTH → 235 / 535 / 454 (Argon2id, off the async workers, throttled per IP)
 //! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
+//! RateLimit      MAIL over MAIL_LASER_RATE_LIMIT_MESSAGES per client IP → 451 4.7.1
 //! Auth           at end of data: SPF, DKIM, DMARC, ARC (MAIL_LASER_DMARC_MODE);
 //!                enforce: DMARC fail under p=reject/quarantine → 550 5.7.1,
 //!                temperror → 451 4.7.0; the results ride in the request's
@@ -23,10 +25,12 @@
 
 pub mod attachments;
 mod auth;
+pub mod credentials;
 mod errors;
 mod handoff;
 mod parse;
 mod policy;
+pub mod rate_limit;
 mod recipient;
 mod trace;
 
@@ -41,10 +45,12 @@ pub use attachments::{
     AttachmentError, AttachmentMode, AttachmentOptions, DEFAULT_MAX_ATTACHMENT_SIZE,
 };
 pub use auth::{AuthLayer, Authenticate};
+pub use credentials::{Credentials, CredentialsError, CredentialsLayer};
 pub use errors::ReplyOnErrorLayer;
 pub use handoff::{Handoff, ParseOptions};
 pub use parse::{PARSE_TIME_LIMIT, Parse, ParseLayer, ParsePool, Parsed};
 pub use policy::{Policy, PolicyLayer};
+pub use rate_limit::{IpRateLimiter, RateLimitLayer};
 pub use recipient::{RecipientLayer, RecipientPolicy};
 pub use trace::TraceLayer;
 
@@ -72,6 +78,20 @@ pub struct StackConfig {
     /// Upper bound for any one request, delivery included; well under the
     /// 10 minutes a client waits for the end-of-data reply (RFC 5321 §4.5.3.2.6).
     pub request_timeout: Duration,
+    pub access: AccessConfig,
+}
+
+/// SMTP AUTH and the per-IP limits of the stack (`docs/access.md`).
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// The users file, when `MAIL_LASER_AUTH` is not `off`.
+    pub credentials: Option<Arc<Credentials>>,
+    /// `MAIL_LASER_RATE_LIMIT_AUTH_FAILURES`: failed `AUTH` per client IP
+    /// and minute before `454`; 0 = no limit.
+    pub auth_failures_per_minute: u32,
+    /// `MAIL_LASER_RATE_LIMIT_MESSAGES`: `MAIL` per client IP and minute
+    /// before `451 4.7.1`; 0 = no limit.
+    pub messages_per_minute: u32,
 }
 
 /// Builds the stack. The only place layers are ordered.
@@ -81,11 +101,21 @@ pub fn build(
     metrics: Metrics,
     memory: MemoryBudget,
 ) -> SmtpService {
+    let access = config.access;
     let service = ServiceBuilder::new()
         .layer(ReplyOnErrorLayer)
         .layer(TraceLayer::new(metrics.clone()))
         .timeout(config.request_timeout)
+        .layer(CredentialsLayer::new(
+            access.credentials,
+            access.auth_failures_per_minute,
+            metrics.clone(),
+        ))
         .layer(RecipientLayer::new(config.recipients))
+        .layer(RateLimitLayer::new(
+            access.messages_per_minute,
+            metrics.clone(),
+        ))
         .layer(AuthLayer::new(config.auth, metrics))
         .layer(ParseLayer::new(config.parse.clone(), ParsePool::per_core()))
         .layer(PolicyLayer::new(config.policy))

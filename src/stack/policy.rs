@@ -129,7 +129,7 @@ fn facts(request: &SmtpRequest) -> Option<MessageFacts> {
         client_ip: request.session.peer.ip(),
         helo: request.session.helo.clone(),
         tls: request.session.tls.is_some(),
-        authenticated_user: None,
+        authenticated_user: request.session.authenticated.clone(),
         dmarc_result: auth.map(|auth| auth.dmarc_result().as_str().to_owned()),
         authenticated_from: auth.and_then(|auth| auth.authenticated_from().map(str::to_owned)),
         size: request

@@ -28,7 +28,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// first event. Callers pass one of these.
 const MESSAGE_OUTCOMES: &[&str] = &["delivered", "spooled", "rejected", "deferred"];
 const BREAKER_STATES: &[&str] = &["open", "half_open", "closed"];
-const REFUSAL_REASONS: &[&str] = &["global_limit", "per_ip_limit"];
+const REFUSAL_REASONS: &[&str] = &["global_limit", "per_ip_limit", "rate_limit"];
+const AUTH_RESULTS: &[&str] = &["success", "failure", "throttled", "busy"];
+const RATE_LIMITS: &[&str] = &["connections", "messages", "auth"];
+const RELOAD_RESULTS: &[&str] = &["success", "failure"];
 const DEAD_LETTER_REASONS: &[&str] = &["rejected", "expired", "unreadable"];
 const DMARC_RESULTS: &[&str] = &["pass", "fail", "none", "temperror", "permerror"];
 
@@ -47,6 +50,9 @@ pub struct Metrics {
     refused: Counter<u64>,
     dead_letters: Counter<u64>,
     auth_results: Counter<u64>,
+    auth: Counter<u64>,
+    rate_limited: Counter<u64>,
+    tls_reloads: Counter<u64>,
     /// `route="<name>"` on the delivery series of one route's webhook
     /// stack (`MAIL_LASER_ROUTES`); unset for the implicit route, whose
     /// series stay as they were.
@@ -72,6 +78,9 @@ impl Metrics {
         zero(&self.refused, "reason", REFUSAL_REASONS);
         zero(&self.dead_letters, "reason", DEAD_LETTER_REASONS);
         zero(&self.auth_results, "dmarc", DMARC_RESULTS);
+        zero(&self.auth, "result", AUTH_RESULTS);
+        zero(&self.rate_limited, "limit", RATE_LIMITS);
+        zero(&self.tls_reloads, "result", RELOAD_RESULTS);
         for tls in [false, true] {
             self.sessions.add(0, &[KeyValue::new("tls", tls)]);
         }
@@ -127,6 +136,20 @@ impl Metrics {
             auth_results: meter
                 .u64_counter("maillaser.auth.results")
                 .with_description("Messages authenticated, by DMARC result")
+                .build(),
+            auth: meter
+                .u64_counter("maillaser.auth")
+                .with_description("SMTP AUTH attempts, by result")
+                .build(),
+            rate_limited: meter
+                .u64_counter("maillaser.rate_limited")
+                .with_description(
+                    "Connections, MAIL commands and AUTH attempts refused by a per-IP rate limit",
+                )
+                .build(),
+            tls_reloads: meter
+                .u64_counter("maillaser.tls.reload")
+                .with_description("Reloads of the TLS certificate files, by result")
                 .build(),
             route: None,
             meter,
@@ -223,6 +246,22 @@ impl Metrics {
 
     pub fn connection_refused(&self, reason: &'static str) {
         self.refused.add(1, &[KeyValue::new("reason", reason)]);
+    }
+
+    /// One `AUTH` answered: `success`, `failure`, `throttled` (refused
+    /// unverified after too many failures) or `busy` (no verifier free).
+    pub fn auth(&self, result: &'static str) {
+        self.auth.add(1, &[KeyValue::new("result", result)]);
+    }
+
+    /// One event over a per-IP rate limit: `connections`, `messages`, `auth`.
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.add(1, &[KeyValue::new("limit", limit)]);
+    }
+
+    /// One reload of the certificate files: `success` or `failure`.
+    pub fn tls_reload(&self, result: &'static str) {
+        self.tls_reloads.add(1, &[KeyValue::new("result", result)]);
     }
 }
 

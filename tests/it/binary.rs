@@ -118,7 +118,11 @@ const LOOPBACK: &[(&str, &str)] = &[
 async fn a_port_in_use_is_one_line_and_exit_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    for variable in ["MAIL_LASER_PORT", "MAIL_LASER_HEALTH_PORT"] {
+    for variable in [
+        "MAIL_LASER_PORT",
+        "MAIL_LASER_HEALTH_PORT",
+        "MAIL_LASER_TLS_PORT",
+    ] {
         let mut envs = LOOPBACK.to_vec();
         envs.push((variable, &port));
         let line = config_failure(&envs).await;
@@ -208,6 +212,13 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_DMARC_TEMPERROR_ACTION",
         "MAIL_LASER_DMARC_DNS_TIMEOUT",
         "MAIL_LASER_DMARC_DNS_SERVERS",
+        "MAIL_LASER_TLS_PORT",
+        "MAIL_LASER_TLS_RELOAD_INTERVAL",
+        "MAIL_LASER_AUTH",
+        "MAIL_LASER_AUTH_USERS",
+        "MAIL_LASER_RATE_LIMIT_AUTH_FAILURES",
+        "MAIL_LASER_RATE_LIMIT_CONNECTIONS",
+        "MAIL_LASER_RATE_LIMIT_MESSAGES",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
@@ -229,6 +240,8 @@ struct Running {
     stderr: Lines<BufReader<ChildStderr>>,
     smtp: SocketAddr,
     http: SocketAddr,
+    /// The `MailLaser listening` line.
+    listening: String,
 }
 
 impl Running {
@@ -267,7 +280,20 @@ impl Running {
             stderr,
             smtp,
             http,
+            listening: line,
         }
+    }
+
+    /// The implicit-TLS port's address, from the start-up line.
+    fn implicit_tls(&self) -> SocketAddr {
+        let name = "smtp_implicit_tls=";
+        let start = self.listening.find(name).unwrap() + name.len();
+        self.listening[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("no implicit-TLS address in {}", self.listening))
     }
 
     /// Sends `signal` with the shell's built-in `kill`: `/bin/sh` is on
@@ -495,4 +521,183 @@ async fn client_controlled_values_are_escaped_in_logs() {
     assert!(refusal.contains("forged"), "{refusal}");
     assert!(refusal.contains("evil\\u{1b}[2J"), "{refusal}");
     assert!(!logs.contains('\x1b'), "{logs:?}");
+}
+
+// === Issue 12: access and certificates ===
+
+/// The users file is checked at start like every other setting: one line
+/// naming the variable, the file and the line, never the hash; AUTH on
+/// without a file is refused.
+#[tokio::test]
+async fn auth_settings_are_checked_at_start() {
+    let mut envs = LOOPBACK.to_vec();
+    envs.push(("MAIL_LASER_AUTH", "required"));
+    let line = config_failure(&envs).await;
+    assert!(
+        line.starts_with("mail-laser: MAIL_LASER_AUTH_USERS: "),
+        "{line}"
+    );
+
+    let dir = scratch_dir("auth-users");
+    let users = dir.join("users");
+    let hash = "$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+    std::fs::write(&users, format!("# users\n\nalice:{hash}\n")).unwrap();
+    let path = users.display().to_string();
+    envs.push(("MAIL_LASER_AUTH_USERS", &path));
+    let line = config_failure(&envs).await;
+    assert!(
+        line.starts_with(&format!(
+            "mail-laser: MAIL_LASER_AUTH_USERS: {path} line 3: "
+        )),
+        "{line}"
+    );
+    assert!(
+        !line.contains("c2FsdHNhbHQ"),
+        "the hash is never echoed: {line}"
+    );
+
+    let missing = dir.join("missing").display().to_string();
+    let mut envs = LOOPBACK.to_vec();
+    envs.push(("MAIL_LASER_AUTH", "optional"));
+    envs.push(("MAIL_LASER_AUTH_USERS", &missing));
+    let line = config_failure(&envs).await;
+    assert!(
+        line.starts_with(&format!(
+            "mail-laser: MAIL_LASER_AUTH_USERS: cannot read {missing}"
+        )),
+        "{line}"
+    );
+}
+
+/// `mail-laser hash-password NAME` makes a users-file line; the server
+/// started with it authenticates that user (lettre, implicit TLS).
+#[tokio::test]
+async fn hash_password_makes_a_line_the_server_accepts() {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = scratch_dir("hash-password");
+    let mut child = command(&dir)
+        .args(["hash-password", "printer@example.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"s3cret pass\n").await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        line.starts_with("printer@example.com:$argon2id$v=19$"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret"), "{line}");
+    let users = dir.join("users");
+    std::fs::write(&users, &line).unwrap();
+
+    // A bad name or no password: exit 2, one line.
+    let output = command(&dir)
+        .args(["hash-password", "two words"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let output = command(&dir)
+        .args(["hash-password", "alice"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr, "mail-laser: no password on standard input\n");
+
+    let users = users.display().to_string();
+    let mut running = Running::start(
+        "hash-password-server",
+        &[
+            ("MAIL_LASER_AUTH", "required"),
+            ("MAIL_LASER_AUTH_USERS", &users),
+            ("MAIL_LASER_TLS_PORT", "0"),
+        ],
+    )
+    .await;
+    let tls = TlsParameters::builder("localhost".to_owned())
+        .dangerous_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(running.implicit_tls().port())
+        .timeout(Some(DEADLINE))
+        .tls(Tls::Wrapper(tls))
+        .credentials(Credentials::new(
+            "printer@example.com".into(),
+            "s3cret pass".into(),
+        ))
+        .build();
+    let message = Message::builder()
+        .from("printer@example.com".parse().unwrap())
+        .to(TARGET.parse().unwrap())
+        .subject("scan")
+        .body("page 1".to_owned())
+        .unwrap();
+    transport.send(message).await.unwrap();
+    let payload = tokio::time::timeout(DEADLINE, running.stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(
+        json["envelope"]["authenticated_user"],
+        "printer@example.com"
+    );
+    let logs = running.stop_with_logs().await;
+    assert!(!logs.contains("s3cret"), "{logs}");
+    assert!(!logs.contains("$argon2id$"), "{logs}");
+}
+
+/// SIGHUP reloads the certificate files (here with polling off), and does
+/// not stop the process.
+#[tokio::test]
+async fn sighup_reloads_the_certificate_files() {
+    use crate::access::{Pair, certificate_at, connector};
+    let dir = scratch_dir("sighup");
+    let (old, new) = (Pair::new(), Pair::new());
+    old.install(&dir);
+    let (cert, key) = (
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string(),
+    );
+    let running = Running::start(
+        "sighup-server",
+        &[
+            ("MAIL_LASER_TLS_CERT", &cert),
+            ("MAIL_LASER_TLS_KEY", &key),
+            ("MAIL_LASER_TLS_PORT", "0"),
+            ("MAIL_LASER_TLS_RELOAD_INTERVAL", "0"),
+        ],
+    )
+    .await;
+    let connector = connector(&[&old, &new]);
+    let address = running.implicit_tls();
+    assert_eq!(certificate_at(address, &connector).await, old.der);
+    new.install(&dir);
+    running.signal("HUP");
+    eventually("SIGHUP to reload the certificate", || async {
+        certificate_at(address, &connector).await == new.der
+    })
+    .await;
+    let logs = running.stop_with_logs().await;
+    assert!(logs.contains("TLS certificate reloaded"), "{logs}");
 }

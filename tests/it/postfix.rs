@@ -467,6 +467,54 @@ async fn starttls_required_by_postfix() {
     server.stop().await;
 }
 
+/// Issue 12: Postfix authenticates as a SASL client (Cyrus, PLAIN) over
+/// STARTTLS to a MailLaser that requires AUTH, and adds `AUTH=<>` to `MAIL
+/// FROM` (RFC 4954 §5), which MailLaser takes.
+#[tokio::test]
+async fn postfix_authenticates_with_sasl() {
+    let commands = postfix_commands!();
+    let dir = std::env::temp_dir().join(format!("ml-pf-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users");
+    let line = mail_laser::stack::credentials::user_line("relay", b"s3cret-pass").unwrap();
+    std::fs::write(&users, format!("{line}\n")).unwrap();
+    let users = users.display().to_string();
+    let server = TestServer::start(&["--auth", "required", "--auth-users", &users]).await;
+    let port = server.smtp.port();
+    let credentials =
+        format!("smtp_sasl_password_maps = inline:{{ [127.0.0.1]:{port}=relay:s3cret-pass }}");
+    let postfix = Postfix::start(
+        commands,
+        "sasl",
+        port,
+        &[
+            "smtp_tls_security_level = encrypt",
+            "smtp_sasl_auth_enable = yes",
+            &credentials,
+            "smtp_sasl_security_options = noanonymous",
+            "smtp_sasl_tls_security_options = noanonymous",
+            "smtp_send_dummy_mail_auth = yes",
+        ],
+    )
+    .await;
+    let message =
+        format!("From: app@example.org\nTo: {TARGET}\nSubject: via sasl\n\nauthenticated\n");
+    postfix
+        .sendmail("app@example.org", &[], &[TARGET], message.as_bytes())
+        .await;
+    let payload = &server.sink.wait_for(1).await[0];
+    assert_eq!(payload.subject, "via sasl");
+    let user = payload
+        .envelope
+        .as_ref()
+        .and_then(|envelope| envelope.authenticated_user.as_deref());
+    assert_eq!(user, Some("relay"));
+    let log = postfix.wait_log("status=sent", 1).await;
+    assert!(log.contains("AUTH=<>"), "Postfix sent AUTH=<>: {log}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn pipelining_with_several_recipients_in_one_transaction() {
     let commands = postfix_commands!();

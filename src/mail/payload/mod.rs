@@ -135,6 +135,10 @@ pub struct MessageEnvelope {
     /// The TLS the message came over; left out for plain SMTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<EnvelopeTls>,
+    /// The user name the client authenticated as with SMTP AUTH
+    /// (`MAIL_LASER_AUTH`); left out when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticated_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, JsonSchema)]
@@ -508,6 +512,7 @@ mod tests {
             helo: "client.example".into(),
             client_ip: "192.0.2.1".into(),
             tls: None,
+            authenticated_user: None,
         };
         let extras = MessageExtras {
             received_at: Some("2026-12-06T21:08:04Z".into()),

@@ -35,6 +35,9 @@ const MAX_FRAMED_LINE: usize = MAX_LINE + 2;
 pub enum Frame {
     /// One command line, parsed by `Command::parse` (the line passed including its LF).
     Command(Result<Command, CommandError>),
+    /// A line answering a SASL challenge (after [`SmtpCodec::start_response`]),
+    /// without its CRLF and unparsed: base64 or `*`.
+    Response(Bytes),
     /// A command line longer than [`MAX_LINE`]; yielded once the rest of that
     /// line was discarded (at its LF), so the reply stays in order. The
     /// session survives.
@@ -135,6 +138,16 @@ impl SmtpCodec {
         }
     }
 
+    /// Switches to response mode: the next line is a client's answer to a
+    /// SASL challenge (RFC 4954 §4), yielded raw as [`Frame::Response`] (or
+    /// [`Frame::LineTooLong`]: it has the command line's limit). Called by
+    /// the connection right after it queued the `334` reply.
+    pub fn start_response(&mut self) {
+        if matches!(self.mode, Mode::Command { .. }) {
+            self.mode = Mode::Response { next_index: 0 };
+        }
+    }
+
     /// Switches to chunk mode: the next `size` octets are one BDAT chunk,
     /// yielded as [`Frame::Chunk`] when `keep` is set, otherwise dropped as
     /// they arrive and reported as [`Frame::ChunkSkipped`]. A chunk larger
@@ -180,7 +193,8 @@ impl Decoder for SmtpCodec {
                 octets: &mut self.held,
             };
             let step = match &mut self.mode {
-                Mode::Command { next_index } => decode_line(next_index, src),
+                Mode::Command { next_index } => decode_line(next_index, src, Line::Command),
+                Mode::Response { next_index } => decode_line(next_index, src, Line::Response),
                 Mode::Discarding => discard_line(src),
                 Mode::Data(body) => body.decode(src, self.max_message_size, &mut held),
                 Mode::Draining(scan, dropped) => drain(scan, *dropped, src),
@@ -226,6 +240,8 @@ impl<'a> Encoder<Outbound<'a>> for SmtpCodec {
 enum Mode {
     /// A command line; `src[..next_index]` was already searched for its LF.
     Command { next_index: usize },
+    /// A SASL response line, searched likewise.
+    Response { next_index: usize },
     /// The rest of an overlong line, dropped as it arrives up to its LF.
     Discarding,
     /// A message body being collected in place.
@@ -306,9 +322,17 @@ enum Step {
     Switch(Mode),
 }
 
-/// Finds the next command line. Never looks further than [`MAX_FRAMED_LINE`]
-/// octets, so an LF-less flood cannot make the buffer grow.
-fn decode_line(next_index: &mut usize, src: &mut BytesMut) -> Step {
+/// What a line is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Command,
+    Response,
+}
+
+/// Finds the next command (or SASL response) line. Never looks further
+/// than [`MAX_FRAMED_LINE`] octets, so an LF-less flood cannot make the
+/// buffer grow.
+fn decode_line(next_index: &mut usize, src: &mut BytesMut, line: Line) -> Step {
     let window = src.len().min(MAX_FRAMED_LINE);
     // Only a buffer emptied behind our back (see `SmtpCodec::reset`) can be
     // shorter than what was searched; then search it all.
@@ -320,6 +344,8 @@ fn decode_line(next_index: &mut usize, src: &mut BytesMut) -> Step {
             let content = end - 1 - usize::from(crlf);
             let frame = if content > MAX_LINE {
                 Frame::LineTooLong
+            } else if line == Line::Response {
+                Frame::Response(Bytes::copy_from_slice(&src[..content]))
             } else {
                 Frame::Command(Command::parse(&src[..end]))
             };

@@ -434,7 +434,7 @@ fn large_body_in_small_reads() {
 /// How far the codec has searched the buffer.
 fn searched(codec: &SmtpCodec) -> usize {
     match &codec.mode {
-        Mode::Command { next_index } => *next_index,
+        Mode::Command { next_index } | Mode::Response { next_index } => *next_index,
         Mode::Data(body) => body.next_index,
         Mode::Discarding | Mode::Draining(..) | Mode::Chunk(_) | Mode::SkipChunk(..) => 0,
     }
@@ -780,4 +780,37 @@ fn a_grown_read_buffer_is_shrunk_once_released() {
     assert_eq!(&buf[..], b"NOOP\r\n", "pipelined input is kept");
     assert_ne!(buf.as_ptr(), before, "moved out of the body's allocation");
     assert!(buf.capacity() <= 64 * 1024);
+}
+
+/// After a `334`, the next line is a SASL response: raw, not parsed as a
+/// command, bounded like one; then the codec reads commands again.
+#[test]
+fn a_sasl_response_line_is_taken_raw() {
+    let mut codec = SmtpCodec::new(LIMIT);
+    let mut buf = BytesMut::from(&b"AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\nNOOP\r\n"[..]);
+    assert!(matches!(
+        codec.decode(&mut buf).unwrap(),
+        Some(Frame::Command(Ok(Command::Auth { .. })))
+    ));
+    codec.start_response();
+    assert_eq!(
+        codec.decode(&mut buf).unwrap(),
+        Some(Frame::Response(Bytes::from_static(b"AGFsaWNlAHNlY3JldA==")))
+    );
+    assert_eq!(
+        codec.decode(&mut buf).unwrap(),
+        Some(Frame::Command(Ok(Command::Noop)))
+    );
+
+    codec.start_response();
+    let mut long = BytesMut::from(&vec![b'A'; MAX_LINE + 10][..]);
+    assert_eq!(codec.decode(&mut long).unwrap(), None);
+    assert!(long.len() <= MAX_LINE + 2, "the buffer stays bounded");
+    long.extend_from_slice(b"AAAA\r\n*\r\n");
+    assert_eq!(codec.decode(&mut long).unwrap(), Some(Frame::LineTooLong));
+    // Back in command mode: `*` is no command.
+    assert!(matches!(
+        codec.decode(&mut long).unwrap(),
+        Some(Frame::Command(Err(_)))
+    ));
 }

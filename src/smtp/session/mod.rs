@@ -5,7 +5,9 @@
 //! mode (DATA, a BDAT chunk, STARTTLS). It owns the dialogue's sequencing and nothing else:
 //! no I/O, no business decisions (which recipients exist, what delivery
 //! means), so every transition of the dialogue (`docs/smtp.md`) is a unit
-//! test without a socket.
+//! test without a socket. The SASL exchange of `AUTH` is in [`auth`].
+
+mod auth;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use self::auth::Sasl;
+pub use self::auth::{AuthMode, MAX_AUTH_FAILURES};
 use super::codec::Frame;
 use super::command::{Command, CommandError, MailParams, canonical_mailbox};
 use super::reply::Reply;
@@ -34,6 +38,8 @@ pub struct SessionConfig {
     pub require_tls: bool,
     /// Whether `STARTTLS` can be offered at all.
     pub tls_available: bool,
+    /// `MAIL_LASER_AUTH`: whether `AUTH` is offered (after TLS) and required.
+    pub auth: AuthMode,
 }
 
 /// What the connection must do next.
@@ -57,6 +63,9 @@ pub enum Action {
     /// Write this `220`, discard buffered input and upgrade to TLS; then
     /// call [`Session::on_tls_established`].
     StartTls(Reply),
+    /// Write this `334` challenge and switch the codec to response mode:
+    /// the next line is the client's SASL response.
+    ReadResponse(Reply),
 }
 
 /// The envelope being built between `MAIL` and the end of data.
@@ -131,6 +140,7 @@ enum ChunkFate {
 /// Which stack request is in flight, so its response can update the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AwaitedResponse {
+    Auth { username: String },
     Mail { sender: String, params: MailParams },
     Rcpt { recipient: String },
     Message,
@@ -148,8 +158,14 @@ pub struct Session {
     helo: Option<String>,
     /// EHLO (not HELO) was used: enhanced status codes are in effect.
     esmtp: bool,
-    /// Set once STARTTLS succeeded.
+    /// Set once STARTTLS succeeded (or from the start on the implicit-TLS port).
     tls: Option<TlsInfo>,
+    /// The user name of a successful `AUTH`.
+    authenticated: Option<String>,
+    /// Set while a SASL exchange waits for the client's response.
+    sasl: Option<Sasl>,
+    /// `AUTH` attempts the stack refused.
+    auth_failures: u32,
     errors: u32,
     /// The shared memory budget has no room for a new message (set by the
     /// connection before each frame): DATA and BDAT get `452`.
@@ -167,6 +183,9 @@ impl Session {
             helo: None,
             esmtp: false,
             tls: None,
+            authenticated: None,
+            sasl: None,
+            auth_failures: 0,
             errors: 0,
             buffers_full: false,
         }
@@ -196,6 +215,7 @@ impl Session {
             peer: self.peer,
             helo: self.helo.clone().unwrap_or_default(),
             tls: self.tls.clone(),
+            authenticated: self.authenticated.clone(),
         }
     }
 
@@ -209,6 +229,14 @@ impl Session {
     /// Steps the state machine with one frame from the codec.
     pub fn on_frame(&mut self, frame: Frame) -> Action {
         let action = match frame {
+            Frame::Response(line) => self.on_sasl_response(&line),
+            Frame::LineTooLong if self.sasl.is_some() => self.abort_sasl(),
+            // The codec reads a response after every challenge: anything
+            // else ends the exchange unanswered.
+            _ if self.sasl.is_some() => {
+                self.sasl = None;
+                Action::Reply(Reply::bad_sequence())
+            }
             Frame::Command(Ok(command)) => self.on_command(command),
             Frame::Command(Err(CommandError::BadChunkSize)) => {
                 return Action::Close(Reply::bad_chunk_size());
@@ -244,6 +272,10 @@ impl Session {
     pub fn on_response(&mut self, response: SmtpResponse) -> Reply {
         let accepted = response.outcome == Outcome::Accepted;
         match (self.awaiting.take(), &mut self.state) {
+            (Some(AwaitedResponse::Auth { username }), _) => {
+                let reply = self.on_auth_response(username, response.outcome, response.reply);
+                return self.count_errors(reply);
+            }
             (Some(AwaitedResponse::Mail { sender, params }), State::Idle) if accepted => {
                 self.state = State::Mail(Transaction {
                     sender,
@@ -266,6 +298,9 @@ impl Session {
         self.esmtp = false;
         self.helo = None;
         self.state = State::Fresh;
+        // Nothing learnt before TLS counts after it (RFC 3207 §4.2).
+        self.authenticated = None;
+        self.sasl = None;
     }
 
     /// The reply for a client that stayed silent too long.
@@ -301,6 +336,7 @@ impl Session {
             Command::Help => Reply::help(),
             Command::Quit => Reply::bye(),
             Command::StartTls => return self.starttls(),
+            Command::Auth { mechanism, initial } => return self.auth(mechanism, initial),
             Command::NotImplemented(_) => Reply::not_implemented(),
         };
         Action::Reply(reply)
@@ -332,6 +368,9 @@ impl Session {
         if self.config.tls_available && self.tls.is_none() {
             extensions.push("STARTTLS".into());
         }
+        if self.offers_auth() {
+            extensions.push("AUTH PLAIN LOGIN".into());
+        }
         extensions
     }
 
@@ -339,7 +378,14 @@ impl Session {
         let reply = match self.state {
             State::Fresh => Reply::need_ehlo(),
             State::Mail(_) | State::Data(_) | State::Chunking(_) => Reply::nested_mail(),
+            // RFC 4954 §5: `AUTH=` only where AUTH is advertised.
+            State::Idle if params.auth && !self.offers_auth() => Reply::unsupported_parameter(),
             State::Idle if self.config.require_tls && self.tls.is_none() => Reply::tls_required(),
+            State::Idle
+                if self.config.auth == AuthMode::Required && self.authenticated.is_none() =>
+            {
+                Reply::auth_required()
+            }
             State::Idle
                 if params
                     .size

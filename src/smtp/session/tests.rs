@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::smtp::command::BodyType;
+use crate::smtp::request::AuthAttempt;
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -9,6 +10,7 @@ fn config() -> SessionConfig {
         max_message_size: 1000,
         require_tls: false,
         tls_available: true,
+        auth: AuthMode::Off,
     }
 }
 
@@ -38,7 +40,8 @@ fn reply(session: &mut Session, line: &str) -> Reply {
         Action::Reply(reply)
         | Action::Close(reply)
         | Action::StartData(reply)
-        | Action::StartTls(reply) => reply,
+        | Action::StartTls(reply)
+        | Action::ReadResponse(reply) => reply,
         Action::Call(RequestKind::Mail { .. }) => {
             session.on_response(SmtpResponse::sender_accepted())
         }
@@ -52,6 +55,7 @@ fn reply(session: &mut Session, line: &str) -> Reply {
             Outcome::Delivered,
             Reply::message_accepted(),
         )),
+        Action::Call(RequestKind::Auth(attempt)) => session.on_response(check(&attempt)),
         Action::ReadChunk { .. } => panic!("use `bdat` for BDAT"),
     }
 }
@@ -189,7 +193,8 @@ fn null_sender_and_parameters() {
             params: MailParams {
                 size: Some(10),
                 body: Some(BodyType::EightBitMime),
-                smtputf8: true
+                smtputf8: true,
+                auth: false,
             }
         })
     );
@@ -672,4 +677,294 @@ fn memory_has_a_global_bound_a_body_that_runs_out_of_room_is_452() {
         "452 4.3.1 Insufficient system storage, try again later"
     );
     assert!(!s.in_data());
+}
+
+// === AUTH (RFC 4954) ===
+
+/// A stack that knows one user, `alice` with the password `secret`.
+fn check(attempt: &AuthAttempt) -> SmtpResponse {
+    if attempt.username == "alice" && attempt.password.expose() == b"secret" {
+        SmtpResponse::new(Outcome::Accepted, Reply::auth_succeeded())
+    } else {
+        SmtpResponse::new(Outcome::Refused, Reply::auth_invalid())
+    }
+}
+
+fn auth_session(mode: AuthMode) -> Session {
+    session_with(SessionConfig {
+        auth: mode,
+        ..config()
+    })
+}
+
+/// A session with AUTH offered, in TLS and greeted.
+fn tls_auth_session(mode: AuthMode) -> Session {
+    let mut s = auth_session(mode);
+    s.on_tls_established(tls13());
+    reply(&mut s, "EHLO client.example");
+    s
+}
+
+fn b64(text: &[u8]) -> String {
+    data_encoding::BASE64.encode(text)
+}
+
+/// Answers the last challenge with `line`, as the codec yields it.
+fn respond(session: &mut Session, line: &str) -> Action {
+    session.on_frame(Frame::Response(Bytes::copy_from_slice(line.as_bytes())))
+}
+
+fn respond_reply(session: &mut Session, line: &str) -> String {
+    match respond(session, line) {
+        Action::Call(RequestKind::Auth(attempt)) => wire(&session.on_response(check(&attempt))),
+        Action::Reply(reply) | Action::ReadResponse(reply) => wire(&reply),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn auth_is_advertised_only_in_tls_and_only_when_on() {
+    let mut off = auth_session(AuthMode::Off);
+    off.on_tls_established(tls13());
+    assert!(!reply(&mut off, "EHLO c").text.contains("AUTH"));
+    assert_eq!(
+        wire(&reply(&mut off, "AUTH PLAIN")),
+        "502 5.5.1 Command not implemented"
+    );
+
+    let mut plain = auth_session(AuthMode::Optional);
+    let ehlo = reply(&mut plain, "EHLO c");
+    assert!(!ehlo.text.contains("AUTH"), "{}", ehlo.text);
+    assert_eq!(
+        wire(&reply(
+            &mut plain,
+            &format!("AUTH PLAIN {}", b64(b"\0alice\0secret"))
+        )),
+        "538 5.7.11 Encryption required for requested authentication mechanism"
+    );
+    assert_eq!(plain.authenticated(), None);
+
+    let mut tls = tls_auth_session(AuthMode::Optional);
+    let ehlo = reply(&mut tls, "EHLO c");
+    assert!(
+        ehlo.text.ends_with("\nCHUNKING\nAUTH PLAIN LOGIN"),
+        "{}",
+        ehlo.text
+    );
+}
+
+#[test]
+fn auth_plain_with_an_initial_response() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    let line = format!("AUTH PLAIN {}", b64(b"\0alice\0secret"));
+    let Action::Call(RequestKind::Auth(attempt)) = cmd(&mut s, &line) else {
+        panic!("AUTH PLAIN with a response asks the stack");
+    };
+    assert_eq!(attempt.username, "alice");
+    assert_eq!(attempt.mechanism, "PLAIN");
+    assert!(!format!("{attempt:?}").contains("secret"), "{attempt:?}");
+    assert_eq!(
+        wire(&s.on_response(check(&attempt))),
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(s.authenticated(), Some("alice"));
+    assert_eq!(s.info().authenticated.as_deref(), Some("alice"));
+    assert_eq!(
+        wire(&reply(&mut s, "AUTH LOGIN")),
+        "503 5.5.1 Already authenticated"
+    );
+    // RSET and a new EHLO keep the identity.
+    reply(&mut s, "RSET");
+    reply(&mut s, "EHLO again.example");
+    assert_eq!(s.authenticated(), Some("alice"));
+}
+
+#[test]
+fn auth_plain_with_a_challenge_and_an_authzid() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    assert_eq!(
+        cmd(&mut s, "AUTH PLAIN"),
+        Action::ReadResponse(Reply::auth_challenge(""))
+    );
+    assert_eq!(
+        respond_reply(&mut s, &b64(b"alice\0alice\0secret")),
+        "235 2.7.0 Authentication successful"
+    );
+
+    // Acting as someone else is refused without asking the stack.
+    let mut s = tls_auth_session(AuthMode::Optional);
+    assert_eq!(
+        wire(&reply(
+            &mut s,
+            &format!("AUTH PLAIN {}", b64(b"bob\0alice\0secret"))
+        )),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    assert_eq!(s.authenticated(), None);
+}
+
+#[test]
+fn auth_login_asks_for_name_then_password() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    assert_eq!(wire(&reply(&mut s, "AUTH LOGIN")), "334 VXNlcm5hbWU6");
+    assert_eq!(respond_reply(&mut s, &b64(b"alice")), "334 UGFzc3dvcmQ6");
+    assert_eq!(
+        respond_reply(&mut s, &b64(b"wrong")),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    // With the user name as the initial response.
+    assert_eq!(
+        wire(&reply(&mut s, &format!("AUTH LOGIN {}", b64(b"alice")))),
+        "334 UGFzc3dvcmQ6"
+    );
+    assert_eq!(
+        respond_reply(&mut s, &b64(b"secret")),
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(s.authenticated(), Some("alice"));
+}
+
+#[test]
+fn auth_cancel_bad_base64_and_malformed_responses() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    reply(&mut s, "AUTH LOGIN");
+    assert_eq!(
+        respond_reply(&mut s, "*"),
+        "501 5.7.0 Authentication cancelled"
+    );
+    reply(&mut s, "AUTH PLAIN");
+    assert_eq!(
+        respond_reply(&mut s, "not base64!"),
+        "501 5.5.2 Invalid base64 data"
+    );
+    reply(&mut s, "AUTH PLAIN");
+    assert_eq!(
+        respond_reply(&mut s, &b64(b"no nul at all")),
+        "501 5.5.2 Malformed authentication response"
+    );
+    assert_eq!(
+        wire(&reply(
+            &mut s,
+            &format!("AUTH PLAIN {}", b64(b"\0\xff\xfe\0pw"))
+        )),
+        "501 5.5.2 Malformed authentication response"
+    );
+    assert_eq!(
+        wire(&reply(&mut s, "AUTH PLAIN =")),
+        "501 5.5.2 Malformed authentication response"
+    );
+    // An overlong response ends the exchange; the session goes on.
+    reply(&mut s, "AUTH PLAIN");
+    let Action::Reply(too_long) = s.on_frame(Frame::LineTooLong) else {
+        panic!("a reply");
+    };
+    assert_eq!(wire(&too_long), "500 5.5.6 Line too long");
+    assert_eq!(wire(&reply(&mut s, "NOOP")), "250 2.0.0 OK");
+    assert_eq!(
+        wire(&reply(&mut s, "AUTH CRAM-MD5")),
+        "504 5.5.4 Unrecognized authentication type"
+    );
+    assert_eq!(s.authenticated(), None);
+}
+
+#[test]
+fn auth_is_not_permitted_in_a_transaction_or_before_ehlo() {
+    let mut s = auth_session(AuthMode::Optional);
+    s.on_tls_established(tls13());
+    assert_eq!(
+        wire(&reply(&mut s, "AUTH PLAIN")),
+        "503 5.5.1 Send EHLO or HELO first"
+    );
+    reply(&mut s, "EHLO c");
+    reply(&mut s, "MAIL FROM:<a@example.com>");
+    assert_eq!(
+        wire(&reply(&mut s, "AUTH PLAIN")),
+        "503 5.5.1 AUTH not permitted during a mail transaction"
+    );
+    // The transaction is untouched.
+    assert_eq!(reply(&mut s, "RCPT TO:<b@example.com>").code, 250);
+}
+
+/// RFC 4954 §5: clients that authenticated (Exim, sendmail) add `AUTH=` to
+/// `MAIL`; it is taken where AUTH is offered, and unknown elsewhere.
+#[test]
+fn the_auth_mail_parameter_is_accepted_only_where_auth_is_offered() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com> AUTH=<>").code, 250);
+    let mut s = session();
+    reply(&mut s, "EHLO c");
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@example.com> AUTH=<>")),
+        "555 5.5.4 Unsupported MAIL or RCPT parameter"
+    );
+}
+
+#[test]
+fn required_auth_refuses_mail_until_authenticated() {
+    let mut s = tls_auth_session(AuthMode::Required);
+    assert_eq!(
+        wire(&reply(&mut s, "MAIL FROM:<a@example.com>")),
+        "530 5.7.0 Authentication required"
+    );
+    reply(&mut s, &format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+
+    // Optional: mail is taken either way.
+    let mut s = tls_auth_session(AuthMode::Optional);
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 250);
+    // Before TLS in required mode too.
+    let mut s = auth_session(AuthMode::Required);
+    reply(&mut s, "EHLO c");
+    assert_eq!(reply(&mut s, "MAIL FROM:<a@example.com>").code, 530);
+}
+
+#[test]
+fn the_third_failed_auth_closes_the_session() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    let wrong = format!("AUTH PLAIN {}", b64(b"\0alice\0wrong"));
+    for _ in 1..MAX_AUTH_FAILURES {
+        assert_eq!(
+            wire(&reply(&mut s, &wrong)),
+            "535 5.7.8 Authentication credentials invalid"
+        );
+    }
+    let last = reply(&mut s, &wrong);
+    assert_eq!(
+        wire(&last),
+        "421 4.7.0 Too many authentication failures, closing connection"
+    );
+    assert!(last.closes_connection());
+    // A throttled attempt (454) counts too: a client looping on it
+    // cannot spin.
+    let mut s = tls_auth_session(AuthMode::Optional);
+    let mut throttled = || {
+        let Action::Call(RequestKind::Auth(_)) = cmd(&mut s, &wrong) else {
+            panic!("asks the stack");
+        };
+        let response = SmtpResponse::new(Outcome::Deferred, Reply::auth_temporary_failure());
+        wire(&s.on_response(response))
+    };
+    assert_eq!(throttled(), "454 4.7.0 Temporary authentication failure");
+    assert_eq!(throttled(), "454 4.7.0 Temporary authentication failure");
+    assert_eq!(
+        throttled(),
+        "421 4.7.0 Too many authentication failures, closing connection"
+    );
+}
+
+#[test]
+fn a_frame_out_of_place_ends_the_exchange() {
+    let mut s = tls_auth_session(AuthMode::Optional);
+    reply(&mut s, "AUTH LOGIN");
+    // A command where a response was expected (only raw frames can do this).
+    assert_eq!(
+        wire(&reply(&mut s, "NOOP")),
+        "503 5.5.1 Bad sequence of commands"
+    );
+    assert_eq!(wire(&reply(&mut s, "NOOP")), "250 2.0.0 OK");
+    // A response without a challenge.
+    assert_eq!(
+        respond_reply(&mut s, "YWxpY2U="),
+        "503 5.5.1 Bad sequence of commands"
+    );
 }

@@ -127,6 +127,8 @@ pub fn observability() -> Observability {
 /// A running server.
 pub struct TestServer {
     pub smtp: SocketAddr,
+    /// The implicit-TLS port (every test server has one).
+    pub implicit_tls: SocketAddr,
     pub http: SocketAddr,
     pub sink: CaptureSink,
     pub shutdown: CancellationToken,
@@ -156,13 +158,19 @@ impl TestServer {
     ) -> Self {
         let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let implicit_tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (smtp_addr, http_addr) = (smtp.local_addr().unwrap(), http.local_addr().unwrap());
+        let implicit_tls_addr = implicit_tls.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
                 run(
-                    Listeners { smtp, http },
+                    Listeners {
+                        smtp,
+                        http,
+                        implicit_tls: Some(implicit_tls),
+                    },
                     config,
                     shared,
                     observability,
@@ -174,6 +182,7 @@ impl TestServer {
         });
         Self {
             smtp: smtp_addr,
+            implicit_tls: implicit_tls_addr,
             http: http_addr,
             sink,
             shutdown,
@@ -287,6 +296,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Self {
             stream: BufReader::new(stream),
         }
+    }
+
+    /// The stream underneath (a TLS stream's peer certificate, say).
+    pub fn stream(&self) -> &S {
+        self.stream.get_ref()
     }
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
