@@ -39,8 +39,9 @@ pub enum DeliveryOutcome {
 impl DeliveryOutcome {
     /// The one outcome that stands for several deliveries of a payload
     /// (one per route), ranked as the end-of-data reply ranks recipients
-    /// (SPEC §5): any temporary failure first, then a full spool, a
-    /// rejection, a spooled delivery; `Delivered` only when all were.
+    /// (docs/delivery.md, "Several recipients"): any temporary failure
+    /// first, then a full spool, a rejection, a spooled delivery;
+    /// `Delivered` only when all were.
     pub fn most_urgent(outcomes: impl IntoIterator<Item = Self>) -> Self {
         let rank = |outcome: &Self| match outcome {
             Self::Deferred => 4,

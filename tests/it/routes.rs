@@ -199,8 +199,9 @@ url = "{}"
     assert_eq!(support_at_audit.body, to_helpdesk[0].body);
 }
 
-/// SPEC §5: a temporary failure of any delivery of the message makes the
-/// sender retry it (`451`); the other route has its payload meanwhile.
+/// docs/delivery.md ("Several recipients"): a temporary failure of any
+/// delivery of the message makes the sender retry it (`451`); the other
+/// route has its payload meanwhile.
 #[tokio::test]
 async fn one_route_down_while_another_delivers() {
     let (down, up) = (Receiver::start().await, Receiver::start().await);
