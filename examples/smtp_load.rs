@@ -5,6 +5,13 @@
 //! ```sh
 //! cargo run --release --example smtp_load -- 127.0.0.1:2525 SESSIONS MESSAGES SIZE [RCPT]
 //! ```
+//!
+//! Optional, from the environment: `SMTP_LOAD_MESSAGE`, a file sent as the
+//! message instead of the generated one (SIZE is then ignored; it must end
+//! in CRLF and hold no line starting with a dot: it is sent as it is, then
+//! `.`); `SMTP_LOAD_MAIL_FROM` (default `load@example.org`) and
+//! `SMTP_LOAD_HELO` (default `load.example`), for a sender that SPF and
+//! DMARC can judge.
 
 use std::time::Instant;
 
@@ -27,17 +34,36 @@ async fn main() -> anyhow::Result<()> {
         .cloned()
         .unwrap_or_else(|| "bench@example.com".into());
 
-    let line = format!("{}\r\n", "x".repeat(76));
-    let body = line.repeat((size / line.len()).max(1));
-    let message =
-        format!("From: Load <load@example.org>\r\nTo: {rcpt}\r\nSubject: load\r\n\r\n{body}.\r\n");
+    let message = match std::env::var_os("SMTP_LOAD_MESSAGE") {
+        Some(path) => {
+            let message = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.to_string_lossy()))?;
+            if !message.ends_with("\r\n") || message.starts_with('.') || message.contains("\n.") {
+                bail!("SMTP_LOAD_MESSAGE must end in CRLF and hold no line starting with a dot");
+            }
+            format!("{message}.\r\n")
+        }
+        None => {
+            let line = format!("{}\r\n", "x".repeat(76));
+            let body = line.repeat((size / line.len()).max(1));
+            format!(
+                "From: Load <load@example.org>\r\nTo: {rcpt}\r\nSubject: load\r\n\r\n{body}.\r\n"
+            )
+        }
+    };
+    let envelope = Envelope {
+        helo: std::env::var("SMTP_LOAD_HELO").unwrap_or_else(|_| "load.example".into()),
+        mail_from: std::env::var("SMTP_LOAD_MAIL_FROM")
+            .unwrap_or_else(|_| "load@example.org".into()),
+        rcpt,
+    };
 
     let start = Instant::now();
     let tasks: Vec<_> = (0..sessions)
         .map(|i| {
             let share = messages / sessions + usize::from(i < messages % sessions);
-            let (addr, rcpt, message) = (addr.clone(), rcpt.clone(), message.clone());
-            tokio::spawn(async move { session(&addr, &rcpt, &message, share).await })
+            let (addr, envelope, message) = (addr.clone(), envelope.clone(), message.clone());
+            tokio::spawn(async move { session(&addr, &envelope, &message, share).await })
         })
         .collect();
     let mut accepted = 0;
@@ -53,16 +79,30 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn session(addr: &str, rcpt: &str, message: &str, count: usize) -> anyhow::Result<usize> {
+#[derive(Clone)]
+struct Envelope {
+    helo: String,
+    mail_from: String,
+    rcpt: String,
+}
+
+async fn session(
+    addr: &str,
+    envelope: &Envelope,
+    message: &str,
+    count: usize,
+) -> anyhow::Result<usize> {
     let stream = TcpStream::connect(addr).await.context("connect")?;
     stream.set_nodelay(true)?;
     let mut stream = BufReader::new(stream);
     reply(&mut stream).await?;
-    command(&mut stream, "EHLO load.example\r\n").await?;
+    command(&mut stream, &format!("EHLO {}\r\n", envelope.helo)).await?;
+    let mail_from = format!("MAIL FROM:<{}>\r\n", envelope.mail_from);
+    let rcpt_to = format!("RCPT TO:<{}>\r\n", envelope.rcpt);
     let mut accepted = 0;
     for _ in 0..count {
-        command(&mut stream, "MAIL FROM:<load@example.org>\r\n").await?;
-        command(&mut stream, &format!("RCPT TO:<{rcpt}>\r\n")).await?;
+        command(&mut stream, &mail_from).await?;
+        command(&mut stream, &rcpt_to).await?;
         command(&mut stream, "DATA\r\n").await?;
         if command(&mut stream, message).await? == 250 {
             accepted += 1;
