@@ -4,8 +4,8 @@ use mail_auth::dmarc::Policy;
 use mail_auth::{ArcOutput, DkimOutput, DmarcOutput, SpfOutput};
 
 use crate::mail::{
-    ArcFields, ArcResult, AuthFields, DkimResult, DkimSignature, DmarcFields, DmarcPolicy,
-    DmarcResult, SpfCheck, SpfFields, SpfResult,
+    ArcFields, AuthFields, DkimSignature, DmarcFields, DmarcPolicy, DmarcResult, SignatureResult,
+    SpfCheck, SpfFields, SpfResult,
 };
 
 pub(super) fn fields(
@@ -27,7 +27,7 @@ pub(super) fn fields(
                 Some(DkimSignature {
                     domain: signature.d.clone(),
                     selector: signature.s.clone(),
-                    result: dkim_result(output.result()),
+                    result: signature_result(output.result()),
                 })
             })
             .collect(),
@@ -43,7 +43,7 @@ pub(super) fn fields(
             dkim_aligned: *dmarc.dkim_result() == mail_auth::DmarcResult::Pass,
         },
         arc: ArcFields {
-            result: arc_result(arc.result()),
+            result: signature_result(arc.result()),
         },
         authentication_results: one_line(authentication_results),
     }
@@ -64,14 +64,15 @@ fn spf_check(output: &SpfOutput) -> SpfCheck {
     }
 }
 
-fn dkim_result(result: &mail_auth::DkimResult) -> DkimResult {
+/// A DKIM signature's or an ARC chain's result.
+fn signature_result(result: &mail_auth::DkimResult) -> SignatureResult {
     match result {
-        mail_auth::DkimResult::Pass => DkimResult::Pass,
-        mail_auth::DkimResult::Fail(_) => DkimResult::Fail,
-        mail_auth::DkimResult::Neutral(_) => DkimResult::Neutral,
-        mail_auth::DkimResult::TempError(_) => DkimResult::Temperror,
-        mail_auth::DkimResult::PermError(_) => DkimResult::Permerror,
-        mail_auth::DkimResult::None => DkimResult::None,
+        mail_auth::DkimResult::Pass => SignatureResult::Pass,
+        mail_auth::DkimResult::Fail(_) => SignatureResult::Fail,
+        mail_auth::DkimResult::Neutral(_) => SignatureResult::Neutral,
+        mail_auth::DkimResult::TempError(_) => SignatureResult::Temperror,
+        mail_auth::DkimResult::PermError(_) => SignatureResult::Permerror,
+        mail_auth::DkimResult::None => SignatureResult::None,
     }
 }
 
@@ -82,17 +83,6 @@ fn dmarc_result(result: &mail_auth::DmarcResult) -> DmarcResult {
         mail_auth::DmarcResult::TempError(_) => DmarcResult::Temperror,
         mail_auth::DmarcResult::PermError(_) => DmarcResult::Permerror,
         mail_auth::DmarcResult::None => DmarcResult::None,
-    }
-}
-
-fn arc_result(result: &mail_auth::DkimResult) -> ArcResult {
-    match result {
-        mail_auth::DkimResult::Pass => ArcResult::Pass,
-        mail_auth::DkimResult::Fail(_) => ArcResult::Fail,
-        mail_auth::DkimResult::Neutral(_) => ArcResult::Neutral,
-        mail_auth::DkimResult::TempError(_) => ArcResult::Temperror,
-        mail_auth::DkimResult::PermError(_) => ArcResult::Permerror,
-        mail_auth::DkimResult::None => ArcResult::None,
     }
 }
 

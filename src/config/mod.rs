@@ -251,23 +251,7 @@ impl Cli {
         let routes = self.routes_file()?;
         let webhook = match self.webhook_url.as_deref().map(str::trim) {
             None | Some("-") => None,
-            Some(url) => Some(WebhookConfig {
-                url: parse_webhook_url(url, self.allow_insecure_webhook)?,
-                attempt_timeout: Duration::from_secs(self.webhook_timeout),
-                max_retries: self.webhook_max_retries,
-                backoff: Backoff::default(),
-                budget: DELIVERY_BUDGET,
-                breaker: BreakerConfig {
-                    threshold: self.circuit_breaker_threshold,
-                    reset: Duration::from_secs(self.circuit_breaker_reset),
-                },
-                signing_secret: self
-                    .webhook_signing_secret
-                    .clone()
-                    .filter(|secret| !secret.is_empty())
-                    .map(SigningSecret::new),
-                standard_secrets: Vec::new(),
-            }),
+            Some(url) => Some(self.webhook(parse_webhook_url(url, self.allow_insecure_webhook)?)),
         };
         let sink = match (self.delivery, webhook, &routes) {
             (DeliveryMode::Spool, _, Some(_)) => {
@@ -424,12 +408,23 @@ impl Cli {
     /// One route's webhook: the global settings, with the route's own
     /// timeout, retries and Standard Webhooks secrets.
     fn route_webhook(&self, route: &RouteSpec) -> WebhookConfig {
+        let global = self.webhook(route.url.clone());
         WebhookConfig {
-            url: route.url.clone(),
-            attempt_timeout: route
-                .timeout
-                .unwrap_or(Duration::from_secs(self.webhook_timeout)),
-            max_retries: route.max_retries.unwrap_or(self.webhook_max_retries),
+            attempt_timeout: route.timeout.unwrap_or(global.attempt_timeout),
+            max_retries: route.max_retries.unwrap_or(global.max_retries),
+            standard_secrets: route.signing_secrets.clone(),
+            ..global
+        }
+    }
+
+    /// A webhook at `url` with the global settings (`MAIL_LASER_WEBHOOK_*`,
+    /// the breaker, the signing secret): the implicit route, and the base
+    /// of every route of a routes file.
+    fn webhook(&self, url: reqwest::Url) -> WebhookConfig {
+        WebhookConfig {
+            url,
+            attempt_timeout: Duration::from_secs(self.webhook_timeout),
+            max_retries: self.webhook_max_retries,
             backoff: Backoff::default(),
             budget: DELIVERY_BUDGET,
             breaker: BreakerConfig {
@@ -441,7 +436,7 @@ impl Cli {
                 .clone()
                 .filter(|secret| !secret.is_empty())
                 .map(SigningSecret::new),
-            standard_secrets: route.signing_secrets.clone(),
+            standard_secrets: Vec::new(),
         }
     }
 

@@ -17,8 +17,8 @@ pub use parse::{
     unix_to_rfc3339,
 };
 pub use payload::{
-    ArcFields, ArcResult, AttachmentDelivery, AttachmentField, AuthFields, Base64, DkimResult,
-    DkimSignature, DmarcFields, DmarcPolicy, DmarcResult, EnvelopeTls, MessageEnvelope,
-    MessageExtras, MessageFields, NamedHeader, Payload, PayloadJson, SpfCheck, SpfFields,
-    SpfResult, StoredLocation, payload_schema,
+    ArcFields, AttachmentDelivery, AttachmentField, AuthFields, Base64, DkimSignature, DmarcFields,
+    DmarcPolicy, DmarcResult, EnvelopeTls, MessageEnvelope, MessageExtras, MessageFields,
+    NamedHeader, Payload, PayloadJson, SignatureResult, SpfCheck, SpfFields, SpfResult,
+    StoredLocation, payload_schema,
 };

@@ -35,10 +35,13 @@ impl SpfResult {
     }
 }
 
-/// A DKIM result for one signature (RFC 8601 §2.7.1).
+/// The result of verifying signatures: one DKIM signature (RFC 8601
+/// §2.7.1) or an ARC chain (RFC 8617 §4.4, with the verifier's `neutral`
+/// for a chain whose last set cannot be checked). One type, as both are
+/// verified the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum DkimResult {
+pub enum SignatureResult {
     Pass,
     Fail,
     Neutral,
@@ -47,7 +50,7 @@ pub enum DkimResult {
     Permerror,
 }
 
-impl DkimResult {
+impl SignatureResult {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pass => "pass",
@@ -77,32 +80,6 @@ impl DmarcResult {
         match self {
             Self::Pass => "pass",
             Self::Fail => "fail",
-            Self::None => "none",
-            Self::Temperror => "temperror",
-            Self::Permerror => "permerror",
-        }
-    }
-}
-
-/// An ARC chain result (RFC 8617 §4.4, with the verifier's `neutral` for a
-/// chain whose last set cannot be checked).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ArcResult {
-    Pass,
-    Fail,
-    Neutral,
-    None,
-    Temperror,
-    Permerror,
-}
-
-impl ArcResult {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pass => "pass",
-            Self::Fail => "fail",
-            Self::Neutral => "neutral",
             Self::None => "none",
             Self::Temperror => "temperror",
             Self::Permerror => "permerror",
@@ -167,7 +144,7 @@ pub struct DkimSignature {
     pub domain: String,
     /// The selector (`s=`).
     pub selector: String,
-    pub result: DkimResult,
+    pub result: SignatureResult,
 }
 
 /// DMARC (RFC 7489) for the domain of `From:`.
@@ -190,7 +167,7 @@ pub struct DmarcFields {
 /// ARC (RFC 8617): the chain of custody of a forwarded message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ArcFields {
-    pub result: ArcResult,
+    pub result: SignatureResult,
 }
 
 impl AuthFields {

@@ -25,8 +25,8 @@ use serde::ser::Serialize;
 
 pub use attachment::{AttachmentDelivery, AttachmentField, Base64, StoredLocation};
 pub use auth::{
-    ArcFields, ArcResult, AuthFields, DkimResult, DkimSignature, DmarcFields, DmarcPolicy,
-    DmarcResult, SpfCheck, SpfFields, SpfResult,
+    ArcFields, AuthFields, DkimSignature, DmarcFields, DmarcPolicy, DmarcResult, SignatureResult,
+    SpfCheck, SpfFields, SpfResult,
 };
 pub use headers::Headers;
 pub use json::PayloadJson;
