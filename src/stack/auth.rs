@@ -72,10 +72,7 @@ where
         {
             return Either::Left(self.inner.call(request));
         }
-        // The service `poll_ready` prepared goes with the request; this
-        // one keeps a fresh clone (tower's usual swap).
-        let fresh = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let mut inner = super::take_ready(&mut self.inner);
         let authenticator = self.authenticator.clone();
         let metrics = self.metrics.clone();
         let span = tracing::Span::current();

@@ -122,3 +122,11 @@ pub fn build(
         .service(Handoff::new(sink, config.parse, memory));
     BoxCloneSyncService::new(service)
 }
+
+/// The service a layer calls for this request: the one `poll_ready` made
+/// ready, leaving a fresh clone in its place for the next request (tower's
+/// usual swap, for layers whose future outlives `call`).
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let fresh = inner.clone();
+    std::mem::replace(inner, fresh)
+}

@@ -81,9 +81,7 @@ where
     }
 
     fn call(&mut self, mut request: SmtpRequest) -> Self::Future {
-        // The clone that was polled ready serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let RequestKind::Message(envelope) = &mut request.kind else {
             return Box::pin(async move { inner.call(request).await.map_err(Into::into) });
         };

@@ -65,8 +65,7 @@ where
     }
 
     fn call(&mut self, request: SmtpRequest) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let facts = self
             .policy
             .clone()
