@@ -10,10 +10,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Pattern, RouteMatcher};
-use crate::webhook::StandardSecret;
+use crate::webhook::{StandardSecret, WebhookConfig};
 
 /// One route as the file describes it, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     pub name: String,
     pub patterns: Vec<Pattern>,
@@ -27,6 +27,18 @@ pub struct RouteSpec {
 }
 
 impl RouteSpec {
+    /// The route's webhook: `global` (the `MAIL_LASER_WEBHOOK_*` settings)
+    /// with the route's URL, timeout, retries and Standard Webhooks secrets.
+    pub fn webhook(&self, global: &WebhookConfig) -> WebhookConfig {
+        WebhookConfig {
+            url: self.url.clone(),
+            attempt_timeout: self.timeout.unwrap_or(global.attempt_timeout),
+            max_retries: self.max_retries.unwrap_or(global.max_retries),
+            standard_secrets: self.signing_secrets.clone(),
+            ..global.clone()
+        }
+    }
+
     pub fn matcher(&self) -> RouteMatcher {
         RouteMatcher {
             name: self.name.as_str().into(),
@@ -87,26 +99,11 @@ struct RawRoute {
     max_retries: Option<Spanned<u32>>,
 }
 
-/// Reads and validates the file at `path`; `check_url` applies the rules
-/// of `MAIL_LASER_WEBHOOK_URL` to each route's URL.
+/// Validates the text of a routes file; `path` only names it in errors,
+/// `check_url` applies the rules of `MAIL_LASER_WEBHOOK_URL` to each URL.
 ///
 /// # Errors
-/// The file cannot be read, parsed or validated.
-pub fn load(
-    path: &Path,
-    check_url: &dyn Fn(&str) -> Result<reqwest::Url, String>,
-) -> Result<Vec<RouteSpec>, RoutesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RoutesError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(path, &text, check_url)
-}
-
-/// [`load`] of text already read; `path` only names it in errors.
-///
-/// # Errors
-/// As [`load`].
+/// The text cannot be parsed or validated.
 pub fn parse(
     path: &Path,
     text: &str,
