@@ -440,6 +440,7 @@ impl Cli {
                 .filter(|secret| !secret.is_empty())
                 .map(SigningSecret::new),
             standard_secrets: Vec::new(),
+            headers: reqwest::header::HeaderMap::new(),
         }
     }
 

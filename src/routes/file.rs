@@ -1,11 +1,12 @@
 //! The routes file (`MAIL_LASER_ROUTES`, TOML): read and validated once at
 //! start; every error names the file, the line and the reason.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -24,6 +25,9 @@ pub struct RouteSpec {
     pub timeout: Option<Duration>,
     /// Retries after the first attempt; the global setting when absent.
     pub max_retries: Option<u32>,
+    /// HTTP headers added to every request (a consumer's API key, a tenant
+    /// id); values are marked sensitive and never printed.
+    pub headers: HeaderMap,
 }
 
 impl RouteSpec {
@@ -35,6 +39,7 @@ impl RouteSpec {
             attempt_timeout: self.timeout.unwrap_or(global.attempt_timeout),
             max_retries: self.max_retries.unwrap_or(global.max_retries),
             standard_secrets: self.signing_secrets.clone(),
+            headers: self.headers.clone(),
             ..global.clone()
         }
     }
@@ -97,6 +102,9 @@ struct RawRoute {
     /// Seconds per attempt, as `MAIL_LASER_WEBHOOK_TIMEOUT`.
     timeout: Option<Spanned<u64>>,
     max_retries: Option<Spanned<u32>>,
+    /// `{ "Authorization" = "Bearer …" }`.
+    #[serde(default)]
+    headers: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// Validates the text of a routes file; `path` only names it in errors,
@@ -201,6 +209,14 @@ pub fn parse(
             }
             retries => retries.map(Spanned::into_inner),
         };
+        let headers = match route.headers {
+            Some(headers) => {
+                let span = headers.span();
+                extra_headers(headers.into_inner())
+                    .map_err(|reason| invalid(span, format!("route '{name}': headers: {reason}")))?
+            }
+            None => HeaderMap::new(),
+        };
         routes.push(RouteSpec {
             name: name.to_owned(),
             patterns,
@@ -208,9 +224,45 @@ pub fn parse(
             signing_secrets,
             timeout,
             max_retries,
+            headers,
         });
     }
     Ok(routes)
+}
+
+/// Headers MailLaser sets itself: a route cannot replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "user-agent",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+];
+
+/// A route's `headers`, checked: valid names and values, none of ours.
+/// A reason names the header, never its value (it may be a secret).
+fn extra_headers(table: BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in table {
+        let header = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("'{name}' is not a header name"))?;
+        let ours = RESERVED_HEADERS.contains(&header.as_str())
+            || header.as_str().starts_with("webhook-")
+            || header.as_str().starts_with("x-maillaser-");
+        if ours {
+            return Err(format!("'{name}' is set by MailLaser"));
+        }
+        let mut value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("the value of '{name}' is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
@@ -236,6 +288,7 @@ url = "https://helpdesk.internal/hooks/mail"
 signing_secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 timeout = 5
 max_retries = 1
+headers = { "Authorization" = "Bearer token-123", "X-Tenant" = "acme" }
 
 [[route]]
 name = "audit"
@@ -252,6 +305,11 @@ url = "https://audit.internal/mail"
         assert_eq!(routes[0].signing_secrets.len(), 1);
         assert_eq!(routes[0].timeout, Some(Duration::from_secs(5)));
         assert_eq!(routes[0].max_retries, Some(1));
+        assert_eq!(routes[0].headers["authorization"], "Bearer token-123");
+        assert!(routes[0].headers["authorization"].is_sensitive());
+        assert_eq!(routes[0].headers["x-tenant"], "acme");
+        assert!(!format!("{:?}", routes[0]).contains("token-123"));
+        assert!(routes[1].headers.is_empty());
         assert_eq!(routes[1].patterns, vec![Pattern::Any]);
         assert_eq!(routes[1].timeout, None);
     }
@@ -266,17 +324,17 @@ url = "https://audit.internal/mail"
             ),
             (
                 GOOD.replace("\"audit\"", "\"helpdesk\""),
-                "routes.toml line 11:",
+                "routes.toml line 12:",
                 "duplicate route name 'helpdesk'",
             ),
             (
                 GOOD.replace("https://audit", "http://audit"),
-                "routes.toml line 13:",
+                "routes.toml line 14:",
                 "https:// only",
             ),
             (
                 GOOD.replace("\"*\"", "\"a*@x\""),
-                "routes.toml line 12:",
+                "routes.toml line 13:",
                 "not a pattern",
             ),
             (
@@ -291,8 +349,28 @@ url = "https://audit.internal/mail"
             ),
             (
                 GOOD.replace("match = [\"*\"]", "match = []"),
-                "routes.toml line 12:",
+                "routes.toml line 13:",
                 "match is empty",
+            ),
+            (
+                GOOD.replace("X-Tenant", "Idempotency-Key"),
+                "routes.toml line 9:",
+                "'Idempotency-Key' is set by MailLaser",
+            ),
+            (
+                GOOD.replace("X-Tenant", "Webhook-Signature"),
+                "routes.toml line 9:",
+                "is set by MailLaser",
+            ),
+            (
+                GOOD.replace("X-Tenant", "Bad Name"),
+                "routes.toml line 9:",
+                "'Bad Name' is not a header name",
+            ),
+            (
+                GOOD.replace("Bearer token-123", "token-123\\u0001"),
+                "routes.toml line 9:",
+                "the value of 'Authorization' is not a valid header value",
             ),
             ("[[route]\n".to_owned(), "routes.toml line 1:", ""),
             (String::new(), "routes.toml: no [[route]]", ""),
@@ -303,6 +381,10 @@ url = "https://audit.internal/mail"
             assert!(error.contains(reason), "{error}");
             assert!(!error.contains('\n'), "{error}");
             assert!(!error.contains("MfKQ9r8"), "a secret leaked: {error}");
+            assert!(
+                !error.contains("token-123"),
+                "a header value leaked: {error}"
+            );
         }
     }
 }
