@@ -162,7 +162,7 @@ pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, O
             let sink = SpoolSink::open(webhook, spool, metrics)?;
             tracing::info!(
                 dir = %spool.dir.display(),
-                waiting = sink.spool().usage().files,
+                waiting = sink.store().usage().files,
                 max_age = %duration::humane(spool.max_age),
                 "spool mode"
             );

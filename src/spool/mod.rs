@@ -17,6 +17,8 @@
 
 mod error;
 mod file;
+mod folder;
+mod queue;
 mod schedule;
 mod store;
 mod worker;
@@ -26,11 +28,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use error::SpoolError;
 pub use file::{FormatError, Header, SpoolEntry, now_ms};
+pub use folder::FolderStore;
+pub use queue::{Claim, Finish, SpoolStore};
 pub use store::{DEAD_DIR, Spool, SpoolId, Usage};
 pub use worker::SpoolWorker;
 
@@ -132,12 +135,13 @@ pub fn single_attempt(webhook: &WebhookConfig) -> WebhookConfig {
     }
 }
 
-/// The spool folder and its background worker, shared by the
+/// The spool store and its background worker, shared by the
 /// [`SpoolSink`]s of every route.
 #[derive(Clone)]
 pub struct SpoolQueue {
-    spool: Spool,
-    spooled: mpsc::UnboundedSender<worker::Spooled>,
+    store: Arc<dyn SpoolStore>,
+    /// The wait before the first background attempt of a new entry.
+    backoff: Backoff,
     /// Handed out once, by [`SpoolQueue::background`].
     worker: Arc<Mutex<Option<SpoolWorker>>>,
 }
@@ -156,20 +160,23 @@ impl SpoolQueue {
     ) -> Result<Self, SpoolError> {
         let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
         spool.observe_depth(metrics);
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let worker = SpoolWorker::new(
-            spool.clone(),
-            webhooks,
-            config.clone(),
-            recovered,
-            receiver,
-            metrics.clone(),
-        );
-        Ok(Self {
-            spool,
-            spooled: sender,
+        let store = FolderStore::new(spool, recovered, config.rescan, config.backoff.max);
+        Ok(Self::over(Arc::new(store), config, webhooks, metrics))
+    }
+
+    /// A queue over `store`.
+    pub fn over(
+        store: Arc<dyn SpoolStore>,
+        config: &SpoolConfig,
+        webhooks: Arc<dyn Webhooks>,
+        metrics: &Metrics,
+    ) -> Self {
+        let worker = SpoolWorker::new(store.clone(), webhooks, config, metrics.clone());
+        Self {
+            store,
+            backoff: config.backoff,
             worker: Arc::new(Mutex::new(Some(worker))),
-        })
+        }
     }
 
     /// A sink that first tries `webhook` and spools for `route` (`None`:
@@ -182,8 +189,8 @@ impl SpoolQueue {
         }
     }
 
-    pub fn spool(&self) -> &Spool {
-        &self.spool
+    pub fn store(&self) -> &Arc<dyn SpoolStore> {
+        &self.store
     }
 
     /// The background worker, the first time it is asked for.
@@ -228,8 +235,9 @@ impl SpoolSink {
         &self.webhook
     }
 
-    pub fn spool(&self) -> &Spool {
-        self.queue.spool()
+    /// Where entries wait.
+    pub fn store(&self) -> &Arc<dyn SpoolStore> {
+        self.queue.store()
     }
 }
 
@@ -240,7 +248,7 @@ impl Sink for SpoolSink {
         let body = request.body.clone();
         let posted = self.webhook.post(request);
         let route = self.route.as_deref().map(str::to_owned);
-        let (spool, spooled) = (self.queue.spool.clone(), self.queue.spooled.clone());
+        let (store, backoff) = (self.queue.store.clone(), self.queue.backoff);
         Box::pin(async move {
             let error = match webhook::settle(posted.await) {
                 Ok(outcome) => return outcome,
@@ -250,13 +258,10 @@ impl Sink for SpoolSink {
             let mut entry = SpoolEntry::new(key, body, now_ms());
             entry.header.route = route;
             entry.failed(&ErrorChain(&error).to_string(), requested);
-            let attempts = entry.header.attempts;
-            match spool.blocking(move |spool| spool.store(&entry)).await {
+            let delay = backoff.delay(entry.header.attempts.max(1));
+            match store.enqueue(entry, delay).await {
                 Ok(id) => {
-                    tracing::info!(file = %id, error = %ErrorChain(&error), "webhook unavailable, message spooled");
-                    // A closed channel means the worker has stopped: the
-                    // file is picked up at the next start.
-                    let _ = spooled.send((id, attempts));
+                    tracing::info!(entry = %id, store = store.kind(), error = %ErrorChain(&error), "webhook unavailable, message spooled");
                     DeliveryOutcome::Spooled
                 }
                 Err(spool_error) => {
@@ -274,7 +279,7 @@ impl Sink for SpoolSink {
     /// Ready while the spool has room: an open breaker is what the spool is
     /// for, so it does not take the instance out of a load balancer.
     fn is_ready(&self) -> bool {
-        !self.queue.spool.is_full()
+        !self.queue.store.is_full()
     }
 
     /// The shared worker; with routes, the first route's sink hands it out.
