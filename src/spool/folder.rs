@@ -268,7 +268,7 @@ impl SpoolStore for FolderStore {
         self.spool.usage()
     }
 
-    fn is_full(&self) -> bool {
-        self.spool.is_full()
+    fn is_ready(&self) -> bool {
+        !self.spool.is_full()
     }
 }

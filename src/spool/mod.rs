@@ -18,6 +18,7 @@
 mod error;
 mod file;
 mod folder;
+mod postgres;
 mod queue;
 mod schedule;
 mod store;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::SpoolError;
 pub use file::{FormatError, Header, SpoolEntry, now_ms};
 pub use folder::FolderStore;
+pub use postgres::{PostgresSpoolConfig, PostgresStore, PostgresUrl};
 pub use queue::{Claim, Finish, SpoolStore};
 pub use store::{DEAD_DIR, Spool, SpoolId, Usage};
 pub use worker::SpoolWorker;
@@ -66,6 +68,9 @@ impl Default for SpoolLimits {
 pub struct SpoolConfig {
     /// `MAIL_LASER_SPOOL_DIR`.
     pub dir: PathBuf,
+    /// `MAIL_LASER_SPOOL_URL`: the shared PostgreSQL queue instead of the
+    /// folder.
+    pub postgres: Option<PostgresSpoolConfig>,
     /// `MAIL_LASER_SPOOL_MAX_AGE`: after this long a failed entry is a dead letter.
     pub max_age: Duration,
     pub limits: SpoolLimits,
@@ -86,6 +91,7 @@ impl SpoolConfig {
     pub fn new(dir: PathBuf, max_age: Duration, limits: SpoolLimits) -> Self {
         Self {
             dir,
+            postgres: None,
             max_age,
             limits,
             backoff: Backoff {
@@ -104,7 +110,7 @@ impl SpoolConfig {
 pub enum OpenError {
     #[error("MAIL_LASER_WEBHOOK_URL: cannot set up the webhook client")]
     Client(#[from] reqwest::Error),
-    #[error("MAIL_LASER_SPOOL_DIR")]
+    #[error("{}", if matches!(.0, SpoolError::Database { .. }) { "MAIL_LASER_SPOOL_URL" } else { "MAIL_LASER_SPOOL_DIR" })]
     Spool(#[from] SpoolError),
 }
 
@@ -147,21 +153,32 @@ pub struct SpoolQueue {
 }
 
 impl SpoolQueue {
-    /// Opens the spool folder, recovering what a previous run left; the
-    /// worker delivers each entry through `webhooks`. Blocks briefly on the
-    /// file system.
+    /// Opens the store: the PostgreSQL queue (connected, its schema up to
+    /// date) or the spool folder (recovering what a previous run left; this
+    /// blocks briefly on the file system). The worker delivers each entry
+    /// through `webhooks`.
     ///
     /// # Errors
-    /// The folder cannot be created or read.
-    pub fn open(
+    /// The folder cannot be created or read, or the database reached.
+    pub async fn open(
         config: &SpoolConfig,
         webhooks: Arc<dyn Webhooks>,
         metrics: &Metrics,
     ) -> Result<Self, SpoolError> {
-        let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
-        spool.observe_depth(metrics);
-        let store = FolderStore::new(spool, recovered, config.rescan, config.backoff.max);
-        Ok(Self::over(Arc::new(store), config, webhooks, metrics))
+        let store: Arc<dyn SpoolStore> = match &config.postgres {
+            Some(postgres) => PostgresStore::connect(postgres, config.limits, metrics).await?,
+            None => {
+                let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
+                spool.observe_depth(metrics);
+                Arc::new(FolderStore::new(
+                    spool,
+                    recovered,
+                    config.rescan,
+                    config.backoff.max,
+                ))
+            }
+        };
+        Ok(Self::over(store, config, webhooks, metrics))
     }
 
     /// A queue over `store`.
@@ -214,19 +231,20 @@ pub struct SpoolSink {
 }
 
 impl SpoolSink {
-    /// `spool` mode without routes: opens the folder and builds the one
-    /// webhook stack. Blocks briefly on the file system.
+    /// `spool` mode without routes: opens the store and builds the one
+    /// webhook stack.
     ///
     /// # Errors
     /// [`OpenError`]: the folder cannot be created or read, or the HTTP
     /// client cannot be built.
-    pub fn open(
+    pub async fn open(
         webhook: &WebhookConfig,
         config: &SpoolConfig,
         metrics: &Metrics,
     ) -> Result<Self, OpenError> {
         let webhook = WebhookSink::new(&single_attempt(webhook), metrics)?;
-        let queue = SpoolQueue::open(config, Arc::new(ImplicitRoute(webhook.clone())), metrics)?;
+        let queue =
+            SpoolQueue::open(config, Arc::new(ImplicitRoute(webhook.clone())), metrics).await?;
         Ok(queue.sink(webhook, None))
     }
 
@@ -276,10 +294,11 @@ impl Sink for SpoolSink {
         })
     }
 
-    /// Ready while the spool has room: an open breaker is what the spool is
-    /// for, so it does not take the instance out of a load balancer.
+    /// Ready while the spool has room (and, with PostgreSQL, answers): an
+    /// open breaker is what the spool is for, so it does not take the
+    /// instance out of a load balancer.
     fn is_ready(&self) -> bool {
-        !self.queue.store.is_full()
+        self.queue.store.is_ready()
     }
 
     /// The shared worker; with routes, the first route's sink hands it out.

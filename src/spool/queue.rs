@@ -76,6 +76,7 @@ pub trait SpoolStore: Send + Sync + 'static {
     /// What is waiting (not counting dead letters), as last known.
     fn usage(&self) -> Usage;
 
-    /// Whether a new entry would be refused by the limits.
-    fn is_full(&self) -> bool;
+    /// Whether new entries can be taken now: room left under the limits,
+    /// and the store reachable as far as is known.
+    fn is_ready(&self) -> bool;
 }

@@ -29,6 +29,7 @@ mod routes;
 mod routes_live;
 mod schema;
 mod spool;
+mod spool_stores;
 mod store;
 mod swaks;
 mod traces;

@@ -48,7 +48,9 @@ async fn start(path: &Path, extra: &[&str]) -> TestServer {
     args.extend_from_slice(extra);
     let config = Config::from_args(args).expect("test configuration is valid");
     let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics()).expect("the routed sink opens");
+    let sink = open_sink(&config.sink, observability.metrics())
+        .await
+        .expect("the routed sink opens");
     TestServer::start_with_sink(
         config,
         observability,

@@ -90,7 +90,9 @@ async fn server(
     spool.shutdown_grace = Duration::from_millis(500);
     tweak(spool);
     let observability = common::observability();
-    let sink = SpoolSink::open(webhook, spool, observability.metrics()).expect("spool opens");
+    let sink = SpoolSink::open(webhook, spool, observability.metrics())
+        .await
+        .expect("spool opens");
     let server = TestServer::start_with_sink(
         config,
         observability,
