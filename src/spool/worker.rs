@@ -27,7 +27,7 @@ use super::schedule::Schedule;
 use super::store::{Spool, SpoolId};
 use crate::duration;
 use crate::telemetry::{ErrorChain, Metrics};
-use crate::webhook::{Backoff, WebhookError, WebhookRequest, WebhookSink};
+use crate::webhook::{self, Backoff, WebhookError, WebhookRequest, WebhookSink};
 
 /// A new entry written by the SMTP side, with the requests already made.
 pub(super) type Spooled = (SpoolId, u32);
@@ -262,7 +262,8 @@ impl AttemptContext {
             return self.bury(id, &reason, "expired").await;
         }
         tracing::debug!(error = %ErrorChain(&error), attempts = entry.header.attempts, "spooled delivery failed, will retry");
-        let retry = self.backoff.delay(entry.header.attempts.max(1));
+        // Not before the consumer's `Retry-After` (capped at an hour).
+        let retry = webhook::retry_wait(self.backoff.delay(entry.header.attempts.max(1)), &error);
         if requested {
             let updated = {
                 let id = id.clone();
