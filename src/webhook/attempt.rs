@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::classify::FailureKind;
+use super::classify::{FailureKind, is_rejection};
 use super::{WebhookRequest, WebhookResponse};
 use crate::telemetry::Metrics;
 
@@ -108,6 +108,9 @@ where
                             recorded.record("otel.status_code", "error");
                         }
                         metrics.webhook_attempt(Some(status), elapsed);
+                        if is_rejection(response.status) {
+                            rejected(&metrics, status);
+                        }
                     }
                     Err(error) => {
                         recorded.record("error.type", FailureKind::of(error).as_str());
@@ -119,6 +122,20 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Counts a rejection; a `410 Gone` is also logged, naming the route: the
+/// consumer says the endpoint no longer exists, which an operator must hear
+/// of (the mail is still only rejected, `554`; nothing is turned off).
+fn rejected(metrics: &Metrics, status: u16) {
+    metrics.webhook_rejection(status);
+    if status == 410 {
+        let route = metrics.route().unwrap_or_else(|| "default".to_owned());
+        tracing::warn!(
+            route,
+            "webhook answered 410 Gone: the route's endpoint says it no longer exists; message rejected (554)"
+        );
     }
 }
 

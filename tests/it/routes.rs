@@ -282,6 +282,66 @@ url = "{}"
     assert_eq!(down.requests().len(), 2, "one attempt each, no retries");
 }
 
+/// `410 Gone` from one route's endpoint: `554` as any rejection, counted
+/// under the route's label so an operator sees which endpoint is gone.
+#[tokio::test]
+async fn gone_is_554_and_counted_per_route() {
+    let (gone, up) = (Receiver::start().await, Receiver::start().await);
+    gone.answer_with(Answer::Status(410));
+    let path = routes_file(
+        "gone",
+        &format!(
+            r#"
+[[route]]
+name = "retired"
+match = ["old@example.com"]
+url = "{}"
+
+[[route]]
+name = "current"
+match = ["*"]
+url = "{}"
+"#,
+            gone.url(),
+            up.url()
+        ),
+    );
+    let server = start(&path, &[]).await;
+    assert_eq!(
+        send(&server, &["old@example.com"], "gone").await,
+        "554 5.6.0 Message rejected by webhook"
+    );
+    assert_eq!(gone.requests().len(), 1);
+    let (_, metrics) = http_get(server.http, "/metrics").await;
+    let rejections = |route: &str, status: &str| -> Option<String> {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("maillaser_webhook_rejections_total{")
+                    && line.contains(&format!("route=\"{route}\""))
+                    && line.contains(&format!("status=\"{status}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        rejections("retired", "410").as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        rejections("current", "410").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        rejections("retired", "422").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
 /// Checks both signature schemes of a recorded request with Python's
 /// `hmac` (an implementation independent of ours): the Standard Webhooks
 /// one with each secret of the rotation, and `X-MailLaser-Signature-256`.

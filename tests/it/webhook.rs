@@ -419,3 +419,31 @@ async fn garbage_retry_after_is_ignored() {
     assert_eq!(receiver.requests().len(), 2);
     server.stop().await;
 }
+
+/// `410 Gone` is a rejection like the others (`554`), counted by status.
+#[tokio::test]
+async fn gone_is_554_and_counted() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(410));
+    let (server, _) = server(&receiver, &[]).await;
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    assert!(
+        metrics.contains("maillaser_webhook_rejections_total{status=\"410\"} 0"),
+        "{metrics}"
+    );
+    for subject in ["gone-1", "gone-2"] {
+        assert_eq!(
+            send(&server, subject, &[TARGET]).await,
+            "554 5.6.0 Message rejected by webhook"
+        );
+    }
+    assert_eq!(receiver.requests().len(), 2, "never retried");
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    for line in [
+        "maillaser_webhook_rejections_total{status=\"410\"} 2",
+        "maillaser_webhook_rejections_total{status=\"422\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    server.stop().await;
+}
