@@ -29,7 +29,7 @@ fn folder(test: &str) -> PathBuf {
 }
 
 /// Writes `text` as the routes file of `test`.
-fn routes_file(test: &str, text: &str) -> PathBuf {
+pub(crate) fn routes_file(test: &str, text: &str) -> PathBuf {
     let path = folder(test).join("routes.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -37,7 +37,7 @@ fn routes_file(test: &str, text: &str) -> PathBuf {
 
 /// A server routing by the file at `path`, through the real routed sink
 /// (what `main` builds); retries off so a failure is answered at once.
-async fn start(path: &Path, extra: &[&str]) -> TestServer {
+pub(crate) async fn start(path: &Path, extra: &[&str]) -> TestServer {
     let mut args = vec![
         "mail-laser",
         "--routes",
@@ -58,7 +58,7 @@ async fn start(path: &Path, extra: &[&str]) -> TestServer {
     .await
 }
 
-async fn send(server: &TestServer, to: &[&str], subject: &str) -> String {
+pub(crate) async fn send(server: &TestServer, to: &[&str], subject: &str) -> String {
     let mut client = Client::greeted(server.smtp).await;
     client
         .send_mail("alice@example.org", to, &simple_message(subject, "hello"))
