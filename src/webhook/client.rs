@@ -151,8 +151,8 @@ impl Service<WebhookRequest> for HttpClient {
     }
 }
 
-/// The `Retry-After` of a `429` or `503` (the statuses RFC 9110 gives it a
-/// meaning for besides redirects, which are not followed).
+/// The `Retry-After` of a `429` (RFC 6585) or `503` (RFC 9110); on a
+/// redirect, which is not followed, and on any other status it is ignored.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     if !matches!(response.status().as_u16(), 429 | 503) {
         return None;
