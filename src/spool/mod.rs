@@ -276,7 +276,8 @@ impl Sink for SpoolSink {
             let mut entry = SpoolEntry::new(key, body, now_ms());
             entry.header.route = route;
             entry.failed(&ErrorChain(&error).to_string(), requested);
-            let delay = backoff.delay(entry.header.attempts.max(1));
+            // Not before the consumer's `Retry-After`, if it sent one.
+            let delay = webhook::retry_wait(backoff.delay(entry.header.attempts.max(1)), &error);
             match store.enqueue(entry, delay).await {
                 Ok(id) => {
                     tracing::info!(entry = %id, store = store.kind(), error = %ErrorChain(&error), "webhook unavailable, message spooled");

@@ -172,7 +172,7 @@ impl AttemptContext {
             let route = entry.header.route.as_deref().unwrap_or("(implicit)");
             let error = format!("no route '{route}' in the routes in force");
             entry.failed(&error, false);
-            return self.unsent(entry, &error, false);
+            return self.unsent(entry, &error, false, None);
         };
         let request = WebhookRequest::from_parts(
             entry.body.clone(),
@@ -194,15 +194,23 @@ impl AttemptContext {
             Err(error) => error,
         };
         let requested = !matches!(error, WebhookError::BreakerOpen);
+        let asked = error.retry_after();
         let error = ErrorChain(&error).to_string();
         entry.failed(&error, requested);
-        self.unsent(entry, &error, requested)
+        self.unsent(entry, &error, requested, asked)
     }
 
     /// A failed or impossible attempt: the entry expires into the dead
     /// letters, or waits for its next attempt (with what the attempt
-    /// recorded, when a request was made).
-    fn unsent(&self, entry: SpoolEntry, error: &str, requested: bool) -> Finish {
+    /// recorded, when a request was made): the backoff, or the consumer's
+    /// `Retry-After` (`asked`, capped at an hour) when that is longer.
+    fn unsent(
+        &self,
+        entry: SpoolEntry,
+        error: &str,
+        requested: bool,
+        asked: Option<Duration>,
+    ) -> Finish {
         if entry.age_ms(now_ms()) >= u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX) {
             let last_error = entry.header.last_error.as_deref().unwrap_or_default();
             let reason = format!(
@@ -217,7 +225,8 @@ impl AttemptContext {
             attempts = entry.header.attempts,
             "spooled delivery failed, will retry"
         );
-        let delay = self.backoff.delay(entry.header.attempts.max(1));
+        let backoff = self.backoff.delay(entry.header.attempts.max(1));
+        let delay = asked.map_or(backoff, |asked| asked.max(backoff));
         Finish::Retry {
             entry,
             requested,

@@ -21,6 +21,7 @@ mod client;
 mod error;
 mod request;
 mod retry;
+mod retry_after;
 mod sign;
 
 use std::time::Duration;
@@ -36,7 +37,8 @@ pub use client::{HttpClient, WebhookResponse};
 pub use error::WebhookError;
 pub(crate) use request::hex;
 pub use request::{WebhookRequest, idempotency_key};
-pub use retry::{Backoff, RetryPolicy};
+pub use retry::{Backoff, RetryPolicy, retry_wait};
+pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
 pub use sign::{SignLayer, SigningSecret, StandardSecret, signature, standard_signature};
 
 use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};

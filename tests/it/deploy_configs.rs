@@ -319,6 +319,7 @@ const COUNTERS_AND_GAUGES: &[&str] = &[
     "maillaser_smtp_commands_total",
     "maillaser_messages_total",
     "maillaser_webhook_retries_total",
+    "maillaser_webhook_rejections_total",
     "maillaser_circuit_breaker_state",
     "maillaser_circuit_breaker_transitions_total",
     "maillaser_connections_refused_total",

@@ -1,7 +1,8 @@
 //! MailLaser's integration tests, in one binary: each module is one family
 //! (`cargo test --test it -- spool::` runs one). They drive a real server on
 //! loopback ports, the `mail-laser` binary, and real clients and servers
-//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq). A test whose external tool is
+//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq; Python, Node.js and
+//! Java run the signature examples). A test whose external tool is
 //! missing prints one `skipped:` line and passes, unless
 //! `MAIL_LASER_REQUIRE_TOOLS=1` is set (`scripts/test` installs the tools).
 
@@ -28,6 +29,7 @@ mod python_smtplib;
 mod routes;
 mod routes_live;
 mod schema;
+mod signing_examples;
 mod spool;
 mod spool_stores;
 mod store;

@@ -251,6 +251,22 @@ async fn rejection_during_data_is_554_and_nothing_is_spooled() {
     server.stop().await;
 }
 
+/// docs/delivery.md: a background attempt answered with `Retry-After` is
+/// not tried again before it, whatever the (here 20–100 ms) backoff says.
+#[tokio::test]
+async fn background_retry_waits_for_retry_after() {
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500), Answer::RetryAfter(503, "1")]);
+    let dir = SpoolDir::new();
+    let (server, _) = server(&receiver, &dir, &[], |_| {}).await;
+    assert_eq!(send(&server, "paced").await, QUEUED);
+    let requests = receiver.wait_for(3).await;
+    let gap = requests[2].at.duration_since(requests[1].at);
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    eventually("the spool to empty", || async { dir.waiting().is_empty() }).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn rejection_in_the_background_is_a_dead_letter_with_the_reason() {
     let receiver = Receiver::start().await;
