@@ -37,6 +37,11 @@ const DELIVERY_BUDGET: Duration = Duration::from_secs(240);
 /// (a slow start: TLS, a congested link) before the rate counts.
 const DATA_RATE_GRACE: Duration = Duration::from_secs(30);
 
+/// How long sessions may finish after `SIGTERM` before they are closed
+/// (docs/smtp.md, Shutdown). The Kubernetes manifests' grace period is
+/// checked against it (tests/it/deploy_configs.rs).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Deadline of one upload to the attachment store: the client waits for
 /// its reply meanwhile.
 const STORE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -371,7 +376,7 @@ impl Cli {
                     reload_interval: (self.tls_reload_interval > 0)
                         .then(|| Duration::from_secs(self.tls_reload_interval)),
                 },
-                drain_timeout: Duration::from_secs(30),
+                drain_timeout: DRAIN_TIMEOUT,
             },
             http_bind: SocketAddr::new(self.health_bind_address, self.health_port),
             http_limits: HttpLimits::default(),

@@ -63,6 +63,11 @@ impl Default for SpoolLimits {
     }
 }
 
+/// How long the background worker's attempts in flight may finish on
+/// shutdown (docs/delivery.md). The Kubernetes manifests' grace period is
+/// checked against it (tests/it/deploy_configs.rs).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Everything `spool` mode needs, validated at start.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -100,7 +105,7 @@ impl SpoolConfig {
             },
             rescan: Duration::from_secs(60),
             concurrency: 8,
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: SHUTDOWN_GRACE,
         }
     }
 }
