@@ -361,3 +361,83 @@ async fn a_database_outage_is_452_never_an_unstored_250() {
     assert_eq!(store.waiting().await, 2, "before and after, not during");
     server.stop().await;
 }
+
+/// TLS to the database: with `sslmode=require` and `sslrootcert`, the
+/// queue works over TLS with the server's certificate verified; a
+/// certificate the CA file does not vouch for stops the start, naming the
+/// setting and never the password.
+#[tokio::test]
+async fn tls_to_the_database_is_verified() {
+    let [initdb, pg_ctl] = require_tool!("initdb", "pg_ctl");
+    let server_cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cluster = Postgres::start_with(
+        &initdb,
+        &pg_ctl,
+        Some(crate::common::postgres::ServerTls {
+            cert_pem: &server_cert.cert.pem(),
+            key_pem: &server_cert.signing_key.serialize_pem(),
+        }),
+    );
+    let plain_url = cluster.create("spool").await;
+    let dir = std::env::temp_dir().join(format!(
+        "maillaser-pg-tls-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (trusted, other) = (dir.join("ca.pem"), dir.join("other.pem"));
+    std::fs::write(&trusted, server_cert.cert.pem()).unwrap();
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(&other, stranger.cert.pem()).unwrap();
+    let with_password = plain_url.replace("maillaser@", "maillaser:hunter2@");
+    let url = |ca: &std::path::Path| {
+        format!(
+            "{with_password}?sslmode=require&sslrootcert={}",
+            ca.display()
+        )
+    };
+
+    let store = Store::Postgres {
+        cluster,
+        url: url(&trusted),
+    };
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let server = server(&receiver, &store, &[], idle).await;
+    assert_eq!(send(&server, "over tls").await, QUEUED);
+    assert_eq!(store.waiting().await, 1);
+    let Store::Postgres { cluster, .. } = &store else {
+        unreachable!()
+    };
+    // MailLaser's pooled connections, while it runs: every one over TLS.
+    let client = cluster.connect("spool").await;
+    let ssl: Vec<bool> = client
+        .query(
+            "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE application_name = 'mail-laser'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    server.stop().await;
+    assert!(!ssl.is_empty() && ssl.iter().all(|ssl| *ssl), "{ssl:?}");
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mail-laser"))
+        .env("MAIL_LASER_TARGET_EMAILS", TARGET)
+        .env("MAIL_LASER_WEBHOOK_URL", receiver.url())
+        .env("MAIL_LASER_DELIVERY", "spool")
+        .env("MAIL_LASER_SPOOL_URL", url(&other))
+        .env("MAIL_LASER_PORT", "0")
+        .env("MAIL_LASER_HEALTH_PORT", "0")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("MAIL_LASER_SPOOL_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

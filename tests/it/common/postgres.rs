@@ -18,13 +18,26 @@ pub struct Postgres {
     dir: PathBuf,
     pg_ctl: PathBuf,
     as_user: Option<&'static str>,
+    /// The server's options (`pg_ctl -o`), kept for a restart.
+    options: String,
     pub port: u16,
+}
+
+/// A server certificate and key, PEM.
+pub struct ServerTls<'a> {
+    pub cert_pem: &'a str,
+    pub key_pem: &'a str,
 }
 
 impl Postgres {
     /// `initdb` and `pg_ctl start` in a new folder, on a port the system
     /// just handed out (bound and released; the cluster binds it at once).
     pub fn start(initdb: &Path, pg_ctl: &Path) -> Self {
+        Self::start_with(initdb, pg_ctl, None)
+    }
+
+    /// [`Self::start`], with TLS (`ssl=on`) when `tls` is given.
+    pub fn start_with(initdb: &Path, pg_ctl: &Path, tls: Option<ServerTls<'_>>) -> Self {
         let is_root = std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
         let as_user = is_root.then_some(SERVER_USER);
         let dir = std::env::temp_dir().join(format!(
@@ -59,32 +72,41 @@ impl Postgres {
         );
         // fsync off: the server's own durability is not what the tests
         // check, and it makes them several times quicker on a busy disk.
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             dir.display()
         );
-        run(
-            as_user,
-            pg_ctl,
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                dir.join("server.log").to_str().unwrap(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
-        Self {
+        if let Some(tls) = tls {
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert, tls.cert_pem).unwrap();
+            std::fs::write(&key, tls.key_pem).unwrap();
+            // The server refuses a key others can read.
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if let Some(user) = as_user {
+                for file in [&cert, &key] {
+                    let status = Command::new("chown")
+                        .args([&format!("{user}:"), file.to_str().unwrap()])
+                        .status()
+                        .expect("chown runs");
+                    assert!(status.success());
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let postgres = Self {
             dir,
             pg_ctl: pg_ctl.to_owned(),
             as_user,
+            options,
             port,
-        }
+        };
+        postgres.restart();
+        postgres
     }
 
     /// A URL for database `name` (created on first use by [`Self::create`]).
@@ -129,14 +151,10 @@ impl Postgres {
         );
     }
 
-    /// Starts the server again after [`Self::kill`], on the same port.
+    /// Starts the server (again, after [`Self::kill`]), on the same port.
     pub fn restart(&self) {
         let data = self.dir.join("data");
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            self.port,
-            self.dir.display()
-        );
+        let options = &self.options;
         run(
             self.as_user,
             &self.pg_ctl,
@@ -144,7 +162,7 @@ impl Postgres {
                 "-D",
                 data.to_str().unwrap(),
                 "-o",
-                &options,
+                options,
                 "-l",
                 self.dir.join("server.log").to_str().unwrap(),
                 "-w",
