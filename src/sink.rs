@@ -15,6 +15,10 @@ use crate::mail::Payload;
 pub struct RecipientPayload {
     pub payload: Payload,
     pub message_sha256: [u8; 32],
+    /// The original message, kept only when a route's format sends it or
+    /// its header section (`format` in `docs/routes.md`); shared by every
+    /// recipient, never copied.
+    pub raw: Option<bytes::Bytes>,
 }
 
 /// What became of one payload; the stack derives the end-of-data reply from

@@ -25,7 +25,7 @@ use crate::stack::{
 };
 use crate::store::{AttachmentStore, StoreError, StoreSettings};
 use crate::telemetry::ErrorChain;
-use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
+use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig, WebhookFormat};
 use cli::{AuthSetting, Cli, DeliveryMode, one_line};
 
 /// Upper bound on one message's webhook delivery (all attempts and
@@ -377,6 +377,10 @@ impl Cli {
                     all_headers: self.headers == cli::HeadersMode::All,
                     plus_addressing: self.plus_addressing,
                     include_raw: self.include_raw,
+                    keep_raw: routes
+                        .iter()
+                        .flatten()
+                        .any(|route| route.format.needs_raw()),
                     attachments,
                 },
                 auth,
@@ -413,6 +417,7 @@ impl Cli {
             attempt_timeout: route.timeout.unwrap_or(global.attempt_timeout),
             max_retries: route.max_retries.unwrap_or(global.max_retries),
             standard_secrets: route.signing_secrets.clone(),
+            format: route.format.clone(),
             ..global
         }
     }
@@ -437,6 +442,7 @@ impl Cli {
                 .filter(|secret| !secret.is_empty())
                 .map(SigningSecret::new),
             standard_secrets: Vec::new(),
+            format: WebhookFormat::MailLaser,
         }
     }
 

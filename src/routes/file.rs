@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Pattern, RouteMatcher};
-use crate::webhook::StandardSecret;
+use crate::webhook::{FORMAT_NAMES, MailgunKey, StandardSecret, WebhookFormat};
 
 /// One route as the file describes it, validated.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct RouteSpec {
     pub timeout: Option<Duration>,
     /// Retries after the first attempt; the global setting when absent.
     pub max_retries: Option<u32>,
+    /// What the requests look like (`format`, `maillaser` when absent).
+    pub format: WebhookFormat,
 }
 
 impl RouteSpec {
@@ -85,6 +87,9 @@ struct RawRoute {
     /// Seconds per attempt, as `MAIL_LASER_WEBHOOK_TIMEOUT`.
     timeout: Option<Spanned<u64>>,
     max_retries: Option<Spanned<u32>>,
+    format: Option<Spanned<String>>,
+    /// The key Mailgun signs its webhooks with (`format = "mailgun"`).
+    mailgun_signing_key: Option<Spanned<String>>,
 }
 
 /// Reads and validates the file at `path`; `check_url` applies the rules
@@ -204,6 +209,48 @@ pub fn parse(
             }
             retries => retries.map(Spanned::into_inner),
         };
+        let key = route.mailgun_signing_key.as_ref();
+        let format = match route
+            .format
+            .as_ref()
+            .map(|format| (format.get_ref().trim(), format.span()))
+        {
+            None | Some(("maillaser", _)) => WebhookFormat::MailLaser,
+            Some(("raw", _)) => WebhookFormat::Raw,
+            Some(("postmark", _)) => WebhookFormat::Postmark,
+            Some(("sendgrid", _)) => WebhookFormat::SendGrid,
+            Some(("mailgun", span)) => match key.filter(|key| !key.get_ref().trim().is_empty()) {
+                Some(key) => WebhookFormat::Mailgun {
+                    signing_key: MailgunKey::new(key.get_ref().trim()),
+                },
+                None => {
+                    return Err(invalid(
+                        span,
+                        format!(
+                            "route '{name}': format \"mailgun\" needs mailgun_signing_key (what the consumer verifies the signature with)"
+                        ),
+                    ));
+                }
+            },
+            Some((other, span)) => {
+                return Err(invalid(
+                    span,
+                    format!(
+                        "route '{name}': format '{other}': one of {}",
+                        FORMAT_NAMES.join(", ")
+                    ),
+                ));
+            }
+        };
+        if let Some(key) = key
+            && !matches!(format, WebhookFormat::Mailgun { .. })
+        {
+            // The reason never repeats the key.
+            return Err(invalid(
+                key.span(),
+                format!("route '{name}': mailgun_signing_key is only for format = \"mailgun\""),
+            ));
+        }
         routes.push(RouteSpec {
             name: name.to_owned(),
             patterns,
@@ -211,6 +258,7 @@ pub fn parse(
             signing_secrets,
             timeout,
             max_retries,
+            format,
         });
     }
     Ok(routes)
@@ -244,12 +292,33 @@ max_retries = 1
 name = "audit"
 match = ["*"]
 url = "https://audit.internal/mail"
+
+[[route]]
+name = "mailbox"
+match = ["inbox@example.com"]
+url = "https://actionmailbox:pw@app.internal/rails/action_mailbox/relay/inbound_emails"
+format = "raw"
+
+[[route]]
+name = "anymail"
+match = ["*@anymail.example.com"]
+url = "https://app.internal/anymail/mailgun/inbound/"
+format = "mailgun"
+mailgun_signing_key = "key-K7pQ2xW9"
 "#;
 
     #[test]
     fn a_good_file() {
         let routes = parsed(GOOD).unwrap();
-        assert_eq!(routes.len(), 2);
+        assert_eq!(routes.len(), 4);
+        assert_eq!(routes[0].format, WebhookFormat::MailLaser);
+        assert_eq!(routes[2].format, WebhookFormat::Raw);
+        assert_eq!(
+            routes[3].format,
+            WebhookFormat::Mailgun {
+                signing_key: MailgunKey::new("key-K7pQ2xW9")
+            }
+        );
         assert_eq!(routes[0].name, "helpdesk");
         assert_eq!(routes[0].patterns.len(), 3);
         assert_eq!(routes[0].signing_secrets.len(), 1);
@@ -306,6 +375,7 @@ url = "https://audit.internal/mail"
             assert!(error.contains(reason), "{error}");
             assert!(!error.contains('\n'), "{error}");
             assert!(!error.contains("MfKQ9r8"), "a secret leaked: {error}");
+            assert!(!error.contains("K7pQ2xW9"), "a key leaked: {error}");
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct ParseOptions {
     /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`
     /// (in `s3` mode: to the store, `raw_url`).
     pub include_raw: bool,
+    /// A route's format needs the original message (`raw`, and the header
+    /// section the provider formats send): it is kept for the sink.
+    pub keep_raw: bool,
     pub attachments: AttachmentOptions,
 }
 
@@ -44,6 +47,11 @@ impl ParseOptions {
     /// Whether the original message is stored as an object (`raw_url`).
     pub fn raw_stored(&self) -> bool {
         self.include_raw && self.attachments.mode.store().is_some()
+    }
+
+    /// Whether the parse keeps the original message past itself.
+    pub fn raw_kept(&self) -> bool {
+        self.raw_stored() || self.keep_raw
     }
 }
 
@@ -140,7 +148,12 @@ async fn hand_off(
         raw,
     } = parsed;
     // In `s3` mode the original message is uploaded rather than encoded.
-    let raw_to_store = options.attachments.mode.store().zip(raw);
+    let raw_to_store = if options.raw_stored() {
+        options.attachments.mode.store().zip(raw.clone())
+    } else {
+        None
+    };
+    let raw_for_sink = raw.filter(|_| options.keep_raw);
 
     let found = std::mem::take(&mut parsed.attachments);
     let too_many = parsed.too_many_attachments;
@@ -148,7 +161,7 @@ async fn hand_off(
         Ok(attachments) => attachments,
         Err(error) => return Ok(attachment_failure(&error)),
     };
-    let raw = match raw_to_store {
+    let stored_raw = match raw_to_store {
         Some((store, raw)) => match attachments::store_raw(store, raw).await {
             Ok(location) => Some(location),
             Err(error) => return Ok(attachment_failure(&error)),
@@ -163,7 +176,7 @@ async fn hand_off(
         envelope: None,
         received_at,
         attachments,
-        raw,
+        raw: stored_raw,
         auth,
     };
     let mut payloads = Payload::for_message(parsed, envelope, extras);
@@ -184,6 +197,7 @@ async fn hand_off(
             let item = RecipientPayload {
                 payload,
                 message_sha256,
+                raw: raw_for_sink.clone(),
             };
             sink.deliver(item).in_current_span()
         })

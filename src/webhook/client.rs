@@ -8,13 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
 use tower::Service;
 
 use super::WebhookRequest;
 use super::classify::{is_rejection, rejection_reason};
-use crate::mail::PayloadJson;
+use super::request::Body as RequestBody;
 
 /// How much of a rejection's body is read for its reason.
 const MAX_REASON_BODY: usize = 4096;
@@ -29,18 +29,17 @@ pub struct WebhookResponse {
     pub reason: Option<String>,
 }
 
-/// A [`PayloadJson`] as an HTTP body: its pieces are sent one after the
-/// other, never joined, under an exact `Content-Length`.
+/// A [`RequestBody`] as an HTTP body: its pieces are sent one after the other,
+/// never joined, under an exact `Content-Length`.
 struct PiecesBody {
     /// The pieces still to send, the next one last.
     pieces: Vec<Bytes>,
 }
 
 impl PiecesBody {
-    fn new(json: &PayloadJson) -> Self {
-        let mut pieces: Vec<Bytes> = json
+    fn new(body: &RequestBody) -> Self {
+        let mut pieces: Vec<Bytes> = body
             .pieces()
-            .into_iter()
             .filter(|piece| !piece.is_empty())
             .cloned()
             .collect();
@@ -124,7 +123,7 @@ impl Service<WebhookRequest> for HttpClient {
             .client
             .post(self.url.clone())
             .headers(request.headers)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, request.body.content_type().clone())
             .body(reqwest::Body::wrap(PiecesBody::new(&request.body)))
             .send();
         Box::pin(async move {

@@ -19,13 +19,14 @@ mod breaker;
 mod classify;
 mod client;
 mod error;
+mod format;
 mod request;
 mod retry;
 mod sign;
 
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{self, BoxFuture};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -34,8 +35,9 @@ pub use breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerState};
 pub use classify::{ClassifyLayer, rejection_reason};
 pub use client::{HttpClient, WebhookResponse};
 pub use error::WebhookError;
+pub use format::{FORMAT_NAMES, FormatError, MailgunKey, WebhookFormat, mailgun_signature};
 pub(crate) use request::hex;
-pub use request::{WebhookRequest, idempotency_key};
+pub use request::{Body, WebhookRequest, idempotency_key};
 pub use retry::{Backoff, RetryPolicy};
 pub use sign::{SignLayer, SigningSecret, StandardSecret, signature, standard_signature};
 
@@ -59,6 +61,8 @@ pub struct WebhookConfig {
     pub signing_secret: Option<SigningSecret>,
     /// Standard Webhooks secrets (a route's `signing_secrets`); each signs.
     pub standard_secrets: Vec<StandardSecret>,
+    /// What the requests look like (a route's `format`).
+    pub format: WebhookFormat,
 }
 
 /// The assembled outbound stack.
@@ -99,6 +103,7 @@ pub fn build(
 pub struct WebhookSink {
     service: WebhookService,
     breaker: Breaker,
+    format: WebhookFormat,
 }
 
 impl WebhookSink {
@@ -118,7 +123,11 @@ impl WebhookSink {
     pub fn with_client(config: &WebhookConfig, metrics: &Metrics, client: reqwest::Client) -> Self {
         let (service, breaker) = build(config, metrics, client);
         breaker.observe_state(metrics);
-        Self { service, breaker }
+        Self {
+            service,
+            breaker,
+            format: config.format.clone(),
+        }
     }
 
     /// Sends one request through the whole outbound stack; the returned
@@ -162,7 +171,14 @@ impl Sink for WebhookSink {
     }
 
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let posted = self.post(WebhookRequest::new(&item));
+        let request = match WebhookRequest::formatted(&item, &self.format) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(error = %ErrorChain(&error), "cannot build the webhook request");
+                return Box::pin(future::ready(DeliveryOutcome::Deferred));
+            }
+        };
+        let posted = self.post(request);
         Box::pin(async move {
             settle(posted.await).unwrap_or_else(|error| {
                 tracing::warn!(error = %ErrorChain(&error), "webhook delivery failed");
