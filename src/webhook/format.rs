@@ -660,11 +660,9 @@ mod tests {
         assert!(
             text.contains("name=\"headers\"\r\n\r\nFrom: \"Alice A.\" <alice@example.org>\r\n")
         );
-        assert!(
-            text.contains(
-                "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--"
-            )
-        );
+        assert!(text.contains(
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--"
+        ));
         assert!(text.contains(
             "name=\"envelope\"\r\n\r\n{\"to\":[\"ops+urgent@example.com\"],\"from\":\"bounce@example.org\"}\r\n"
         ));

@@ -1,7 +1,8 @@
 //! MailLaser's integration tests, in one binary: each module is one family
 //! (`cargo test --test it -- spool::` runs one). They drive a real server on
 //! loopback ports, the `mail-laser` binary, and real clients and servers
-//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq). A test whose external tool is
+//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq, Django with
+//! django-anymail). A test whose external tool is
 //! missing prints one `skipped:` line and passes, unless
 //! `MAIL_LASER_REQUIRE_TOOLS=1` is set (`scripts/test` installs the tools).
 
@@ -17,6 +18,7 @@ mod chunking;
 mod clients;
 mod deploy_configs;
 mod dialogue;
+mod formats;
 mod http;
 mod memory;
 mod pace;
