@@ -303,7 +303,11 @@ fn postmark(item: &RecipientPayload, original: &Original<'_>, key: &str) -> Body
         reply_to: display_list(&payload.reply_to),
         subject: &payload.subject,
         message_id: key,
-        mailbox_hash: payload.recipient_tag.as_deref().unwrap_or_default(),
+        mailbox_hash: payload
+            .recipient_tag
+            .as_deref()
+            .or_else(|| split_plus_tag(&payload.recipient).map(|(_, tag)| tag))
+            .unwrap_or_default(),
         date: original.get("Date").unwrap_or_default(),
         text_body: &payload.body,
         html_body: payload.html_body.as_deref().unwrap_or_default(),
@@ -622,6 +626,7 @@ mod tests {
         assert_eq!(json["ToFull"][0]["MailboxHash"], "urgent");
         assert_eq!(json["Subject"], "café");
         assert_eq!(json["OriginalRecipient"], "ops+urgent@example.com");
+        assert_eq!(json["MailboxHash"], "urgent");
         assert_eq!(json["Date"], "Thu, 5 Apr 2012 16:59:01 +0200");
         assert_eq!(json["MessageID"], "key");
         assert_eq!(json["Headers"][0]["Name"], "Return-Path");
