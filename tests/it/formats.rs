@@ -340,3 +340,48 @@ async fn raw_is_the_original_message_with_basic_auth() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// anymail's checks are real: a Mailgun request signed with another key,
+/// and a Postmark request without the right basic auth, are refused by the
+/// app (`400`), so the message is refused (`554`) and no signal fired.
+#[tokio::test]
+async fn django_anymail_refuses_a_wrong_key_or_password() {
+    let test = test_name!();
+    let Some(python) = anymail_python(&test) else {
+        return;
+    };
+    let dir = folder("anymail-refused");
+    let app = Anymail::start(&python, &dir).await;
+    let routes = format!(
+        r#"
+[[route]]
+name = "mailgun"
+match = ["mg@example.com"]
+url = "{}"
+format = "mailgun"
+mailgun_signing_key = "key-not-the-apps"
+
+[[route]]
+name = "postmark"
+match = ["pm@example.com"]
+url = "{}"
+format = "postmark"
+"#,
+        app.url("mailgun"),
+        app.url("postmark")
+            .replace(BASIC_AUTH, "anymail:not-the-password"),
+    );
+    let server = start(&dir, &routes, &[]).await;
+    for to in ["mg@example.com", "pm@example.com"] {
+        let (raw, _, envelope) = message(&[to]);
+        let refused = transport(&server)
+            .send_raw(&envelope, &raw)
+            .await
+            .expect_err("the app refuses the request");
+        assert!(refused.to_string().contains("554"), "{to}: {refused}");
+    }
+    assert!(app.records().is_empty(), "{:?}", app.records());
+    server.stop().await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
