@@ -13,7 +13,7 @@ use super::attachments::{self, AttachmentError, AttachmentOptions};
 use super::parse::Parsed;
 use crate::auth::AuthReport;
 use crate::mail::{self, AuthFields, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
-use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
+use crate::sink::{DeliveryOutcome, MessageCache, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
 use crate::smtp::reply::Reply;
@@ -187,10 +187,13 @@ async fn hand_off(
                 .filter(|tag| !tag.is_empty());
         }
     }
-    let held = match hold_payloads(&memory, &payloads, size) {
+    // A route format's message-wide body is about the size of the JSON.
+    let formatted = raw_for_sink.is_some();
+    let held = match hold_payloads(&memory, &payloads, size, formatted) {
         Ok(held) => held,
         Err(response) => return Ok(response),
     };
+    let shared = Arc::new(MessageCache::default());
     let deliveries: Vec<_> = payloads
         .into_iter()
         .map(|payload| {
@@ -198,6 +201,7 @@ async fn hand_off(
                 payload,
                 message_sha256,
                 raw: raw_for_sink.clone(),
+                shared: shared.clone(),
             };
             sink.deliver(item).in_current_span()
         })
@@ -243,7 +247,8 @@ fn message_envelope(
 }
 
 /// Holds what the payloads of a message cost (its fields and JSON, shared,
-/// plus each recipient's head) against the memory budget until every
+/// plus each recipient's head; `formatted`: once more the JSON's size, for
+/// the message-wide body of the routes' formats) against the memory budget until every
 /// recipient is answered, as the message's bytes are. When the budget
 /// cannot hold them: `452` if it could later, `552` if it never could next
 /// to the message's own `size` octets (a retry would meet the same answer).
@@ -251,9 +256,11 @@ fn hold_payloads(
     memory: &MemoryBudget,
     payloads: &[Payload],
     size: usize,
+    formatted: bool,
 ) -> Result<Reservation, SmtpResponse> {
     let shared = payloads.first().map_or(0, |payload| {
-        payload.size_in_memory() + payload.to_json().len()
+        let json = payload.to_json().len();
+        payload.size_in_memory() + json + if formatted { json } else { 0 }
     });
     let heads: usize = payloads
         .iter()

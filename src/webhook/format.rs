@@ -66,16 +66,19 @@ impl WebhookFormat {
     /// # Errors
     /// The format needs the original message and `item` has none.
     pub fn body(&self, item: &RecipientPayload, key: &str) -> Result<Body, FormatError> {
-        if self.needs_raw() && item.raw.is_none() {
-            return Err(FormatError::NoOriginal(self.name()));
-        }
-        let raw = item.raw.clone().unwrap_or_default();
+        let raw = match (&self, &item.raw) {
+            (Self::MailLaser, _) => return Ok(Body::json(item.payload.to_json())),
+            (_, Some(raw)) => raw,
+            (_, None) => return Err(FormatError::NoOriginal(self.name())),
+        };
         Ok(match self {
-            Self::MailLaser => Body::json(item.payload.to_json()),
-            Self::Raw => Body::parts(HeaderValue::from_static("message/rfc822"), vec![raw]),
-            Self::Postmark => postmark(item, &Original::new(&raw), key),
-            Self::SendGrid => sendgrid(item, &Original::new(&raw)),
-            Self::Mailgun { signing_key } => mailgun(item, &Original::new(&raw), signing_key),
+            Self::MailLaser | Self::Raw => Body::parts(
+                HeaderValue::from_static("message/rfc822"),
+                vec![raw.clone()],
+            ),
+            Self::Postmark => postmark(item, raw, key),
+            Self::SendGrid => sendgrid(item, raw),
+            Self::Mailgun { signing_key } => mailgun(item, raw, signing_key),
         })
     }
 }
@@ -103,7 +106,8 @@ pub enum FormatError {
     NoOriginal(&'static str),
 }
 
-/// The original message's header section, read once.
+/// The original message's header section, read once per message (inside
+/// the [`MessageCache`](crate::sink::MessageCache) entries made from it).
 struct Original<'a> {
     /// Every top-level field, unfolded and decoded, in order.
     fields: Vec<(String, String)>,
@@ -178,7 +182,7 @@ fn filename(attachment: &AttachmentField, number: usize) -> String {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct PostmarkInbound<'a> {
+struct PostmarkMessage<'a> {
     from_name: &'a str,
     message_stream: &'static str,
     from: &'a str,
@@ -189,12 +193,8 @@ struct PostmarkInbound<'a> {
     cc_full: Vec<PostmarkAddress<'a>>,
     bcc: &'static str,
     bcc_full: Vec<PostmarkAddress<'a>>,
-    original_recipient: &'a str,
     reply_to: String,
     subject: &'a str,
-    #[serde(rename = "MessageID")]
-    message_id: &'a str,
-    mailbox_hash: &'a str,
     date: &'a str,
     text_body: &'a str,
     html_body: &'a str,
@@ -253,8 +253,46 @@ const POSTMARK_OWN_FIELDS: [&str; 9] = [
     "Content-Transfer-Encoding",
 ];
 
-fn postmark(item: &RecipientPayload, original: &Original<'_>, key: &str) -> Body {
+/// Postmark's JSON: the recipient's own fields first, then the rest of
+/// the document, made once per message and shared by its recipients.
+fn postmark(item: &RecipientPayload, raw: &Bytes, key: &str) -> Body {
     let payload = &item.payload;
+    let own = PostmarkRecipient {
+        original_recipient: &payload.recipient,
+        mailbox_hash: payload
+            .recipient_tag
+            .as_deref()
+            .or_else(|| split_plus_tag(&payload.recipient).map(|(_, tag)| tag))
+            .unwrap_or_default(),
+        message_id: key,
+    };
+    let mut head = json_bytes(&own, 256);
+    // `{…}` → `{…,`: the shared rest follows without its `{`.
+    if let Some(close) = head.last_mut() {
+        *close = b',';
+    }
+    let rest = item
+        .shared
+        .get_or_insert_with("postmark", || postmark_message(item, raw).slice(1..));
+    Body::parts(
+        HeaderValue::from_static("application/json"),
+        vec![Bytes::from(head), rest],
+    )
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PostmarkRecipient<'a> {
+    original_recipient: &'a str,
+    mailbox_hash: &'a str,
+    #[serde(rename = "MessageID")]
+    message_id: &'a str,
+}
+
+/// The message-wide fields of Postmark's JSON, as one document.
+fn postmark_message(item: &RecipientPayload, raw: &[u8]) -> Bytes {
+    let payload = &item.payload;
+    let original = Original::new(raw);
     let empty = Mailbox {
         name: None,
         address: String::new(),
@@ -288,7 +326,7 @@ fn postmark(item: &RecipientPayload, original: &Original<'_>, key: &str) -> Body
             content_id: attachment.content_id.clone(),
         })
         .collect();
-    let document = PostmarkInbound {
+    let document = PostmarkMessage {
         from_name: from.name.as_deref().unwrap_or_default(),
         message_stream: "inbound",
         from: &from.address,
@@ -299,15 +337,8 @@ fn postmark(item: &RecipientPayload, original: &Original<'_>, key: &str) -> Body
         cc_full: payload.cc.iter().map(PostmarkAddress::new).collect(),
         bcc: "",
         bcc_full: Vec::new(),
-        original_recipient: &payload.recipient,
         reply_to: display_list(&payload.reply_to),
         subject: &payload.subject,
-        message_id: key,
-        mailbox_hash: payload
-            .recipient_tag
-            .as_deref()
-            .or_else(|| split_plus_tag(&payload.recipient).map(|(_, tag)| tag))
-            .unwrap_or_default(),
         date: original.get("Date").unwrap_or_default(),
         text_body: &payload.body,
         html_body: payload.html_body.as_deref().unwrap_or_default(),
@@ -323,15 +354,21 @@ fn postmark(item: &RecipientPayload, original: &Original<'_>, key: &str) -> Body
     let text = payload.body.len()
         + payload.html_body.as_ref().map_or(0, String::len)
         + original.section.len();
-    let mut json = Vec::with_capacity(1024 + octets.div_ceil(3) * 4 + text + text / 10);
-    if let Err(error) = serde_json::to_writer(&mut json, &document) {
-        // Strings and octets only: this cannot fail.
-        tracing::error!(%error, "postmark body serialisation failed");
+    Bytes::from(json_bytes(
+        &document,
+        1024 + octets.div_ceil(3) * 4 + text + text / 10,
+    ))
+}
+
+/// Compact JSON of strings, numbers and octets, which cannot fail.
+fn json_bytes(value: &impl Serialize, capacity: usize) -> Vec<u8> {
+    let mut json = Vec::with_capacity(capacity);
+    if let Err(error) = serde_json::to_writer(&mut json, value) {
+        tracing::error!(%error, "body serialisation failed");
+        json.clear();
+        json.extend_from_slice(b"{}");
     }
-    Body::parts(
-        HeaderValue::from_static("application/json"),
-        vec![Bytes::from(json)],
-    )
+    json
 }
 
 // === multipart/form-data (SendGrid, Mailgun) ===
@@ -373,6 +410,14 @@ impl Multipart {
     fn text(&mut self, name: &str, value: &str) {
         self.part_header(name, None);
         self.current.extend_from_slice(value.as_bytes());
+        self.current.extend_from_slice(b"\r\n");
+    }
+
+    /// A text field whose value is a shared piece (made once per message).
+    fn shared(&mut self, name: &str, value: Bytes) {
+        self.part_header(name, None);
+        self.flush();
+        self.parts.push(value);
         self.current.extend_from_slice(b"\r\n");
     }
 
@@ -437,19 +482,37 @@ fn json_text(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
 }
 
-fn sendgrid(item: &RecipientPayload, original: &Original<'_>) -> Body {
+/// The text and HTML bodies as shared pieces, copied once per message.
+fn text_and_html(item: &RecipientPayload) -> (Bytes, Option<Bytes>) {
+    let payload = &item.payload;
+    let text = item
+        .shared
+        .get_or_insert_with("text", || Bytes::from(payload.body.clone()));
+    let html = payload.html_body.as_ref().map(|html| {
+        item.shared
+            .get_or_insert_with("html", || Bytes::from(html.clone()))
+    });
+    (text, html)
+}
+
+fn sendgrid(item: &RecipientPayload, raw: &Bytes) -> Body {
     let payload = &item.payload;
     let mut form = Multipart::new();
-    form.text("headers", &String::from_utf8_lossy(original.section));
+    // The header section as sent: a slice of the original, never copied.
+    let section = item.shared.get_or_insert_with("header-section", || {
+        raw.slice(..Original::new(raw).section.len())
+    });
+    form.shared("headers", section);
     form.text("to", &display_list(&payload.to));
     if !payload.cc.is_empty() {
         form.text("cc", &display_list(&payload.cc));
     }
     form.text("from", &display_list(&payload.from));
     form.text("subject", &payload.subject);
-    form.text("text", &payload.body);
-    if let Some(html) = &payload.html_body {
-        form.text("html", html);
+    let (text, html) = text_and_html(item);
+    form.shared("text", text);
+    if let Some(html) = html {
+        form.shared("html", html);
     }
     if let Some(envelope) = &payload.envelope {
         form.text("sender_ip", &envelope.client_ip);
@@ -498,33 +561,43 @@ fn sendgrid(item: &RecipientPayload, original: &Original<'_>) -> Body {
     form.finish()
 }
 
-fn mailgun(item: &RecipientPayload, original: &Original<'_>, key: &MailgunKey) -> Body {
+fn mailgun(item: &RecipientPayload, raw: &Bytes, key: &MailgunKey) -> Body {
     let payload = &item.payload;
     let mut form = Multipart::new();
     form.text("recipient", &payload.recipient);
     form.text("sender", &payload.sender);
-    form.text(
-        "from",
-        original
+    // `From:` as written and every field as `[name, value]`, read once.
+    let from = item.shared.get_or_insert_with("mailgun-from", || {
+        let original = Original::new(raw);
+        let from = original
             .get("From")
-            .map_or_else(|| display_list(&payload.from), str::to_owned)
-            .as_str(),
-    );
+            .map_or_else(|| display_list(&payload.from), str::to_owned);
+        Bytes::from(from)
+    });
+    form.shared("from", from);
     form.text("subject", &payload.subject);
-    form.text("body-plain", &payload.body);
-    form.text(
-        "stripped-text",
-        payload.stripped_text.as_deref().unwrap_or(&payload.body),
-    );
-    if let Some(html) = &payload.html_body {
-        form.text("body-html", html);
+    let (text, html) = text_and_html(item);
+    let stripped = match &payload.stripped_text {
+        Some(stripped) => item
+            .shared
+            .get_or_insert_with("stripped-text", || Bytes::from(stripped.clone())),
+        None => text.clone(),
+    };
+    form.shared("body-plain", text);
+    form.shared("stripped-text", stripped);
+    if let Some(html) = html {
+        form.shared("body-html", html);
     }
-    let pairs: Vec<[&str; 2]> = original
-        .fields
-        .iter()
-        .map(|(name, value)| [name.as_str(), value.as_str()])
-        .collect();
-    form.text("message-headers", &json_text(&pairs));
+    let headers = item.shared.get_or_insert_with("message-headers", || {
+        let original = Original::new(raw);
+        let pairs: Vec<[&str; 2]> = original
+            .fields
+            .iter()
+            .map(|(name, value)| [name.as_str(), value.as_str()])
+            .collect();
+        Bytes::from(json_bytes(&pairs, original.section.len() + 64))
+    });
+    form.shared("message-headers", headers);
     let mut content_ids = serde_json::Map::new();
     let mut count = 0;
     for (number, attachment, _) in inline_attachments(item) {
@@ -596,6 +669,7 @@ mod tests {
             payload,
             message_sha256: [0; 32],
             raw: Some(Bytes::from_static(MESSAGE)),
+            shared: Arc::default(),
         }
     }
 
@@ -683,6 +757,48 @@ mod tests {
             body.pieces()
                 .any(|piece| piece.as_ptr() == data_base64.0.as_ptr())
         );
+    }
+
+    /// Two recipients of one message share the message-wide parts: only
+    /// their own fields and the framing are made per delivery.
+    #[test]
+    fn recipients_share_the_message_wide_parts() {
+        let first = item();
+        let mut second = first.clone();
+        second.payload.recipient = "other+x@example.com".into();
+        let pieces = |body: &Body| {
+            body.pieces()
+                .map(|piece| piece.as_ptr())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (
+            WebhookFormat::Postmark.body(&first, "k1").unwrap(),
+            WebhookFormat::Postmark.body(&second, "k2").unwrap(),
+        );
+        assert_eq!(pieces(&a)[1], pieces(&b)[1], "the shared rest");
+        let json: serde_json::Value = serde_json::from_slice(&b.to_bytes()).unwrap();
+        assert_eq!(json["OriginalRecipient"], "other+x@example.com");
+        assert_eq!(json["MailboxHash"], "x");
+        assert_eq!(json["MessageID"], "k2");
+        assert_eq!(json["Subject"], "café");
+        for format in [
+            WebhookFormat::SendGrid,
+            WebhookFormat::Mailgun {
+                signing_key: MailgunKey::new("k"),
+            },
+        ] {
+            let (a, b) = (
+                format.body(&first, "k1").unwrap(),
+                format.body(&second, "k2").unwrap(),
+            );
+            let shared = pieces(&a)
+                .into_iter()
+                .filter(|piece| pieces(&b).contains(piece))
+                .count();
+            // Text, and the header section or From and message-headers,
+            // and the attachment.
+            assert!(shared >= 3, "{}: {shared} shared pieces", format.name());
+        }
     }
 
     #[test]
