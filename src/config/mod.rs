@@ -966,6 +966,24 @@ mod tests {
         assert!(config.stack.recipients.accepts("anyone@elsewhere.org"));
         // The stack's own deadline leaves room for the longest attempt.
         assert!(config.stack.request_timeout >= DELIVERY_BUDGET + Duration::from_secs(90));
+        // Only a route's format keeps the original message for the sink.
+        assert!(!config.stack.parse.keep_raw);
+        assert!(
+            webhooks
+                .iter()
+                .all(|(_, webhook)| webhook.format == WebhookFormat::MailLaser)
+        );
+        std::fs::write(
+            &path,
+            "[[route]]\nname = \"a\"\nmatch = [\"*\"]\nurl = \"https://a.example/\"\nformat = \"raw\"\n",
+        )
+        .unwrap();
+        let config = Config::from_args(["mail-laser", "--routes", routes]).unwrap();
+        assert!(config.stack.parse.keep_raw);
+        let SinkConfig::Routes { webhooks, .. } = &config.sink else {
+            panic!("not routed: {:?}", config.sink);
+        };
+        assert_eq!(webhooks[0].1.format, WebhookFormat::Raw);
 
         let error = Config::from_args(["mail-laser", "--routes", routes, "--delivery", "spool"])
             .unwrap_err()
