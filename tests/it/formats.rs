@@ -163,8 +163,9 @@ fn transport(server: &TestServer) -> AsyncSmtpTransport<Tokio1Executor> {
 const TEXT: &str = "Hello,\r\nthe report is attached.\r\n";
 const HTML: &str = "<p>Hello,<br>the <b>report</b> is attached.</p>";
 
-/// A real client's message: text and HTML alternatives and a PDF, to
-/// `to`, copied to Carol. The octets as sent, and the PDF.
+/// A real client's message to `to`, copied to Carol: text and HTML
+/// alternatives and a PDF with a non-ASCII name. The octets as sent, the
+/// PDF and the envelope.
 fn message(to: &[&str]) -> (Vec<u8>, Vec<u8>, Envelope) {
     let pdf = binary(20_000);
     let mut builder = Message::builder()
@@ -182,7 +183,7 @@ fn message(to: &[&str]) -> (Vec<u8>, Vec<u8>, Envelope) {
                     HTML.to_owned(),
                 ))
                 .singlepart(
-                    Attachment::new("report.pdf".to_owned())
+                    Attachment::new("Q3 Übersicht.pdf".to_owned())
                         .body(pdf.clone(), "application/pdf".parse().unwrap()),
                 ),
         )
@@ -254,7 +255,7 @@ mailgun_signing_key = "{MAILGUN_KEY}"
             "envelope_sender": "bounce@example.org",
             "envelope_recipient": recipient,
             "attachments": [{
-                "filename": "report.pdf",
+                "filename": "Q3 Übersicht.pdf",
                 "content_type": "application/pdf",
                 "sha256": hex_sha256(&pdf),
             }],
