@@ -71,6 +71,14 @@ def on_inbound(sender, event, esp_name, **kwargs):
             }
             for part in message.attachments
         ],
+        "inlines": [
+            {
+                "content_id": content_id,
+                "content_type": part.get_content_type(),
+                "sha256": hashlib.sha256(part.get_content_bytes()).hexdigest(),
+            }
+            for content_id, part in sorted(message.content_id_map.items())
+        ],
     }
     with lock, open(records_file, "a", encoding="utf-8") as out:
         out.write(json.dumps(record) + "\n")

@@ -1,8 +1,8 @@
 //! Issue 13, drop-in formats (a route's `format`, `docs/routes.md`): a real
 //! client's multipart message reaches a real Django app through
 //! django-anymail's own inbound views (Postmark, SendGrid, Mailgun), which
-//! parse sender, recipients, subject, text, HTML and attachment exactly as
-//! from the provider; and `raw` delivers the original octets as
+//! parse sender, recipients, subject, text, HTML, the attachment and the
+//! inline image exactly as from the provider; and `raw` delivers the original octets as
 //! `message/rfc822` with the URL's credentials as basic auth, as Action
 //! Mailbox's relay ingress takes them.
 
@@ -161,13 +161,14 @@ fn transport(server: &TestServer) -> AsyncSmtpTransport<Tokio1Executor> {
 }
 
 const TEXT: &str = "Hello,\r\nthe report is attached.\r\n";
-const HTML: &str = "<p>Hello,<br>the <b>report</b> is attached.</p>";
+const HTML: &str = "<p>Hello,<br>the <b>report</b> is attached.</p><img src=\"cid:chart\">";
 
 /// A real client's message to `to`, copied to Carol: text and HTML
-/// alternatives and a PDF with a non-ASCII name. The octets as sent, the
-/// PDF and the envelope.
-fn message(to: &[&str]) -> (Vec<u8>, Vec<u8>, Envelope) {
+/// alternatives, an inline image the HTML refers to, and a PDF with a
+/// non-ASCII name. The octets as sent, the PDF, the image and the envelope.
+fn message(to: &[&str]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Envelope) {
     let pdf = binary(20_000);
+    let png = binary(3_000);
     let mut builder = Message::builder()
         .from("Alice Example <alice@example.org>".parse().unwrap())
         .cc("Carol Cc <carol@example.net>".parse().unwrap())
@@ -178,10 +179,17 @@ fn message(to: &[&str]) -> (Vec<u8>, Vec<u8>, Envelope) {
     let message = builder
         .multipart(
             MultiPart::mixed()
-                .multipart(MultiPart::alternative_plain_html(
-                    TEXT.to_owned(),
-                    HTML.to_owned(),
-                ))
+                .multipart(
+                    MultiPart::related()
+                        .multipart(MultiPart::alternative_plain_html(
+                            TEXT.to_owned(),
+                            HTML.to_owned(),
+                        ))
+                        .singlepart(
+                            Attachment::new_inline("chart".to_owned())
+                                .body(png.clone(), "image/png".parse().unwrap()),
+                        ),
+                )
                 .singlepart(
                     Attachment::new("Q3 Übersicht.pdf".to_owned())
                         .body(pdf.clone(), "application/pdf".parse().unwrap()),
@@ -193,13 +201,14 @@ fn message(to: &[&str]) -> (Vec<u8>, Vec<u8>, Envelope) {
         to.iter().map(|address| address.parse().unwrap()).collect(),
     )
     .unwrap();
-    (message.formatted(), pdf, envelope)
+    (message.formatted(), pdf, png, envelope)
 }
 
 /// Postmark's inbound JSON, SendGrid's Inbound Parse and Mailgun's
 /// `forward()` are each parsed by django-anymail's own view into the same
-/// message: sender, recipients, subject, text, HTML, the PDF's octets,
-/// and the envelope recipient of its route. Mailgun's signature verifies
+/// message: sender, recipients, subject, text, HTML, the PDF's name and
+/// octets, the inline image by its Content-ID, and the envelope recipient
+/// of its route. Mailgun's signature verifies
 /// under the app's key, and every request passed anymail's basic auth.
 #[tokio::test]
 async fn django_anymail_parses_each_provider_format() {
@@ -236,7 +245,7 @@ mailgun_signing_key = "{MAILGUN_KEY}"
     );
     let server = start(&dir, &routes, &[]).await;
     let to = ["pm@example.com", "sg@example.com", "mg@example.com"];
-    let (raw, pdf, envelope) = message(&to);
+    let (raw, pdf, png, envelope) = message(&to);
     transport(&server)
         .send_raw(&envelope, &raw)
         .await
@@ -258,6 +267,11 @@ mailgun_signing_key = "{MAILGUN_KEY}"
                 "filename": "Q3 Übersicht.pdf",
                 "content_type": "application/pdf",
                 "sha256": hex_sha256(&pdf),
+            }],
+            "inlines": [{
+                "content_id": "chart",
+                "content_type": "image/png",
+                "sha256": hex_sha256(&png),
             }],
         })
     };
@@ -304,7 +318,7 @@ async fn raw_is_the_original_message_with_basic_auth() {
     );
     let dir = folder("raw");
     let server = start(&dir, &routes, &["--webhook-signing-secret", "hmac-secret"]).await;
-    let (raw, _, envelope) = message(&["inbox@example.com"]);
+    let (raw, _, _, envelope) = message(&["inbox@example.com"]);
     transport(&server).send_raw(&envelope, &raw).await.unwrap();
 
     // lettre ends the data with `\r\n.\r\n`, whose first line break ends
@@ -374,7 +388,7 @@ format = "postmark"
     );
     let server = start(&dir, &routes, &[]).await;
     for to in ["mg@example.com", "pm@example.com"] {
-        let (raw, _, envelope) = message(&[to]);
+        let (raw, _, _, envelope) = message(&[to]);
         let refused = transport(&server)
             .send_raw(&envelope, &raw)
             .await
