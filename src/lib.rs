@@ -13,7 +13,7 @@
 //! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
 //! civil-date helper); `auth` on `mail` (the payload's result fields);
 //! `stack` on `auth` too; `policy` imports nothing of the crate; `routes` builds on
-//! `webhook`, `sink` and `smtp`, and `stack` on `routes`; `config`
+//! `webhook`, `spool`, `sink` and `smtp`, and `stack` on `routes`; `config`
 //! builds every module's settings and nothing imports it.
 
 pub mod auth;
@@ -37,14 +37,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use config::{Config, SinkConfig};
+use config::{Config, RoutesConfig, SinkConfig};
 use http::Readiness;
-use routes::RoutedSink;
+use routes::{BuildRoute, Route, RouteSet, RouteSpec, RoutedSink, RoutesReload};
 use server::Server;
 use server::tls::{CertReload, ServerTls};
 use sink::{SharedSink, StdoutSink};
 use smtp::codec::MemoryBudget;
-use spool::{OpenError, SpoolSink};
+use spool::{OpenError, SpoolQueue, SpoolSink};
 use telemetry::{Metrics, Observability};
 use webhook::{HttpClient, WebhookSink};
 
@@ -157,29 +157,7 @@ pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, O
     Ok(match config {
         SinkConfig::Stdout => Arc::new(StdoutSink::new()),
         SinkConfig::Webhook(webhook) => Arc::new(WebhookSink::new(webhook, metrics)?),
-        SinkConfig::Routes { table, webhooks } => {
-            // One client, so every route shares one connection pool; the
-            // shortest route timeout bounds connecting for all of them.
-            let connect = webhooks
-                .iter()
-                .map(|(_, webhook)| webhook.attempt_timeout)
-                .min()
-                .unwrap_or(std::time::Duration::from_secs(30));
-            let client = HttpClient::client(connect)?;
-            let sinks = webhooks
-                .iter()
-                .map(|(name, webhook)| {
-                    let sink: SharedSink = Arc::new(WebhookSink::with_client(
-                        webhook,
-                        &metrics.for_route(name),
-                        client.clone(),
-                    ));
-                    sink
-                })
-                .collect();
-            tracing::info!(routes = webhooks.len(), "routes");
-            Arc::new(RoutedSink::new(table.clone(), sinks))
-        }
+        SinkConfig::Routes(routes) => Arc::new(open_routes(routes, metrics)?),
         SinkConfig::Spool { webhook, spool } => {
             let sink = SpoolSink::open(webhook, spool, metrics)?;
             tracing::info!(
@@ -191,6 +169,55 @@ pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, O
             Arc::new(sink)
         }
     })
+}
+
+/// The routed sink: each route's stacks (a webhook, with the shared spool
+/// in front in `spool` mode) built the same way at start and on reload.
+fn open_routes(config: &RoutesConfig, metrics: &Metrics) -> Result<RoutedSink, OpenError> {
+    // One client, so every route shares one connection pool; the global
+    // timeout bounds connecting for all of them.
+    let client = HttpClient::client(config.global.attempt_timeout)?;
+    let live = config.live.clone();
+    let queue = match &config.spool {
+        Some(spool) => Some(SpoolQueue::open(spool, Arc::new(live.clone()), metrics)?),
+        None => None,
+    };
+    let (global, metrics_base) = (config.global.clone(), metrics.clone());
+    let build: BuildRoute = Arc::new(move |spec: &RouteSpec| {
+        let mut webhook = spec.webhook(&global);
+        if queue.is_some() {
+            webhook = spool::single_attempt(&webhook);
+        }
+        let webhook = WebhookSink::with_client(
+            &webhook,
+            &metrics_base.for_route(&spec.name),
+            client.clone(),
+        );
+        let sink: SharedSink = match &queue {
+            Some(queue) => Arc::new(queue.sink(webhook.clone(), Some(&spec.name))),
+            None => Arc::new(webhook.clone()),
+        };
+        Route {
+            spec: spec.clone(),
+            sink,
+            webhook,
+        }
+    });
+    let (routes, _) = RouteSet::build(config.specs.clone(), &build, &live.current());
+    tracing::info!(
+        routes = routes.routes().len(),
+        spool = config.spool.is_some(),
+        "routes"
+    );
+    live.install(routes);
+    let reload = RoutesReload::new(
+        config.source.clone(),
+        live.clone(),
+        build,
+        config.reload_interval,
+        metrics.clone(),
+    );
+    Ok(RoutedSink::new(live, Some(reload)))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mail_laser::config::{self, Config, ConfigError, SinkConfig};
-use mail_laser::routes::{RouteSpec, RouteTable};
+use mail_laser::routes::{LiveRoutes, RouteSpec, RouteTable};
 use mail_laser::server::tls::CertReload;
 use mail_laser::stack::credentials::user_line;
 use mail_laser::telemetry::{self, ErrorChain, Observability, TelemetryConfig};
@@ -161,6 +161,10 @@ async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure>
     let sink = mail_laser::open_sink(&config.sink, observability.metrics())
         .map_err(|e| Failure::start(&e))?;
     let sink_name = sink_name(&config.sink);
+    let routes = match &config.sink {
+        SinkConfig::Routes(routes) => Some(routes.live.clone()),
+        _ => None,
+    };
     let (smtp_bind, http_bind) = (config.server.bind, config.http_bind);
     let implicit_tls_bind = config.server.implicit_tls_bind;
     let app =
@@ -208,7 +212,7 @@ async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure>
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    tokio::spawn(reload_on_sighup(app.tls_reload()));
+    tokio::spawn(reload_on_sighup(app.tls_reload(), routes));
     let listeners = Listeners {
         smtp,
         http,
@@ -253,14 +257,24 @@ fn sink_name(sink: &SinkConfig) -> String {
         SinkConfig::Stdout => return "stdout".to_owned(),
         SinkConfig::Webhook(webhook) => (webhook, "sync"),
         SinkConfig::Spool { webhook, .. } => (webhook, "spool"),
-        SinkConfig::Routes { webhooks, .. } => {
-            let names: Vec<String> = webhooks
+        SinkConfig::Routes(routes) => {
+            let names: Vec<String> = routes
+                .specs
                 .iter()
-                .map(|(name, webhook)| {
-                    format!("{name}: {}", mail_laser::webhook::redacted(&webhook.url))
+                .map(|route| {
+                    format!(
+                        "{}: {}",
+                        route.name,
+                        mail_laser::webhook::redacted(&route.url)
+                    )
                 })
                 .collect();
-            return format!("routes ({})", names.join(", "));
+            let mode = if routes.spool.is_some() {
+                "spool"
+            } else {
+                "sync"
+            };
+            return format!("routes ({mode}; {})", names.join(", "));
         }
     };
     format!(
@@ -274,9 +288,10 @@ fn sink_name(sink: &SinkConfig) -> String {
     )
 }
 
-/// SIGHUP reloads the certificate files (`docs/access.md`). Installed
-/// whatever the certificate, so SIGHUP never ends the process.
-async fn reload_on_sighup(reload: Option<CertReload>) {
+/// SIGHUP reloads the certificate files (`docs/access.md`) and the routes
+/// file (`docs/routes.md`). Installed whatever there is to reload, so
+/// SIGHUP never ends the process.
+async fn reload_on_sighup(tls: Option<CertReload>, routes: Option<LiveRoutes>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -285,20 +300,22 @@ async fn reload_on_sighup(reload: Option<CertReload>) {
             return;
         };
         while hangup.recv().await.is_some() {
-            match &reload {
-                Some(reload) => {
-                    tracing::info!("SIGHUP received: reloading the TLS certificate");
-                    reload.request();
-                }
-                None => {
-                    tracing::info!("SIGHUP received: nothing to reload (self-signed certificate)")
-                }
+            if let Some(tls) = &tls {
+                tracing::info!("SIGHUP received: reloading the TLS certificate");
+                tls.request();
+            }
+            if let Some(routes) = &routes {
+                tracing::info!("SIGHUP received: reloading the routes file");
+                routes.request_reload();
+            }
+            if tls.is_none() && routes.is_none() {
+                tracing::info!("SIGHUP received: nothing to reload (self-signed certificate)");
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = reload;
+        let _ = (tls, routes);
     }
 }
 

@@ -45,6 +45,15 @@ pub(super) struct Cli {
     #[arg(long, env = "MAIL_LASER_ROUTES", value_name = "MAIL_LASER_ROUTES")]
     pub(super) routes: Option<std::path::PathBuf>,
 
+    /// Seconds between checks of MAIL_LASER_ROUTES for a change, reloaded without a restart (SIGHUP reloads too); 0 = only on SIGHUP.
+    #[arg(
+        long,
+        env = "MAIL_LASER_ROUTES_RELOAD_INTERVAL",
+        value_name = "MAIL_LASER_ROUTES_RELOAD_INTERVAL",
+        default_value_t = 5
+    )]
+    pub(super) routes_reload_interval: u64,
+
     /// Seconds per webhook attempt.
     #[arg(long, env = "MAIL_LASER_WEBHOOK_TIMEOUT", value_name = "MAIL_LASER_WEBHOOK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(super) webhook_timeout: u64,

@@ -15,7 +15,7 @@ use clap::Parser;
 use crate::auth::{self, AuthError, AuthSettings, Authenticator};
 use crate::http::HttpLimits;
 use crate::policy::{PolicyError, SenderPolicy};
-use crate::routes::{RouteSpec, RouteTable, RoutesError};
+use crate::routes::{LiveRoutes, RouteSource, RouteSpec, RouteTable, RoutesError};
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::{AuthMode, SessionConfig};
 use crate::spool::{SpoolConfig, SpoolLimits};
@@ -117,19 +117,33 @@ pub enum SinkConfig {
         webhook: WebhookConfig,
         spool: SpoolConfig,
     },
-    /// `MAIL_LASER_ROUTES` (`sync`): each route its own webhook, in the
-    /// table's order.
-    Routes {
-        table: RouteTable,
-        webhooks: Vec<(String, WebhookConfig)>,
-    },
+    /// `MAIL_LASER_ROUTES`: each route its own webhook.
+    Routes(RoutesConfig),
+}
+
+/// `MAIL_LASER_ROUTES`: the routes read at start, and what a reload needs.
+#[derive(Debug, Clone)]
+pub struct RoutesConfig {
+    /// The routes in force, shared with recipient validation; the sinks
+    /// are installed when the sink is opened.
+    pub live: LiveRoutes,
+    /// The routes of the file as read at start.
+    pub specs: Vec<RouteSpec>,
+    pub source: RouteSource,
+    /// The global webhook settings every route starts from
+    /// ([`RouteSpec::webhook`]).
+    pub global: WebhookConfig,
+    /// `spool` mode: one spool folder for every route.
+    pub spool: Option<SpoolConfig>,
+    /// `MAIL_LASER_ROUTES_RELOAD_INTERVAL`; `None`: only on `SIGHUP`.
+    pub reload_interval: Option<Duration>,
 }
 
 impl SinkConfig {
     /// The webhook settings, unless payloads go to stdout.
     pub fn webhook_mut(&mut self) -> Option<&mut WebhookConfig> {
         match self {
-            Self::Stdout | Self::Routes { .. } => None,
+            Self::Stdout | Self::Routes(_) => None,
             Self::Webhook(webhook) | Self::Spool { webhook, .. } => Some(webhook),
         }
     }
@@ -253,21 +267,27 @@ impl Cli {
             None | Some("-") => None,
             Some(url) => Some(self.webhook(parse_webhook_url(url, self.allow_insecure_webhook)?)),
         };
-        let sink = match (self.delivery, webhook, &routes) {
-            (DeliveryMode::Spool, _, Some(_)) => {
-                return Err(ConfigError::Value {
-                    variable: "MAIL_LASER_DELIVERY",
-                    value: "spool".into(),
-                    expected: "sync: MAIL_LASER_ROUTES with MAIL_LASER_DELIVERY=spool is not supported yet",
-                });
-            }
-            (DeliveryMode::Sync, _, Some(routes)) => SinkConfig::Routes {
-                table: RouteTable::new(routes.iter().map(RouteSpec::matcher).collect()),
-                webhooks: routes
-                    .iter()
-                    .map(|route| (route.name.clone(), self.route_webhook(route)))
-                    .collect(),
+        let spool = SpoolConfig::new(
+            self.spool_dir.clone(),
+            self.spool_max_age,
+            SpoolLimits {
+                max_files: self.spool_max_files,
+                max_bytes: self.spool_max_bytes,
             },
+        );
+        let sink = match (self.delivery, webhook, &routes) {
+            (delivery, _, Some((source, specs))) => SinkConfig::Routes(RoutesConfig {
+                live: LiveRoutes::new(RouteTable::new(
+                    specs.iter().map(RouteSpec::matcher).collect(),
+                )),
+                specs: specs.clone(),
+                source: source.clone(),
+                // The file has at least one route; each brings its own URL.
+                global: self.webhook(specs[0].url.clone()),
+                spool: (delivery == DeliveryMode::Spool).then_some(spool),
+                reload_interval: (self.routes_reload_interval > 0)
+                    .then(|| Duration::from_secs(self.routes_reload_interval)),
+            }),
             (DeliveryMode::Spool, None, None) => {
                 return Err(ConfigError::Value {
                     variable: "MAIL_LASER_DELIVERY",
@@ -277,21 +297,11 @@ impl Cli {
             }
             (DeliveryMode::Sync, None, None) => SinkConfig::Stdout,
             (DeliveryMode::Sync, Some(webhook), None) => SinkConfig::Webhook(webhook),
-            (DeliveryMode::Spool, Some(webhook), None) => SinkConfig::Spool {
-                webhook,
-                spool: SpoolConfig::new(
-                    self.spool_dir.clone(),
-                    self.spool_max_age,
-                    SpoolLimits {
-                        max_files: self.spool_max_files,
-                        max_bytes: self.spool_max_bytes,
-                    },
-                ),
-            },
+            (DeliveryMode::Spool, Some(webhook), None) => SinkConfig::Spool { webhook, spool },
         };
         let longest_attempt = routes
             .iter()
-            .flatten()
+            .flat_map(|(_, specs)| specs)
             .filter_map(|route| route.timeout)
             .fold(Duration::from_secs(self.webhook_timeout), Duration::max);
         let header_prefixes: Arc<[String]> = self
@@ -366,9 +376,10 @@ impl Cli {
             http_limits: HttpLimits::default(),
             stack: StackConfig {
                 recipients: match &sink {
-                    SinkConfig::Routes { table, .. } => {
-                        RecipientPolicy::routed(table.clone(), self.max_unknown_rcpts_per_session)
-                    }
+                    SinkConfig::Routes(routes) => RecipientPolicy::routed(
+                        routes.live.clone(),
+                        self.max_unknown_rcpts_per_session,
+                    ),
                     _ => RecipientPolicy::new(&targets, self.max_unknown_rcpts_per_session)
                         .with_plus_addressing(self.plus_addressing),
                 },
@@ -377,10 +388,10 @@ impl Cli {
                     all_headers: self.headers == cli::HeadersMode::All,
                     plus_addressing: self.plus_addressing,
                     include_raw: self.include_raw,
-                    keep_raw: routes
-                        .iter()
-                        .flatten()
-                        .any(|route| route.format.needs_raw()),
+                    routes: match &sink {
+                        SinkConfig::Routes(routes) => Some(routes.live.clone()),
+                        _ => None,
+                    },
                     attachments,
                 },
                 auth,
@@ -402,24 +413,18 @@ impl Cli {
 impl Cli {
     /// `MAIL_LASER_ROUTES`, read and validated (URLs by the rules of
     /// `MAIL_LASER_WEBHOOK_URL`).
-    fn routes_file(&self) -> Result<Option<Vec<RouteSpec>>, ConfigError> {
-        self.routes
-            .as_deref()
-            .map(|path| check_routes(path, self.allow_insecure_webhook))
-            .transpose()
-    }
-
-    /// One route's webhook: the global settings, with the route's own
-    /// timeout, retries and Standard Webhooks secrets.
-    fn route_webhook(&self, route: &RouteSpec) -> WebhookConfig {
-        let global = self.webhook(route.url.clone());
-        WebhookConfig {
-            attempt_timeout: route.timeout.unwrap_or(global.attempt_timeout),
-            max_retries: route.max_retries.unwrap_or(global.max_retries),
-            standard_secrets: route.signing_secrets.clone(),
-            format: route.format.clone(),
-            ..global
+    fn routes_file(&self) -> Result<Option<(RouteSource, Vec<RouteSpec>)>, ConfigError> {
+        let Some(path) = &self.routes else {
+            return Ok(None);
+        };
+        let mut source = route_source(path, self.allow_insecure_webhook);
+        if self.delivery == DeliveryMode::Spool {
+            source = source.for_spool();
         }
+        let specs = source.load().map_err(|source| ConfigError::Routes {
+            source: Box::new(source),
+        })?;
+        Ok(Some((source, specs)))
     }
 
     /// A webhook at `url` with the global settings (`MAIL_LASER_WEBHOOK_*`,
@@ -442,6 +447,7 @@ impl Cli {
                 .filter(|secret| !secret.is_empty())
                 .map(SigningSecret::new),
             standard_secrets: Vec::new(),
+            headers: reqwest::header::HeaderMap::new(),
             format: WebhookFormat::MailLaser,
         }
     }
@@ -590,15 +596,25 @@ fn parse_dns_server(server: &str) -> Option<SocketAddr> {
 /// # Errors
 /// [`ConfigError::Routes`]: the file cannot be read, parsed or validated.
 pub fn check_routes(path: &Path, allow_insecure: bool) -> Result<Vec<RouteSpec>, ConfigError> {
-    let check_url = |url: &str| {
-        parse_webhook_url(url, allow_insecure).map_err(|error| match error {
-            ConfigError::Value { expected, .. } => expected.to_owned(),
-            other => other.to_string(),
+    route_source(path, allow_insecure)
+        .load()
+        .map_err(|source| ConfigError::Routes {
+            source: Box::new(source),
         })
-    };
-    crate::routes::load(path, &check_url).map_err(|source| ConfigError::Routes {
-        source: Box::new(source),
-    })
+}
+
+/// The routes file at `path`, its URLs checked by the rules of
+/// `MAIL_LASER_WEBHOOK_URL` (at start, on reload and offline alike).
+fn route_source(path: &Path, allow_insecure: bool) -> RouteSource {
+    RouteSource::new(
+        path.to_owned(),
+        Arc::new(move |url: &str| {
+            parse_webhook_url(url, allow_insecure).map_err(|error| match error {
+                ConfigError::Value { expected, .. } => expected.to_owned(),
+                other => other.to_string(),
+            })
+        }),
+    )
 }
 
 fn machine_hostname() -> Option<String> {
@@ -937,8 +953,7 @@ mod tests {
     }
 
     /// Issue 13: a routes file replaces the target list and the webhook
-    /// URL, gives each route its own settings, and is refused with spool
-    /// mode (not supported yet).
+    /// URL, gives each route its own settings, and takes spool mode.
     #[test]
     fn routes_file_settings() {
         let dir =
@@ -954,42 +969,69 @@ mod tests {
         let config =
             Config::from_args(["mail-laser", "--routes", routes, "--webhook-timeout", "5"])
                 .unwrap();
-        let SinkConfig::Routes { table, webhooks } = &config.sink else {
+        let SinkConfig::Routes(routes_config) = &config.sink else {
             panic!("not routed: {:?}", config.sink);
         };
-        assert_eq!(table.len(), 2);
-        let timeouts: Vec<_> = webhooks
+        assert_eq!(routes_config.live.current().table().len(), 2);
+        assert!(routes_config.spool.is_none());
+        assert_eq!(routes_config.reload_interval, Some(Duration::from_secs(5)));
+        let timeouts: Vec<_> = routes_config
+            .specs
             .iter()
-            .map(|(name, webhook)| (name.as_str(), webhook.attempt_timeout.as_secs()))
+            .map(|route| {
+                let webhook = route.webhook(&routes_config.global);
+                assert_eq!(webhook.url, route.url);
+                (route.name.as_str(), webhook.attempt_timeout.as_secs())
+            })
             .collect();
         assert_eq!(timeouts, [("a", 90), ("b", 5)]);
         assert!(config.stack.recipients.accepts("anyone@elsewhere.org"));
         // The stack's own deadline leaves room for the longest attempt.
         assert!(config.stack.request_timeout >= DELIVERY_BUDGET + Duration::from_secs(90));
-        // Only a route's format keeps the original message for the sink.
-        assert!(!config.stack.parse.keep_raw);
-        assert!(
-            webhooks
-                .iter()
-                .all(|(_, webhook)| webhook.format == WebhookFormat::MailLaser)
+
+        let config = Config::from_args([
+            "mail-laser",
+            "--routes",
+            routes,
+            "--delivery",
+            "spool",
+            "--routes-reload-interval",
+            "0",
+        ])
+        .unwrap();
+        let SinkConfig::Routes(routes_config) = &config.sink else {
+            panic!("not routed: {:?}", config.sink);
+        };
+        assert_eq!(
+            routes_config.spool.as_ref().map(|spool| spool.dir.clone()),
+            Some(PathBuf::from("./spool"))
         );
+        assert_eq!(routes_config.reload_interval, None);
+        // The routes in force decide whether the parse keeps the original.
+        assert!(config.stack.parse.routes.is_some());
+
+        // A route's format reaches its webhook; spool mode refuses one
+        // other than maillaser (the spool sends that format only).
         std::fs::write(
             &path,
             "[[route]]\nname = \"a\"\nmatch = [\"*\"]\nurl = \"https://a.example/\"\nformat = \"raw\"\n",
         )
         .unwrap();
         let config = Config::from_args(["mail-laser", "--routes", routes]).unwrap();
-        assert!(config.stack.parse.keep_raw);
-        let SinkConfig::Routes { webhooks, .. } = &config.sink else {
+        let SinkConfig::Routes(routes_config) = &config.sink else {
             panic!("not routed: {:?}", config.sink);
         };
-        assert_eq!(webhooks[0].1.format, WebhookFormat::Raw);
-
+        assert_eq!(
+            routes_config.specs[0].webhook(&routes_config.global).format,
+            WebhookFormat::Raw
+        );
         let error = Config::from_args(["mail-laser", "--routes", routes, "--delivery", "spool"])
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("MAIL_LASER_ROUTES with MAIL_LASER_DELIVERY=spool is not supported yet"),
+            error.contains(
+                "route 'a': format \"raw\" with MAIL_LASER_DELIVERY=spool is not supported yet"
+            ),
             "{error}"
         );
         let error = Config::from_args(["mail-laser", "--routes", routes, "--target-emails", "a@b"])

@@ -1,19 +1,20 @@
 //! The routes file (`MAIL_LASER_ROUTES`, TOML): read and validated once at
 //! start; every error names the file, the line and the reason.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Pattern, RouteMatcher};
-use crate::webhook::{FORMAT_NAMES, MailgunKey, StandardSecret, WebhookFormat};
+use crate::webhook::{FORMAT_NAMES, MailgunKey, StandardSecret, WebhookConfig, WebhookFormat};
 
 /// One route as the file describes it, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     pub name: String,
     pub patterns: Vec<Pattern>,
@@ -24,11 +25,29 @@ pub struct RouteSpec {
     pub timeout: Option<Duration>,
     /// Retries after the first attempt; the global setting when absent.
     pub max_retries: Option<u32>,
+    /// HTTP headers added to every request (a consumer's API key, a tenant
+    /// id); values are marked sensitive and never printed.
+    pub headers: HeaderMap,
     /// What the requests look like (`format`, `maillaser` when absent).
     pub format: WebhookFormat,
 }
 
 impl RouteSpec {
+    /// The route's webhook: `global` (the `MAIL_LASER_WEBHOOK_*` settings)
+    /// with the route's URL, timeout, retries, Standard Webhooks secrets,
+    /// headers and format.
+    pub fn webhook(&self, global: &WebhookConfig) -> WebhookConfig {
+        WebhookConfig {
+            url: self.url.clone(),
+            attempt_timeout: self.timeout.unwrap_or(global.attempt_timeout),
+            max_retries: self.max_retries.unwrap_or(global.max_retries),
+            standard_secrets: self.signing_secrets.clone(),
+            headers: self.headers.clone(),
+            format: self.format.clone(),
+            ..global.clone()
+        }
+    }
+
     pub fn matcher(&self) -> RouteMatcher {
         RouteMatcher {
             name: self.name.as_str().into(),
@@ -87,31 +106,19 @@ struct RawRoute {
     /// Seconds per attempt, as `MAIL_LASER_WEBHOOK_TIMEOUT`.
     timeout: Option<Spanned<u64>>,
     max_retries: Option<Spanned<u32>>,
+    /// `{ "Authorization" = "Bearer …" }`.
+    #[serde(default)]
+    headers: Option<Spanned<BTreeMap<String, String>>>,
     format: Option<Spanned<String>>,
     /// The key Mailgun signs its webhooks with (`format = "mailgun"`).
     mailgun_signing_key: Option<Spanned<String>>,
 }
 
-/// Reads and validates the file at `path`; `check_url` applies the rules
-/// of `MAIL_LASER_WEBHOOK_URL` to each route's URL.
+/// Validates the text of a routes file; `path` only names it in errors,
+/// `check_url` applies the rules of `MAIL_LASER_WEBHOOK_URL` to each URL.
 ///
 /// # Errors
-/// The file cannot be read, parsed or validated.
-pub fn load(
-    path: &Path,
-    check_url: &dyn Fn(&str) -> Result<reqwest::Url, String>,
-) -> Result<Vec<RouteSpec>, RoutesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RoutesError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(path, &text, check_url)
-}
-
-/// [`load`] of text already read; `path` only names it in errors.
-///
-/// # Errors
-/// As [`load`].
+/// The text cannot be parsed or validated.
 pub fn parse(
     path: &Path,
     text: &str,
@@ -209,6 +216,14 @@ pub fn parse(
             }
             retries => retries.map(Spanned::into_inner),
         };
+        let headers = match route.headers {
+            Some(headers) => {
+                let span = headers.span();
+                extra_headers(headers.into_inner())
+                    .map_err(|reason| invalid(span, format!("route '{name}': headers: {reason}")))?
+            }
+            None => HeaderMap::new(),
+        };
         let key = route.mailgun_signing_key.as_ref();
         let format = match route
             .format
@@ -258,10 +273,46 @@ pub fn parse(
             signing_secrets,
             timeout,
             max_retries,
+            headers,
             format,
         });
     }
     Ok(routes)
+}
+
+/// Headers MailLaser sets itself: a route cannot replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "user-agent",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+];
+
+/// A route's `headers`, checked: valid names and values, none of ours.
+/// A reason names the header, never its value (it may be a secret).
+fn extra_headers(table: BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in table {
+        let header = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("'{name}' is not a header name"))?;
+        let ours = RESERVED_HEADERS.contains(&header.as_str())
+            || header.as_str().starts_with("webhook-")
+            || header.as_str().starts_with("x-maillaser-");
+        if ours {
+            return Err(format!("'{name}' is set by MailLaser"));
+        }
+        let mut value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("the value of '{name}' is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
@@ -287,6 +338,7 @@ url = "https://helpdesk.internal/hooks/mail"
 signing_secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 timeout = 5
 max_retries = 1
+headers = { "Authorization" = "Bearer token-123", "X-Tenant" = "acme" }
 
 [[route]]
 name = "audit"
@@ -324,6 +376,11 @@ mailgun_signing_key = "key-K7pQ2xW9"
         assert_eq!(routes[0].signing_secrets.len(), 1);
         assert_eq!(routes[0].timeout, Some(Duration::from_secs(5)));
         assert_eq!(routes[0].max_retries, Some(1));
+        assert_eq!(routes[0].headers["authorization"], "Bearer token-123");
+        assert!(routes[0].headers["authorization"].is_sensitive());
+        assert_eq!(routes[0].headers["x-tenant"], "acme");
+        assert!(!format!("{:?}", routes[0]).contains("token-123"));
+        assert!(routes[1].headers.is_empty());
         assert_eq!(routes[1].patterns, vec![Pattern::Any]);
         assert_eq!(routes[1].timeout, None);
     }
@@ -338,17 +395,17 @@ mailgun_signing_key = "key-K7pQ2xW9"
             ),
             (
                 GOOD.replace("\"audit\"", "\"helpdesk\""),
-                "routes.toml line 11:",
+                "routes.toml line 12:",
                 "duplicate route name 'helpdesk'",
             ),
             (
                 GOOD.replace("https://audit", "http://audit"),
-                "routes.toml line 13:",
+                "routes.toml line 14:",
                 "https:// only",
             ),
             (
                 GOOD.replace("\"*\"", "\"a*@x\""),
-                "routes.toml line 12:",
+                "routes.toml line 13:",
                 "not a pattern",
             ),
             (
@@ -363,8 +420,43 @@ mailgun_signing_key = "key-K7pQ2xW9"
             ),
             (
                 GOOD.replace("match = [\"*\"]", "match = []"),
-                "routes.toml line 12:",
+                "routes.toml line 13:",
                 "match is empty",
+            ),
+            (
+                GOOD.replace("X-Tenant", "Idempotency-Key"),
+                "routes.toml line 9:",
+                "'Idempotency-Key' is set by MailLaser",
+            ),
+            (
+                GOOD.replace("X-Tenant", "Webhook-Signature"),
+                "routes.toml line 9:",
+                "is set by MailLaser",
+            ),
+            (
+                GOOD.replace("X-Tenant", "Bad Name"),
+                "routes.toml line 9:",
+                "'Bad Name' is not a header name",
+            ),
+            (
+                GOOD.replace("Bearer token-123", "token-123\\u0001"),
+                "routes.toml line 9:",
+                "the value of 'Authorization' is not a valid header value",
+            ),
+            (
+                GOOD.replace("format = \"raw\"", "format = \"mbox\""),
+                "routes.toml line 20:",
+                "format 'mbox': one of maillaser, raw, postmark, sendgrid, mailgun",
+            ),
+            (
+                GOOD.replace("mailgun_signing_key = \"key-K7pQ2xW9\"", ""),
+                "routes.toml line 26:",
+                "needs mailgun_signing_key",
+            ),
+            (
+                GOOD.replace("format = \"mailgun\"", "format = \"postmark\""),
+                "routes.toml line 27:",
+                "only for format = \"mailgun\"",
             ),
             ("[[route]\n".to_owned(), "routes.toml line 1:", ""),
             (String::new(), "routes.toml: no [[route]]", ""),
@@ -375,6 +467,10 @@ mailgun_signing_key = "key-K7pQ2xW9"
             assert!(error.contains(reason), "{error}");
             assert!(!error.contains('\n'), "{error}");
             assert!(!error.contains("MfKQ9r8"), "a secret leaked: {error}");
+            assert!(
+                !error.contains("token-123"),
+                "a header value leaked: {error}"
+            );
             assert!(!error.contains("K7pQ2xW9"), "a key leaked: {error}");
         }
     }

@@ -2,13 +2,22 @@
 //! A route is a set of recipient patterns with its own webhook stack;
 //! without a routes file the target list and webhook URL are one implicit
 //! route named `default`.
+//!
+//! - [`file`]: the TOML file, validated, with file and line in each error.
+//! - [`live`]: the routes in force, swapped whole by a reload.
+//! - [`reload`]: `SIGHUP` and polling for changes.
+//! - [`sink`]: the fan-out over the routes in force.
 
 mod file;
+mod live;
+mod reload;
 mod sink;
 
 use std::sync::Arc;
 
-pub use file::{RouteSpec, RoutesError, load, parse};
+pub use file::{RouteSpec, RoutesError, parse};
+pub use live::{BuildRoute, Changes, LiveRoutes, Route, RouteSet};
+pub use reload::{CheckUrl, Reloaded, RouteSource, RoutesReload};
 pub use sink::RoutedSink;
 
 use crate::smtp::command::{canonical_mailbox, split_plus_tag};

@@ -2,29 +2,36 @@
 //! own webhook stack, all at once, so one route's outage never delays
 //! another's deliveries.
 
+use std::sync::{Mutex, PoisonError};
+
 use futures_util::future::{self, BoxFuture};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::RouteTable;
-use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink, Sink};
+use super::live::LiveRoutes;
+use super::reload::RoutesReload;
+use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};
 use crate::telemetry::Printable;
 
-/// A [`Sink`] per route behind one [`RouteTable`]; `sinks[i]` delivers for
-/// route `i` of the table.
+/// Delivers through the routes in force ([`LiveRoutes`]): one delivery
+/// per route the recipient matches.
 pub struct RoutedSink {
-    table: RouteTable,
-    sinks: Vec<SharedSink>,
+    live: LiveRoutes,
+    /// Handed out once, by [`Sink::background`].
+    reload: Mutex<Option<RoutesReload>>,
 }
 
 impl RoutedSink {
-    /// `sinks` in the table's order, one per route.
-    pub fn new(table: RouteTable, sinks: Vec<SharedSink>) -> Self {
-        debug_assert_eq!(table.len(), sinks.len());
-        Self { table, sinks }
+    /// Over `live`, whose routes `reload` (if any) keeps up to date.
+    pub fn new(live: LiveRoutes, reload: Option<RoutesReload>) -> Self {
+        Self {
+            live,
+            reload: Mutex::new(reload),
+        }
     }
 
-    pub fn table(&self) -> &RouteTable {
-        &self.table
+    pub fn routes(&self) -> &LiveRoutes {
+        &self.live
     }
 }
 
@@ -33,14 +40,20 @@ impl Sink for RoutedSink {
     /// must not take the instance out of a load balancer for the others
     /// (mail for that route is answered `451` meanwhile).
     fn is_ready(&self) -> bool {
-        self.sinks.iter().any(|sink| sink.is_ready())
+        self.live
+            .current()
+            .routes()
+            .iter()
+            .any(|route| route.sink.is_ready())
     }
 
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let hits = self.table.lookup(&item.payload.recipient);
+        let routes = self.live.current();
+        let hits = routes.table().lookup(&item.payload.recipient);
         if hits.is_empty() {
-            // RCPT is checked against the same table, so only a recipient
-            // the table lost meanwhile gets here: the sender retries.
+            // RCPT is checked against the same routes, so only a recipient
+            // a reload removed meanwhile gets here: the sender retries, and
+            // learns at its next RCPT.
             tracing::warn!(
                 recipient = %Printable(&item.payload.recipient),
                 "no route for an accepted recipient"
@@ -49,20 +62,54 @@ impl Sink for RoutedSink {
         }
         let deliveries: Vec<_> = hits
             .into_iter()
-            .filter_map(|hit| {
-                let sink = self.sinks.get(hit.route)?;
-                let route = self.table.name(hit.route).unwrap_or_default().to_owned();
+            .map(|hit| {
+                let Some(route) = routes.get(hit.route) else {
+                    return Box::pin(future::ready(DeliveryOutcome::Deferred))
+                        as BoxFuture<'static, DeliveryOutcome>;
+                };
                 let mut item = item.clone();
                 if item.payload.recipient_tag.is_none() {
                     item.payload.recipient_tag = hit.tag;
                 }
-                let span = tracing::info_span!("route", route = %route);
-                Some(sink.deliver(item).instrument(span))
+                let span = tracing::info_span!("route", route = %route.spec.name);
+                Box::pin(route.sink.deliver(item).instrument(span))
             })
             .collect();
         Box::pin(async move {
             let outcomes = future::join_all(deliveries).await;
             DeliveryOutcome::most_urgent(outcomes)
         })
+    }
+
+    /// The reloader, and the spool worker when the routes spool.
+    fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
+        let reload = self
+            .reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // The routes share one spool queue, whose worker is handed out once.
+        let worker = self
+            .live
+            .current()
+            .routes()
+            .iter()
+            .find_map(|route| route.sink.background(shutdown.clone()));
+        if reload.is_none() && worker.is_none() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let reload = async {
+                if let Some(reload) = reload {
+                    reload.run(shutdown).await;
+                }
+            };
+            let worker = async {
+                if let Some(worker) = worker {
+                    worker.await;
+                }
+            };
+            tokio::join!(reload, worker);
+        }))
     }
 }

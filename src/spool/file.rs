@@ -52,6 +52,10 @@ pub struct Header {
     /// written before it existed, which are sent unchecked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_sha256: Option<String>,
+    /// The route whose webhook takes it (`docs/routes.md`); absent for
+    /// the implicit route, and in files written before routes existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// One spooled delivery: metadata and the webhook body.
@@ -94,6 +98,7 @@ impl SpoolEntry {
                 attempts: 0,
                 last_error: None,
                 body_sha256: Some(body_digest(&body)),
+                route: None,
             },
             body,
         }

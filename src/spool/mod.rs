@@ -8,9 +8,12 @@
 //! - [`schedule`]: which entry is tried next (pure).
 //! - [`worker`]: the background task.
 //!
-//! Both sides share one [`WebhookSink`] built with no retries (the spool is
-//! the retry) and therefore one circuit breaker: while it is open, mail is
-//! spooled without a request and the worker backs off.
+//! Both sides share one [`WebhookSink`] per route, built with no retries
+//! (the spool is the retry) and therefore one circuit breaker: while it is
+//! open, mail is spooled without a request and the worker backs off. With
+//! routes, one [`SpoolQueue`] (folder and worker) serves every route's
+//! [`SpoolSink`]; each entry names its route, and the worker looks its
+//! webhook up at each attempt ([`Webhooks`]).
 
 mod error;
 mod file;
@@ -102,20 +105,110 @@ pub enum OpenError {
     Spool(#[from] SpoolError),
 }
 
+/// Which webhook stack delivers a waiting entry. The entry names its route
+/// ([`Header::route`], `None` for the implicit one); routes can be reloaded
+/// while entries wait, so the worker asks at every attempt.
+pub trait Webhooks: Send + Sync + 'static {
+    /// `None`: no such route now; the entry waits (and expires).
+    fn webhook(&self, route: Option<&str>) -> Option<WebhookSink>;
+}
+
+/// The implicit route's webhook alone (no routes file): it takes the
+/// entries without a route.
+struct ImplicitRoute(WebhookSink);
+
+impl Webhooks for ImplicitRoute {
+    fn webhook(&self, route: Option<&str>) -> Option<WebhookSink> {
+        route.is_none().then(|| self.0.clone())
+    }
+}
+
+/// The webhook settings for a stack whose temporary failures are spooled:
+/// one attempt per call, the worker's backoff replaces retries.
+pub fn single_attempt(webhook: &WebhookConfig) -> WebhookConfig {
+    WebhookConfig {
+        max_retries: 0,
+        ..webhook.clone()
+    }
+}
+
+/// The spool folder and its background worker, shared by the
+/// [`SpoolSink`]s of every route.
+#[derive(Clone)]
+pub struct SpoolQueue {
+    spool: Spool,
+    spooled: mpsc::UnboundedSender<worker::Spooled>,
+    /// Handed out once, by [`SpoolQueue::background`].
+    worker: Arc<Mutex<Option<SpoolWorker>>>,
+}
+
+impl SpoolQueue {
+    /// Opens the spool folder, recovering what a previous run left; the
+    /// worker delivers each entry through `webhooks`. Blocks briefly on the
+    /// file system.
+    ///
+    /// # Errors
+    /// The folder cannot be created or read.
+    pub fn open(
+        config: &SpoolConfig,
+        webhooks: Arc<dyn Webhooks>,
+        metrics: &Metrics,
+    ) -> Result<Self, SpoolError> {
+        let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
+        spool.observe_depth(metrics);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let worker = SpoolWorker::new(
+            spool.clone(),
+            webhooks,
+            config.clone(),
+            recovered,
+            receiver,
+            metrics.clone(),
+        );
+        Ok(Self {
+            spool,
+            spooled: sender,
+            worker: Arc::new(Mutex::new(Some(worker))),
+        })
+    }
+
+    /// A sink that first tries `webhook` and spools for `route` (`None`:
+    /// the implicit route) when it fails temporarily.
+    pub fn sink(&self, webhook: WebhookSink, route: Option<&str>) -> SpoolSink {
+        SpoolSink {
+            webhook,
+            route: route.map(Arc::from),
+            queue: self.clone(),
+        }
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// The background worker, the first time it is asked for.
+    pub fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(Box::pin(worker.run(shutdown)))
+    }
+}
+
 /// A [`Sink`] that answers `250` once the webhook has the payload *or* it is
 /// safely on disk.
 #[derive(Clone)]
 pub struct SpoolSink {
     webhook: WebhookSink,
-    spool: Spool,
-    spooled: mpsc::UnboundedSender<worker::Spooled>,
-    /// Handed out once, by [`Sink::background`].
-    worker: Arc<Mutex<Option<SpoolWorker>>>,
+    route: Option<Arc<str>>,
+    queue: SpoolQueue,
 }
 
 impl SpoolSink {
-    /// Opens the spool folder (recovering what a previous run left) and
-    /// builds the webhook stack. Blocks briefly on the file system.
+    /// `spool` mode without routes: opens the folder and builds the one
+    /// webhook stack. Blocks briefly on the file system.
     ///
     /// # Errors
     /// [`OpenError`]: the folder cannot be created or read, or the HTTP
@@ -125,29 +218,9 @@ impl SpoolSink {
         config: &SpoolConfig,
         metrics: &Metrics,
     ) -> Result<Self, OpenError> {
-        let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
-        // One attempt per call: the worker's backoff replaces retries.
-        let single = WebhookConfig {
-            max_retries: 0,
-            ..webhook.clone()
-        };
-        let webhook = WebhookSink::new(&single, metrics)?;
-        spool.observe_depth(metrics);
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let worker = SpoolWorker::new(
-            spool.clone(),
-            webhook.clone(),
-            config.clone(),
-            recovered,
-            receiver,
-            metrics.clone(),
-        );
-        Ok(Self {
-            webhook,
-            spool,
-            spooled: sender,
-            worker: Arc::new(Mutex::new(Some(worker))),
-        })
+        let webhook = WebhookSink::new(&single_attempt(webhook), metrics)?;
+        let queue = SpoolQueue::open(config, Arc::new(ImplicitRoute(webhook.clone())), metrics)?;
+        Ok(queue.sink(webhook, None))
     }
 
     /// The webhook side, with the circuit breaker shared by both sides.
@@ -156,7 +229,7 @@ impl SpoolSink {
     }
 
     pub fn spool(&self) -> &Spool {
-        &self.spool
+        self.queue.spool()
     }
 }
 
@@ -166,7 +239,8 @@ impl Sink for SpoolSink {
         let key = request.idempotency_key().unwrap_or_default().to_owned();
         let body = request.body.clone();
         let posted = self.webhook.post(request);
-        let (spool, spooled) = (self.spool.clone(), self.spooled.clone());
+        let route = self.route.as_deref().map(str::to_owned);
+        let (spool, spooled) = (self.queue.spool.clone(), self.queue.spooled.clone());
         Box::pin(async move {
             let error = match webhook::settle(posted.await) {
                 Ok(outcome) => return outcome,
@@ -174,6 +248,7 @@ impl Sink for SpoolSink {
             };
             let requested = !matches!(error, WebhookError::BreakerOpen);
             let mut entry = SpoolEntry::new(key, body, now_ms());
+            entry.header.route = route;
             entry.failed(&ErrorChain(&error).to_string(), requested);
             let attempts = entry.header.attempts;
             match spool.blocking(move |spool| spool.store(&entry)).await {
@@ -199,15 +274,11 @@ impl Sink for SpoolSink {
     /// Ready while the spool has room: an open breaker is what the spool is
     /// for, so it does not take the instance out of a load balancer.
     fn is_ready(&self) -> bool {
-        !self.spool.is_full()
+        !self.queue.spool.is_full()
     }
 
+    /// The shared worker; with routes, the first route's sink hands it out.
     fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        Some(Box::pin(worker.run(shutdown)))
+        self.queue.background(shutdown)
     }
 }

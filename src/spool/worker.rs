@@ -20,14 +20,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::SpoolConfig;
 use super::error::SpoolError;
-use super::file::now_ms;
+use super::file::{SpoolEntry, now_ms};
 use super::schedule::Schedule;
 use super::store::{Spool, SpoolId};
+use super::{SpoolConfig, Webhooks};
 use crate::duration;
 use crate::telemetry::{ErrorChain, Metrics};
-use crate::webhook::{Backoff, WebhookError, WebhookRequest, WebhookSink};
+use crate::webhook::{Backoff, WebhookError, WebhookRequest};
 
 /// A new entry written by the SMTP side, with the requests already made.
 pub(super) type Spooled = (SpoolId, u32);
@@ -51,7 +51,7 @@ pub struct SpoolWorker {
 /// What one attempt needs, shared by the attempt tasks.
 struct AttemptContext {
     spool: Spool,
-    webhook: WebhookSink,
+    webhooks: Arc<dyn Webhooks>,
     backoff: Backoff,
     max_age: Duration,
     metrics: Metrics,
@@ -60,7 +60,7 @@ struct AttemptContext {
 impl SpoolWorker {
     pub(super) fn new(
         spool: Spool,
-        webhook: WebhookSink,
+        webhooks: Arc<dyn Webhooks>,
         config: SpoolConfig,
         recovered: Vec<SpoolId>,
         spooled: mpsc::UnboundedReceiver<Spooled>,
@@ -69,7 +69,7 @@ impl SpoolWorker {
         Self {
             attempts: Arc::new(AttemptContext {
                 spool,
-                webhook,
+                webhooks,
                 backoff: config.backoff,
                 max_age: config.max_age,
                 metrics,
@@ -233,12 +233,20 @@ impl AttemptContext {
             }
         };
 
+        let Some(webhook) = self.webhooks.webhook(entry.header.route.as_deref()) else {
+            // Its route was removed by a reload: it waits for the route to
+            // come back, and expires as any undeliverable entry does.
+            let route = entry.header.route.as_deref().unwrap_or("(implicit)");
+            let error = format!("no route '{route}' in the routes in force");
+            entry.failed(&error, false);
+            return self.unsent(id, entry, &error, false).await;
+        };
         let request = WebhookRequest::from_parts(
             entry.body.clone(),
             &entry.header.idempotency_key,
             entry.header.attempts.saturating_add(1),
         );
-        let error = match self.webhook.post(request).await {
+        let error = match webhook.post(request).await {
             Ok(()) => return self.delivered(id).await,
             Err(WebhookError::Rejected { status, reason }) => {
                 let reason = match reason {
@@ -251,7 +259,15 @@ impl AttemptContext {
         };
 
         let requested = !matches!(error, WebhookError::BreakerOpen);
-        entry.failed(&ErrorChain(&error).to_string(), requested);
+        let error = ErrorChain(&error).to_string();
+        entry.failed(&error, requested);
+        self.unsent(id, entry, &error, requested).await
+    }
+
+    /// A failed or impossible attempt: the entry expires into `dead/`, or
+    /// waits for its next attempt (with what the attempt recorded, when a
+    /// request was made).
+    async fn unsent(&self, id: &SpoolId, entry: SpoolEntry, error: &str, requested: bool) -> Next {
         if entry.age_ms(now_ms()) >= u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX) {
             let last_error = entry.header.last_error.as_deref().unwrap_or_default();
             let reason = format!(
@@ -261,7 +277,11 @@ impl AttemptContext {
             );
             return self.bury(id, &reason, "expired").await;
         }
-        tracing::debug!(error = %ErrorChain(&error), attempts = entry.header.attempts, "spooled delivery failed, will retry");
+        tracing::debug!(
+            error,
+            attempts = entry.header.attempts,
+            "spooled delivery failed, will retry"
+        );
         let retry = self.backoff.delay(entry.header.attempts.max(1));
         if requested {
             let updated = {

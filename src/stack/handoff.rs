@@ -13,6 +13,7 @@ use super::attachments::{self, AttachmentError, AttachmentOptions};
 use super::parse::Parsed;
 use crate::auth::AuthReport;
 use crate::mail::{self, AuthFields, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
+use crate::routes::LiveRoutes;
 use crate::sink::{DeliveryOutcome, MessageCache, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
@@ -32,9 +33,10 @@ pub struct ParseOptions {
     /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`
     /// (in `s3` mode: to the store, `raw_url`).
     pub include_raw: bool,
-    /// A route's format needs the original message (`raw`, and the header
-    /// section the provider formats send): it is kept for the sink.
-    pub keep_raw: bool,
+    /// The routes in force, with a routes file: while a route's format
+    /// needs the original message (`raw`, and the header section the
+    /// provider formats send), it is kept for the sink.
+    pub routes: Option<LiveRoutes>,
     pub attachments: AttachmentOptions,
 }
 
@@ -49,9 +51,16 @@ impl ParseOptions {
         self.include_raw && self.attachments.mode.store().is_some()
     }
 
+    /// Whether a route in force needs the original message.
+    pub fn formats_need_raw(&self) -> bool {
+        self.routes
+            .as_ref()
+            .is_some_and(|routes| routes.current().needs_raw())
+    }
+
     /// Whether the parse keeps the original message past itself.
     pub fn raw_kept(&self) -> bool {
-        self.raw_stored() || self.keep_raw
+        self.raw_stored() || self.formats_need_raw()
     }
 }
 
@@ -153,7 +162,9 @@ async fn hand_off(
     } else {
         None
     };
-    let raw_for_sink = raw.filter(|_| options.keep_raw);
+    // Asked again: a reload may have changed the routes since the parse (a
+    // format that finds no original defers the message, never guesses).
+    let raw_for_sink = raw.filter(|_| options.formats_need_raw());
 
     let found = std::mem::take(&mut parsed.attachments);
     let too_many = parsed.too_many_attachments;

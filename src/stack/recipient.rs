@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
-use crate::routes::RouteTable;
+use crate::routes::LiveRoutes;
 use crate::smtp::command::{canonical_mailbox, split_plus_tag};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
@@ -24,9 +24,9 @@ pub struct RecipientPolicy {
     max_unknown: u32,
     /// `local+tag@domain` is accepted for the target `local@domain`.
     plus_addressing: bool,
-    /// With `MAIL_LASER_ROUTES`: a recipient exists when a route matches
-    /// it (the table delivery uses), and `targets` is empty.
-    routes: Option<RouteTable>,
+    /// With `MAIL_LASER_ROUTES`: a recipient exists when a route in force
+    /// matches it (the routes delivery uses), and `targets` is empty.
+    routes: Option<LiveRoutes>,
 }
 
 impl RecipientPolicy {
@@ -50,7 +50,7 @@ impl RecipientPolicy {
     }
 
     /// Recipients are those some route of `routes` matches.
-    pub fn routed(routes: RouteTable, max_unknown: u32) -> Self {
+    pub fn routed(routes: LiveRoutes, max_unknown: u32) -> Self {
         Self {
             targets: Arc::default(),
             max_unknown,

@@ -32,6 +32,7 @@ const REFUSAL_REASONS: &[&str] = &["global_limit", "per_ip_limit", "rate_limit"]
 const AUTH_RESULTS: &[&str] = &["success", "failure", "throttled", "busy"];
 const RATE_LIMITS: &[&str] = &["connections", "messages", "auth"];
 const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+const CONFIG_RELOAD_RESULTS: &[&str] = &["success", "error"];
 const DEAD_LETTER_REASONS: &[&str] = &["rejected", "expired", "unreadable"];
 const DMARC_RESULTS: &[&str] = &["pass", "fail", "none", "temperror", "permerror"];
 
@@ -53,6 +54,7 @@ pub struct Metrics {
     auth: Counter<u64>,
     rate_limited: Counter<u64>,
     tls_reloads: Counter<u64>,
+    config_reloads: Counter<u64>,
     /// `route="<name>"` on the delivery series of one route's webhook
     /// stack (`MAIL_LASER_ROUTES`); unset for the implicit route, whose
     /// series stay as they were.
@@ -81,6 +83,7 @@ impl Metrics {
         zero(&self.auth, "result", AUTH_RESULTS);
         zero(&self.rate_limited, "limit", RATE_LIMITS);
         zero(&self.tls_reloads, "result", RELOAD_RESULTS);
+        zero(&self.config_reloads, "result", CONFIG_RELOAD_RESULTS);
         for tls in [false, true] {
             self.sessions.add(0, &[KeyValue::new("tls", tls)]);
         }
@@ -150,6 +153,10 @@ impl Metrics {
             tls_reloads: meter
                 .u64_counter("maillaser.tls.reload")
                 .with_description("Reloads of the TLS certificate files, by result")
+                .build(),
+            config_reloads: meter
+                .u64_counter("maillaser.config.reload")
+                .with_description("Reloads of the routes file, by result")
                 .build(),
             route: None,
             meter,
@@ -262,6 +269,13 @@ impl Metrics {
     /// One reload of the certificate files: `success` or `failure`.
     pub fn tls_reload(&self, result: &'static str) {
         self.tls_reloads.add(1, &[KeyValue::new("result", result)]);
+    }
+
+    /// One reload of the routes file: `success` or `error` (the routes in
+    /// force were kept).
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reloads
+            .add(1, &[KeyValue::new("result", result)]);
     }
 }
 

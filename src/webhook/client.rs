@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{StatusCode, Url};
 use tower::Service;
 
@@ -74,6 +74,9 @@ impl Body for PiecesBody {
 pub struct HttpClient {
     client: reqwest::Client,
     url: Url,
+    /// Sent with every request (a route's `headers`); the request's own
+    /// headers win over them.
+    headers: HeaderMap,
 }
 
 impl HttpClient {
@@ -88,8 +91,19 @@ impl HttpClient {
     }
 
     /// POSTs to `url` over `client`, whose pool other routes share.
-    pub const fn shared(client: reqwest::Client, url: Url) -> Self {
-        Self { client, url }
+    pub fn shared(client: reqwest::Client, url: Url) -> Self {
+        Self {
+            client,
+            url,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// Adds `headers` to every request.
+    #[must_use]
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// The process's client (see [`HttpClient::new`]); `connect_timeout`
@@ -122,6 +136,7 @@ impl Service<WebhookRequest> for HttpClient {
         let pending = self
             .client
             .post(self.url.clone())
+            .headers(self.headers.clone())
             .headers(request.headers)
             .header(CONTENT_TYPE, request.body.content_type().clone())
             .body(reqwest::Body::wrap(PiecesBody::new(&request.body)))

@@ -61,6 +61,9 @@ pub struct WebhookConfig {
     pub signing_secret: Option<SigningSecret>,
     /// Standard Webhooks secrets (a route's `signing_secrets`); each signs.
     pub standard_secrets: Vec<StandardSecret>,
+    /// Added to every request (a route's `headers`); values are marked
+    /// sensitive, so they are never printed.
+    pub headers: reqwest::header::HeaderMap,
     /// What the requests look like (a route's `format`).
     pub format: WebhookFormat,
 }
@@ -75,7 +78,7 @@ pub fn build(
     metrics: &Metrics,
     client: reqwest::Client,
 ) -> (WebhookService, Breaker) {
-    let http = HttpClient::shared(client, config.url.clone());
+    let http = HttpClient::shared(client, config.url.clone()).with_headers(config.headers.clone());
     let breaker = Breaker::new(config.breaker, metrics.clone());
     let service = ServiceBuilder::new()
         .layer(BreakerLayer::new(breaker.clone()))

@@ -43,7 +43,7 @@ impl fmt::Debug for SigningSecret {
 
 /// A Standard Webhooks secret: the key bytes of a `whsec_<base64>`. Never
 /// printed: `Debug` shows `<set>`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StandardSecret(Arc<[u8]>);
 
 impl StandardSecret {

@@ -219,6 +219,8 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_RATE_LIMIT_AUTH_FAILURES",
         "MAIL_LASER_RATE_LIMIT_CONNECTIONS",
         "MAIL_LASER_RATE_LIMIT_MESSAGES",
+        "MAIL_LASER_ROUTES",
+        "MAIL_LASER_ROUTES_RELOAD_INTERVAL",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
@@ -247,9 +249,14 @@ struct Running {
 impl Running {
     async fn start(name: &str, envs: &[(&str, &str)]) -> Self {
         let dir = scratch_dir(name);
-        let mut child = command(&dir)
-            .env("MAIL_LASER_TARGET_EMAILS", TARGET)
-            .env("MAIL_LASER_WEBHOOK_URL", "-")
+        let mut command = command(&dir);
+        // A routes file replaces the recipients and the webhook URL.
+        if !envs.iter().any(|(name, _)| *name == "MAIL_LASER_ROUTES") {
+            command
+                .env("MAIL_LASER_TARGET_EMAILS", TARGET)
+                .env("MAIL_LASER_WEBHOOK_URL", "-");
+        }
+        let mut child = command
             .env("MAIL_LASER_BIND_ADDRESS", "127.0.0.1")
             .env("MAIL_LASER_PORT", "0")
             .env("MAIL_LASER_HEALTH_BIND_ADDRESS", "127.0.0.1")
@@ -700,4 +707,47 @@ async fn sighup_reloads_the_certificate_files() {
     .await;
     let logs = running.stop_with_logs().await;
     assert!(logs.contains("TLS certificate reloaded"), "{logs}");
+}
+
+/// SIGHUP reloads the routes file (here with polling off): a recipient the
+/// new file adds is taken by the next transaction.
+#[tokio::test]
+async fn sighup_reloads_the_routes_file() {
+    let receiver = crate::common::receiver::Receiver::start().await;
+    let dir = scratch_dir("sighup-routes");
+    let routes = dir.join("routes.toml");
+    let route = |pattern: &str| {
+        format!(
+            "[[route]]\nname = \"r\"\nmatch = [\"{pattern}\"]\nurl = \"{}\"\n",
+            receiver.url()
+        )
+    };
+    std::fs::write(&routes, route("old@example.com")).unwrap();
+    let running = Running::start(
+        "sighup-routes-server",
+        &[
+            ("MAIL_LASER_ROUTES", routes.to_str().unwrap()),
+            ("MAIL_LASER_ROUTES_RELOAD_INTERVAL", "0"),
+        ],
+    )
+    .await;
+    let rcpt = |address: &'static str| {
+        let smtp = running.smtp;
+        async move {
+            let mut client = Client::greeted(smtp).await;
+            client.command("EHLO client.example").await;
+            client.command("MAIL FROM:<a@example.org>").await;
+            client.command(&format!("RCPT TO:<{address}>")).await.code
+        }
+    };
+    assert_eq!(rcpt("new@example.com").await, 550);
+    std::fs::write(&routes, route("new@example.com")).unwrap();
+    running.signal("HUP");
+    eventually("SIGHUP to reload the routes", || async {
+        rcpt("new@example.com").await == 250
+    })
+    .await;
+    assert_eq!(rcpt("old@example.com").await, 550);
+    let logs = running.stop_with_logs().await;
+    assert!(logs.contains("routes reloaded"), "{logs}");
 }

@@ -28,6 +28,7 @@ mod prometheus;
 mod properties;
 mod python_smtplib;
 mod routes;
+mod routes_live;
 mod schema;
 mod spool;
 mod store;

@@ -502,3 +502,46 @@ async fn the_official_standard_webhooks_package_verifies() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "verified");
 }
+
+/// A route's `headers` go with every request of that route only, and the
+/// stack's own headers cannot be replaced by them (refused at start).
+#[tokio::test]
+async fn route_headers_reach_their_consumer_only() {
+    let (keyed, plain) = (Receiver::start().await, Receiver::start().await);
+    let path = routes_file(
+        "headers",
+        &format!(
+            r#"
+[[route]]
+name = "keyed"
+match = ["support@example.com"]
+url = "{}"
+headers = {{ "Authorization" = "Bearer consumer-key", "X-Tenant" = "acme" }}
+
+[[route]]
+name = "plain"
+match = ["*"]
+url = "{}"
+"#,
+            keyed.url(),
+            plain.url()
+        ),
+    );
+    let server = start(&path, &[]).await;
+    assert_eq!(
+        send(&server, &["support@example.com"], "keyed").await,
+        "250 2.0.0 OK: Message accepted for delivery"
+    );
+    let keyed_request = keyed.wait_for(1).await.remove(0);
+    let plain_request = plain.wait_for(1).await.remove(0);
+    server.stop().await;
+    assert_eq!(keyed_request.header("authorization"), "Bearer consumer-key");
+    assert_eq!(keyed_request.header("x-tenant"), "acme");
+    assert_eq!(keyed_request.header("content-type"), "application/json");
+    assert_eq!(
+        keyed_request.header("idempotency-key"),
+        plain_request.header("idempotency-key")
+    );
+    assert!(plain_request.headers.get("authorization").is_none());
+    assert!(plain_request.headers.get("x-tenant").is_none());
+}
