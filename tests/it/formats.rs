@@ -13,14 +13,15 @@ use std::sync::Arc;
 use lettre::address::Envelope;
 use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use mail_laser::config::Config;
+use mail_laser::config::{Config, RoutesConfig, SinkConfig};
 use mail_laser::open_sink;
+use mail_laser::routes::LiveRoutes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::receiver::Receiver;
-use crate::common::{self, DEADLINE, TestServer, binary, hex_sha256, observability};
+use crate::common::{self, DEADLINE, TestServer, binary, hex_sha256, http_get, observability};
 
 /// anymail's `WEBHOOK_SECRET`: the basic auth every webhook request carries.
 const BASIC_AUTH: &str = "anymail:Wq8-basic-auth";
@@ -38,6 +39,12 @@ fn folder(test: &str) -> PathBuf {
 
 /// A server routing by `routes` (the real routed sink, what `main` builds).
 async fn start(dir: &Path, routes: &str, extra: &[&str]) -> TestServer {
+    start_live(dir, routes, extra).await.0
+}
+
+/// [`start`], with the live routes, so that a test can ask for a reload
+/// as `SIGHUP` does.
+async fn start_live(dir: &Path, routes: &str, extra: &[&str]) -> (TestServer, LiveRoutes) {
     let path = dir.join("routes.toml");
     std::fs::write(&path, routes).unwrap();
     let mut args = vec![
@@ -49,15 +56,41 @@ async fn start(dir: &Path, routes: &str, extra: &[&str]) -> TestServer {
     ];
     args.extend_from_slice(extra);
     let config = Config::from_args(args).expect("test configuration is valid");
+    let SinkConfig::Routes(RoutesConfig { live, .. }) = &config.sink else {
+        panic!("routed");
+    };
+    let live = live.clone();
     let observability = observability();
     let sink = open_sink(&config.sink, observability.metrics()).expect("the routed sink opens");
-    TestServer::start_with_sink(
+    let server = TestServer::start_with_sink(
         config,
         observability,
         Arc::clone(&sink),
         common::CaptureSink::new(),
     )
-    .await
+    .await;
+    (server, live)
+}
+
+/// Writes `text` as the routes file in one `rename` (a poll never reads
+/// half a file) and asks for a reload; waits until it counted as
+/// `result` (`success` or `error`).
+async fn reload(server: &TestServer, live: &LiveRoutes, dir: &Path, text: &str, result: &str) {
+    let count = || async {
+        let (_, metrics) = http_get(server.http, "/metrics").await;
+        let prefix = format!("maillaser_config_reload_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = count().await;
+    let temporary = dir.join("routes.toml.new");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, dir.join("routes.toml")).unwrap();
+    live.request_reload();
+    common::eventually("the reload", || async { count().await == before + 1 }).await;
 }
 
 /// The venv's Python when django-anymail is installed in it; otherwise
@@ -398,5 +431,60 @@ format = "postmark"
     assert!(app.records().is_empty(), "{:?}", app.records());
     server.stop().await;
     app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A reload that gives a route the `raw` format applies from the next
+/// message: the original message is kept for it from then on. In `spool`
+/// mode, which sends the `maillaser` format only, such a reload is refused
+/// and the route keeps sending JSON.
+#[tokio::test]
+async fn a_reload_brings_a_format_and_spool_mode_refuses_one() {
+    let receiver = Receiver::start().await;
+    let route = |format: &str| {
+        format!(
+            "[[route]]\nname = \"mailbox\"\nmatch = [\"inbox@example.com\"]\nurl = \"{}\"\nformat = \"{format}\"\n",
+            receiver.url()
+        )
+    };
+    let dir = folder("reload");
+    let (server, live) = start_live(
+        &dir,
+        &route("maillaser"),
+        &["--routes-reload-interval", "0"],
+    )
+    .await;
+    let (raw, _, _, envelope) = message(&["inbox@example.com"]);
+    transport(&server).send_raw(&envelope, &raw).await.unwrap();
+    assert_eq!(
+        receiver.wait_for(1).await[0].header("content-type"),
+        "application/json"
+    );
+    reload(&server, &live, &dir, &route("raw"), "success").await;
+    transport(&server).send_raw(&envelope, &raw).await.unwrap();
+    let request = receiver.wait_for(2).await.remove(1);
+    assert_eq!(request.header("content-type"), "message/rfc822");
+    assert_eq!(&request.body[..raw.len()], &raw[..]);
+    server.stop().await;
+
+    let spool = dir.join("spool");
+    let (server, live) = start_live(
+        &dir,
+        &route("maillaser"),
+        &[
+            "--routes-reload-interval",
+            "0",
+            "--delivery",
+            "spool",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
+    )
+    .await;
+    reload(&server, &live, &dir, &route("raw"), "error").await;
+    transport(&server).send_raw(&envelope, &raw).await.unwrap();
+    let request = receiver.wait_for(3).await.remove(2);
+    assert_eq!(request.header("content-type"), "application/json");
+    server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
