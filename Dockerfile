@@ -67,8 +67,9 @@ EXPOSE 2525 8080
 # (above), which has no /health on 8080, so a built-in probe would mark it
 # unhealthy. Health checks belong to whoever runs a binary: docker-compose.yml
 # probes mail-laser's GET /health on 8080 and the webhook's GET /count on
-# 9000; Kubernetes would use MailLaser's /health and /ready endpoints as its
-# liveness and readiness probes. The slim image has no curl or wget; bash's
-# /dev/tcp is enough for such a probe (see docker-compose.yml).
+# 9000; the Kubernetes manifests (deploy/kubernetes/) use MailLaser's /health
+# and /ready endpoints as liveness and readiness probes. The slim image has
+# no curl or wget; bash's /dev/tcp is enough for such a probe (see
+# docker-compose.yml).
 
 ENTRYPOINT ["/usr/local/bin/mail-laser"]

@@ -53,7 +53,7 @@ async fn start(shutdown: CancellationToken) -> Result<(SocketAddr, Arc<AtomicU64
         "0",
     ])?;
     let observability = Observability::new(&TelemetryConfig::disabled())?;
-    let sink = open_sink(&config.sink, observability.metrics())?;
+    let sink = open_sink(&config.sink, observability.metrics()).await?;
     let smtp = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let addr = smtp.local_addr()?;

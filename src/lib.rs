@@ -153,16 +153,17 @@ impl MailLaser {
 ///
 /// # Errors
 /// The webhook client cannot be built, or the spool folder cannot be used.
-pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, OpenError> {
+pub async fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, OpenError> {
     Ok(match config {
         SinkConfig::Stdout => Arc::new(StdoutSink::new()),
         SinkConfig::Webhook(webhook) => Arc::new(WebhookSink::new(webhook, metrics)?),
-        SinkConfig::Routes(routes) => Arc::new(open_routes(routes, metrics)?),
+        SinkConfig::Routes(routes) => Arc::new(open_routes(routes, metrics).await?),
         SinkConfig::Spool { webhook, spool } => {
-            let sink = SpoolSink::open(webhook, spool, metrics)?;
+            let sink = SpoolSink::open(webhook, spool, metrics).await?;
             tracing::info!(
+                store = sink.store().kind(),
                 dir = %spool.dir.display(),
-                waiting = sink.spool().usage().files,
+                waiting = sink.store().usage().files,
                 max_age = %duration::humane(spool.max_age),
                 "spool mode"
             );
@@ -173,13 +174,13 @@ pub fn open_sink(config: &SinkConfig, metrics: &Metrics) -> Result<SharedSink, O
 
 /// The routed sink: each route's stacks (a webhook, with the shared spool
 /// in front in `spool` mode) built the same way at start and on reload.
-fn open_routes(config: &RoutesConfig, metrics: &Metrics) -> Result<RoutedSink, OpenError> {
+async fn open_routes(config: &RoutesConfig, metrics: &Metrics) -> Result<RoutedSink, OpenError> {
     // One client, so every route shares one connection pool; the global
     // timeout bounds connecting for all of them.
     let client = HttpClient::client(config.global.attempt_timeout)?;
     let live = config.live.clone();
     let queue = match &config.spool {
-        Some(spool) => Some(SpoolQueue::open(spool, Arc::new(live.clone()), metrics)?),
+        Some(spool) => Some(SpoolQueue::open(spool, Arc::new(live.clone()), metrics).await?),
         None => None,
     };
     let (global, metrics_base) = (config.global.clone(), metrics.clone());

@@ -159,6 +159,7 @@ fn exit(failure: &Failure) -> ExitCode {
 async fn run(config: Config, telemetry: &TelemetryConfig) -> Result<(), Failure> {
     let observability = Observability::new(telemetry).map_err(|e| Failure::start(&e))?;
     let sink = mail_laser::open_sink(&config.sink, observability.metrics())
+        .await
         .map_err(|e| Failure::start(&e))?;
     let sink_name = sink_name(&config.sink);
     let routes = match &config.sink {

@@ -405,6 +405,19 @@ pub(super) struct Cli {
     )]
     pub(super) spool_dir: PathBuf,
 
+    /// A PostgreSQL queue every instance shares instead of the spool folder (spool mode): postgres://user:password@host:5432/database, with sslmode and sslrootcert as libpq takes them.
+    #[arg(
+        long,
+        env = "MAIL_LASER_SPOOL_URL",
+        value_name = "MAIL_LASER_SPOOL_URL",
+        hide_env_values = true
+    )]
+    pub(super) spool_url: Option<String>,
+
+    /// How long a message claimed from the PostgreSQL queue is this instance's; another instance takes it over once it expires (30s, 2m). Longer than the longest webhook attempt.
+    #[arg(long, env = "MAIL_LASER_SPOOL_LEASE", value_name = "MAIL_LASER_SPOOL_LEASE", default_value = "60s", value_parser = duration::parse)]
+    pub(super) spool_lease: Duration,
+
     /// How long spool mode keeps retrying before a message becomes a dead letter (90s, 30m, 72h, 3d).
     #[arg(long, env = "MAIL_LASER_SPOOL_MAX_AGE", value_name = "MAIL_LASER_SPOOL_MAX_AGE", default_value = "72h", value_parser = duration::parse)]
     pub(super) spool_max_age: Duration,

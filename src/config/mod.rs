@@ -18,7 +18,7 @@ use crate::policy::{PolicyError, SenderPolicy};
 use crate::routes::{LiveRoutes, RouteSource, RouteSpec, RouteTable, RoutesError};
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::{AuthMode, SessionConfig};
-use crate::spool::{SpoolConfig, SpoolLimits};
+use crate::spool::{PostgresSpoolConfig, PostgresUrl, SpoolConfig, SpoolLimits};
 use crate::stack::{
     AccessConfig, AttachmentMode, AttachmentOptions, Credentials, CredentialsError, ParseOptions,
     RecipientPolicy, StackConfig,
@@ -36,6 +36,11 @@ const DELIVERY_BUDGET: Duration = Duration::from_secs(240);
 /// How long a message body may arrive slower than `MAIL_LASER_DATA_MIN_RATE`
 /// (a slow start: TLS, a congested link) before the rate counts.
 const DATA_RATE_GRACE: Duration = Duration::from_secs(30);
+
+/// How long sessions may finish after `SIGTERM` before they are closed
+/// (docs/smtp.md, Shutdown). The Kubernetes manifests' grace period is
+/// checked against it (tests/it/deploy_configs.rs).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Deadline of one upload to the attachment store: the client waits for
 /// its reply meanwhile.
@@ -267,7 +272,7 @@ impl Cli {
             None | Some("-") => None,
             Some(url) => Some(self.webhook(parse_webhook_url(url, self.allow_insecure_webhook)?)),
         };
-        let spool = SpoolConfig::new(
+        let mut spool = SpoolConfig::new(
             self.spool_dir.clone(),
             self.spool_max_age,
             SpoolLimits {
@@ -275,6 +280,7 @@ impl Cli {
                 max_bytes: self.spool_max_bytes,
             },
         );
+        spool.postgres = self.spool_postgres(&spool, routes.as_ref().map(|(_, specs)| specs))?;
         let sink = match (self.delivery, webhook, &routes) {
             (delivery, _, Some((source, specs))) => SinkConfig::Routes(RoutesConfig {
                 live: LiveRoutes::new(RouteTable::new(
@@ -370,7 +376,7 @@ impl Cli {
                     reload_interval: (self.tls_reload_interval > 0)
                         .then(|| Duration::from_secs(self.tls_reload_interval)),
                 },
-                drain_timeout: Duration::from_secs(30),
+                drain_timeout: DRAIN_TIMEOUT,
             },
             http_bind: SocketAddr::new(self.health_bind_address, self.health_port),
             http_limits: HttpLimits::default(),
@@ -411,6 +417,47 @@ impl Cli {
 }
 
 impl Cli {
+    /// `MAIL_LASER_SPOOL_URL` and `MAIL_LASER_SPOOL_LEASE`: the shared
+    /// queue, whose lease must outlast every webhook attempt (else a live
+    /// instance could lose a message to another mid-attempt).
+    fn spool_postgres(
+        &self,
+        spool: &SpoolConfig,
+        routes: Option<&Vec<RouteSpec>>,
+    ) -> Result<Option<PostgresSpoolConfig>, ConfigError> {
+        let Some(text) = self
+            .spool_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let url = PostgresUrl::parse(text).map_err(|expected| ConfigError::Value {
+            variable: "MAIL_LASER_SPOOL_URL",
+            // Never the URL itself: it holds the password.
+            value: "<set>".into(),
+            expected,
+        })?;
+        let longest_attempt = routes
+            .into_iter()
+            .flatten()
+            .filter_map(|route| route.timeout)
+            .fold(Duration::from_secs(self.webhook_timeout), Duration::max);
+        if self.spool_lease <= longest_attempt {
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_SPOOL_LEASE",
+                value: crate::duration::humane(self.spool_lease),
+                expected: "longer than the longest webhook attempt (MAIL_LASER_WEBHOOK_TIMEOUT, routes' timeout)",
+            });
+        }
+        Ok(Some(PostgresSpoolConfig {
+            url,
+            lease: self.spool_lease,
+            poll: Duration::from_secs(1),
+            pool_size: spool.concurrency * 2,
+        }))
+    }
+
     /// `MAIL_LASER_ROUTES`, read and validated (URLs by the rules of
     /// `MAIL_LASER_WEBHOOK_URL`).
     fn routes_file(&self) -> Result<Option<(RouteSource, Vec<RouteSpec>)>, ConfigError> {

@@ -21,6 +21,14 @@ pub enum SpoolError {
     /// A file in the spool folder is not a spool file we can read.
     #[error("{} is not a spool file", path.display())]
     Format { path: PathBuf, source: FormatError },
+    /// The PostgreSQL queue did not answer as it should (unreachable, an
+    /// error, or no answer within the deadline).
+    #[error("PostgreSQL spool: cannot {action}")]
+    Database {
+        action: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The blocking task doing the file work did not finish (runtime
     /// shutting down).
     #[error("spool task did not finish")]

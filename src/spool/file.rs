@@ -180,6 +180,38 @@ impl SpoolEntry {
     }
 }
 
+impl SpoolEntry {
+    /// An entry read back from a store that keeps the header's fields and
+    /// the body apart (PostgreSQL), checked as [`SpoolEntry::decode`] does.
+    ///
+    /// # Errors
+    /// [`FormatError::Key`] or [`FormatError::Checksum`].
+    pub fn from_parts(header: Header, body: Bytes) -> Result<Self, FormatError> {
+        if header.idempotency_key.is_empty()
+            || reqwest::header::HeaderValue::from_str(&header.idempotency_key).is_err()
+        {
+            return Err(FormatError::Key);
+        }
+        let body = PayloadJson::whole(body);
+        if header
+            .body_sha256
+            .as_ref()
+            .is_some_and(|expected| *expected != body_digest(&body))
+        {
+            return Err(FormatError::Checksum);
+        }
+        Ok(Self { header, body })
+    }
+
+    /// The lowercase hex SHA-256 of the body.
+    pub fn body_sha256(&self) -> String {
+        self.header
+            .body_sha256
+            .clone()
+            .unwrap_or_else(|| body_digest(&self.body))
+    }
+}
+
 fn body_digest(body: &PayloadJson) -> String {
     use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();

@@ -17,6 +17,9 @@
 
 mod error;
 mod file;
+mod folder;
+mod postgres;
+mod queue;
 mod schedule;
 mod store;
 mod worker;
@@ -26,11 +29,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use error::SpoolError;
 pub use file::{FormatError, Header, SpoolEntry, now_ms};
+pub use folder::FolderStore;
+pub use postgres::{PostgresSpoolConfig, PostgresStore, PostgresUrl};
+pub use queue::{Claim, Finish, SpoolStore};
 pub use store::{DEAD_DIR, Spool, SpoolId, Usage};
 pub use worker::SpoolWorker;
 
@@ -58,11 +63,19 @@ impl Default for SpoolLimits {
     }
 }
 
+/// How long the background worker's attempts in flight may finish on
+/// shutdown (docs/delivery.md). The Kubernetes manifests' grace period is
+/// checked against it (tests/it/deploy_configs.rs).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Everything `spool` mode needs, validated at start.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
     /// `MAIL_LASER_SPOOL_DIR`.
     pub dir: PathBuf,
+    /// `MAIL_LASER_SPOOL_URL`: the shared PostgreSQL queue instead of the
+    /// folder.
+    pub postgres: Option<PostgresSpoolConfig>,
     /// `MAIL_LASER_SPOOL_MAX_AGE`: after this long a failed entry is a dead letter.
     pub max_age: Duration,
     pub limits: SpoolLimits,
@@ -83,6 +96,7 @@ impl SpoolConfig {
     pub fn new(dir: PathBuf, max_age: Duration, limits: SpoolLimits) -> Self {
         Self {
             dir,
+            postgres: None,
             max_age,
             limits,
             backoff: Backoff {
@@ -91,7 +105,7 @@ impl SpoolConfig {
             },
             rescan: Duration::from_secs(60),
             concurrency: 8,
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: SHUTDOWN_GRACE,
         }
     }
 }
@@ -101,7 +115,7 @@ impl SpoolConfig {
 pub enum OpenError {
     #[error("MAIL_LASER_WEBHOOK_URL: cannot set up the webhook client")]
     Client(#[from] reqwest::Error),
-    #[error("MAIL_LASER_SPOOL_DIR")]
+    #[error("{}", if matches!(.0, SpoolError::Database { .. }) { "MAIL_LASER_SPOOL_URL" } else { "MAIL_LASER_SPOOL_DIR" })]
     Spool(#[from] SpoolError),
 }
 
@@ -132,44 +146,59 @@ pub fn single_attempt(webhook: &WebhookConfig) -> WebhookConfig {
     }
 }
 
-/// The spool folder and its background worker, shared by the
+/// The spool store and its background worker, shared by the
 /// [`SpoolSink`]s of every route.
 #[derive(Clone)]
 pub struct SpoolQueue {
-    spool: Spool,
-    spooled: mpsc::UnboundedSender<worker::Spooled>,
+    store: Arc<dyn SpoolStore>,
+    /// The wait before the first background attempt of a new entry.
+    backoff: Backoff,
     /// Handed out once, by [`SpoolQueue::background`].
     worker: Arc<Mutex<Option<SpoolWorker>>>,
 }
 
 impl SpoolQueue {
-    /// Opens the spool folder, recovering what a previous run left; the
-    /// worker delivers each entry through `webhooks`. Blocks briefly on the
-    /// file system.
+    /// Opens the store: the PostgreSQL queue (connected, its schema up to
+    /// date) or the spool folder (recovering what a previous run left; this
+    /// blocks briefly on the file system). The worker delivers each entry
+    /// through `webhooks`.
     ///
     /// # Errors
-    /// The folder cannot be created or read.
-    pub fn open(
+    /// The folder cannot be created or read, or the database reached.
+    pub async fn open(
         config: &SpoolConfig,
         webhooks: Arc<dyn Webhooks>,
         metrics: &Metrics,
     ) -> Result<Self, SpoolError> {
-        let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
-        spool.observe_depth(metrics);
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let worker = SpoolWorker::new(
-            spool.clone(),
-            webhooks,
-            config.clone(),
-            recovered,
-            receiver,
-            metrics.clone(),
-        );
-        Ok(Self {
-            spool,
-            spooled: sender,
+        let store: Arc<dyn SpoolStore> = match &config.postgres {
+            Some(postgres) => PostgresStore::connect(postgres, config.limits, metrics).await?,
+            None => {
+                let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
+                spool.observe_depth(metrics);
+                Arc::new(FolderStore::new(
+                    spool,
+                    recovered,
+                    config.rescan,
+                    config.backoff.max,
+                ))
+            }
+        };
+        Ok(Self::over(store, config, webhooks, metrics))
+    }
+
+    /// A queue over `store`.
+    pub fn over(
+        store: Arc<dyn SpoolStore>,
+        config: &SpoolConfig,
+        webhooks: Arc<dyn Webhooks>,
+        metrics: &Metrics,
+    ) -> Self {
+        let worker = SpoolWorker::new(store.clone(), webhooks, config, metrics.clone());
+        Self {
+            store,
+            backoff: config.backoff,
             worker: Arc::new(Mutex::new(Some(worker))),
-        })
+        }
     }
 
     /// A sink that first tries `webhook` and spools for `route` (`None`:
@@ -182,8 +211,8 @@ impl SpoolQueue {
         }
     }
 
-    pub fn spool(&self) -> &Spool {
-        &self.spool
+    pub fn store(&self) -> &Arc<dyn SpoolStore> {
+        &self.store
     }
 
     /// The background worker, the first time it is asked for.
@@ -207,19 +236,20 @@ pub struct SpoolSink {
 }
 
 impl SpoolSink {
-    /// `spool` mode without routes: opens the folder and builds the one
-    /// webhook stack. Blocks briefly on the file system.
+    /// `spool` mode without routes: opens the store and builds the one
+    /// webhook stack.
     ///
     /// # Errors
     /// [`OpenError`]: the folder cannot be created or read, or the HTTP
     /// client cannot be built.
-    pub fn open(
+    pub async fn open(
         webhook: &WebhookConfig,
         config: &SpoolConfig,
         metrics: &Metrics,
     ) -> Result<Self, OpenError> {
         let webhook = WebhookSink::new(&single_attempt(webhook), metrics)?;
-        let queue = SpoolQueue::open(config, Arc::new(ImplicitRoute(webhook.clone())), metrics)?;
+        let queue =
+            SpoolQueue::open(config, Arc::new(ImplicitRoute(webhook.clone())), metrics).await?;
         Ok(queue.sink(webhook, None))
     }
 
@@ -228,8 +258,9 @@ impl SpoolSink {
         &self.webhook
     }
 
-    pub fn spool(&self) -> &Spool {
-        self.queue.spool()
+    /// Where entries wait.
+    pub fn store(&self) -> &Arc<dyn SpoolStore> {
+        self.queue.store()
     }
 }
 
@@ -240,7 +271,7 @@ impl Sink for SpoolSink {
         let body = request.body.clone();
         let posted = self.webhook.post(request);
         let route = self.route.as_deref().map(str::to_owned);
-        let (spool, spooled) = (self.queue.spool.clone(), self.queue.spooled.clone());
+        let (store, backoff) = (self.queue.store.clone(), self.queue.backoff);
         Box::pin(async move {
             let error = match webhook::settle(posted.await) {
                 Ok(outcome) => return outcome,
@@ -250,13 +281,11 @@ impl Sink for SpoolSink {
             let mut entry = SpoolEntry::new(key, body, now_ms());
             entry.header.route = route;
             entry.failed(&ErrorChain(&error).to_string(), requested);
-            let attempts = entry.header.attempts;
-            match spool.blocking(move |spool| spool.store(&entry)).await {
+            // Not before the consumer's `Retry-After`, if it sent one.
+            let delay = webhook::retry_wait(backoff.delay(entry.header.attempts.max(1)), &error);
+            match store.enqueue(entry, delay).await {
                 Ok(id) => {
-                    tracing::info!(file = %id, error = %ErrorChain(&error), "webhook unavailable, message spooled");
-                    // A closed channel means the worker has stopped: the
-                    // file is picked up at the next start.
-                    let _ = spooled.send((id, attempts));
+                    tracing::info!(entry = %id, store = store.kind(), error = %ErrorChain(&error), "webhook unavailable, message spooled");
                     DeliveryOutcome::Spooled
                 }
                 Err(spool_error) => {
@@ -271,10 +300,11 @@ impl Sink for SpoolSink {
         })
     }
 
-    /// Ready while the spool has room: an open breaker is what the spool is
-    /// for, so it does not take the instance out of a load balancer.
+    /// Ready while the spool has room (and, with PostgreSQL, answers): an
+    /// open breaker is what the spool is for, so it does not take the
+    /// instance out of a load balancer.
     fn is_ready(&self) -> bool {
-        !self.queue.spool.is_full()
+        self.queue.store.is_ready()
     }
 
     /// The shared worker; with routes, the first route's sink hands it out.

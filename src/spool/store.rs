@@ -54,6 +54,16 @@ impl SpoolId {
         &self.0
     }
 
+    /// A PostgreSQL row's id.
+    pub(super) fn from_row(id: i64) -> Self {
+        Self(id.to_string())
+    }
+
+    /// The PostgreSQL row this id names, if it names one.
+    pub(super) fn row(&self) -> Option<i64> {
+        self.0.parse().ok()
+    }
+
     #[cfg(test)]
     pub(crate) fn for_tests(name: &str) -> Self {
         Self(name.to_owned())

@@ -35,6 +35,8 @@ const RELOAD_RESULTS: &[&str] = &["success", "failure"];
 const CONFIG_RELOAD_RESULTS: &[&str] = &["success", "error"];
 const DEAD_LETTER_REASONS: &[&str] = &["rejected", "expired", "unreadable"];
 const DMARC_RESULTS: &[&str] = &["pass", "fail", "none", "temperror", "permerror"];
+/// The statuses by which a consumer rejects a message (`docs/webhook.md`).
+const REJECTION_STATUSES: &[&str] = &["400", "406", "410", "413", "415", "422"];
 
 /// The instruments. Cheap to clone (each is a handle).
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ pub struct Metrics {
     message_size: Histogram<u64>,
     webhook_duration: Histogram<f64>,
     webhook_retries: Counter<u64>,
+    webhook_rejections: Counter<u64>,
     breaker_transitions: Counter<u64>,
     refused: Counter<u64>,
     dead_letters: Counter<u64>,
@@ -88,6 +91,16 @@ impl Metrics {
             self.sessions.add(0, &[KeyValue::new("tls", tls)]);
         }
         self.webhook_retries.add(0, &[]);
+        self.export_rejection_series();
+    }
+
+    /// `maillaser_webhook_rejections_total` at 0 for each status, with the
+    /// route's label if any: an alert on a first `410` needs the 0 before it.
+    fn export_rejection_series(&self) {
+        for status in REJECTION_STATUSES {
+            self.webhook_rejections
+                .add(0, &self.routed(&[KeyValue::new("status", *status)]));
+        }
     }
 
     fn build(meter: Meter) -> Self {
@@ -123,6 +136,10 @@ impl Metrics {
             webhook_retries: meter
                 .u64_counter("maillaser.webhook.retries")
                 .with_description("Webhook attempts that were retries")
+                .build(),
+            webhook_rejections: meter
+                .u64_counter("maillaser.webhook.rejections")
+                .with_description("Webhook answers that rejected a message for good, by status")
                 .build(),
             breaker_transitions: meter
                 .u64_counter("maillaser.circuit_breaker.transitions")
@@ -170,13 +187,20 @@ impl Metrics {
     }
 
     /// The same instruments, labelling what one route's webhook stack
-    /// records with `route`.
+    /// records with `route` (its rejection series start at 0).
     #[must_use]
     pub fn for_route(&self, route: &str) -> Self {
-        Self {
+        let routed = Self {
             route: Some(KeyValue::new("route", route.to_owned())),
             ..self.clone()
-        }
+        };
+        routed.export_rejection_series();
+        routed
+    }
+
+    /// The route's name, `None` for the implicit route.
+    pub fn route(&self) -> Option<String> {
+        self.route.as_ref().map(|route| route.value.to_string())
     }
 
     /// `labels` plus the route's, if any.
@@ -227,6 +251,15 @@ impl Metrics {
         self.webhook_duration.record(
             seconds,
             &self.routed(&[KeyValue::new("status_class", class)]),
+        );
+    }
+
+    /// One webhook answer that rejected a message (`400`, `406`, `410`,
+    /// `413`, `415`, `422`).
+    pub fn webhook_rejection(&self, status: u16) {
+        self.webhook_rejections.add(
+            1,
+            &self.routed(&[KeyValue::new("status", status.to_string())]),
         );
     }
 

@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::classify::FailureKind;
+use super::classify::{FailureKind, is_rejection};
 use super::{WebhookRequest, WebhookResponse};
 use crate::telemetry::Metrics;
 
@@ -108,6 +108,9 @@ where
                             recorded.record("otel.status_code", "error");
                         }
                         metrics.webhook_attempt(Some(status), elapsed);
+                        if is_rejection(response.status) {
+                            rejected(&metrics, status);
+                        }
                     }
                     Err(error) => {
                         recorded.record("error.type", FailureKind::of(error).as_str());
@@ -119,6 +122,20 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Counts a rejection; a `410 Gone` is also logged, naming the route: the
+/// consumer says the endpoint no longer exists, which an operator must hear
+/// of (the mail is still only rejected, `554`; nothing is turned off).
+fn rejected(metrics: &Metrics, status: u16) {
+    metrics.webhook_rejection(status);
+    if status == 410 {
+        let route = metrics.route().unwrap_or_else(|| "default".to_owned());
+        tracing::warn!(
+            route,
+            "webhook answered 410 Gone: the route's endpoint says it no longer exists; message rejected (554)"
+        );
     }
 }
 
@@ -139,6 +156,49 @@ impl Injector for HeaderInjector<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The log lines written while `body` runs, as the fmt layer writes them.
+    fn logged(body: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, body);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// Each `410` is one warning naming the route; other rejections are
+    /// only counted.
+    #[test]
+    fn gone_is_logged_once_naming_the_route() {
+        let lines = logged(|| {
+            let routed = Metrics::disabled().for_route("billing");
+            rejected(&routed, 410);
+            rejected(&routed, 422);
+            rejected(&Metrics::disabled(), 410);
+        });
+        let warnings: Vec<&str> = lines.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 2, "{lines}");
+        assert!(warnings[0].contains("route=\"billing\""), "{lines}");
+        assert!(warnings[0].contains("410 Gone"), "{lines}");
+        assert!(warnings[1].contains("route=\"default\""), "{lines}");
+    }
 
     #[test]
     fn url_is_recorded_without_secrets() {

@@ -118,8 +118,9 @@ impl Breaker {
         }
     }
 
-    /// Records a finished delivery. A success (or a rejection: the webhook
-    /// is up, it just refused) closes; a temporary failure counts.
+    /// Records a finished delivery. A success (or a rejection or a `429`:
+    /// the webhook is up, it just refused or asked to slow down) closes; any
+    /// other temporary failure counts.
     fn record(&self, admission: Admission, healthy: bool) {
         let mut state = self.lock();
         let open = State::Open {
@@ -229,9 +230,11 @@ where
         Box::pin(async move {
             let mut guard = guard;
             let result = future.await;
+            // A rejection or a `429` proves the consumer is up: only
+            // other temporary failures count towards opening.
             let healthy = result
                 .as_ref()
-                .map_or_else(|e| !e.is_temporary(), |()| true);
+                .map_or_else(|e| !e.is_temporary() || e.is_throttled(), |()| true);
             guard.breaker.record(admission, healthy);
             guard.recorded = true;
             result
@@ -304,8 +307,8 @@ mod tests {
     async fn opens_after_threshold_then_one_probe_closes_it() {
         let (service, mut handle, breaker) = service(3);
         for _ in 0..2 {
-            let failed = deliver(&service, &mut handle, Err(WebhookError::Status(500))).await;
-            assert_eq!(failed, (Err(WebhookError::Status(500).to_string()), true));
+            let failed = deliver(&service, &mut handle, Err(WebhookError::status(500))).await;
+            assert_eq!(failed, (Err(WebhookError::status(500).to_string()), true));
             assert_eq!(breaker.state(), BreakerState::Closed);
         }
         // A success in between resets the count.
@@ -339,12 +342,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failed_probe_reopens_and_rejections_count_as_healthy() {
         let (service, mut handle, breaker) = service(1);
-        let failed = deliver(&service, &mut handle, Err(WebhookError::Status(503))).await;
-        assert_eq!(failed, (Err(WebhookError::Status(503).to_string()), true));
+        let failed = deliver(&service, &mut handle, Err(WebhookError::status(503))).await;
+        assert_eq!(failed, (Err(WebhookError::status(503).to_string()), true));
         assert_eq!(breaker.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(61)).await;
-        let probe = deliver(&service, &mut handle, Err(WebhookError::Status(503))).await;
-        assert_eq!(probe, (Err(WebhookError::Status(503).to_string()), true));
+        let probe = deliver(&service, &mut handle, Err(WebhookError::status(503))).await;
+        assert_eq!(probe, (Err(WebhookError::status(503).to_string()), true));
         assert_eq!(breaker.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(61)).await;
         let rejected = || WebhookError::Rejected {
@@ -358,11 +361,37 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
+    /// `429` (with or without `Retry-After`) is the consumer pacing us: it
+    /// never opens the breaker, a `503` with `Retry-After` still counts.
+    #[tokio::test(start_paused = true)]
+    async fn throttling_does_not_open_the_breaker() {
+        let (service, mut handle, breaker) = service(2);
+        let throttled = || WebhookError::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        for _ in 0..5 {
+            let _ = deliver(&service, &mut handle, Err(throttled())).await;
+            assert_eq!(breaker.state(), BreakerState::Closed);
+        }
+        // It resets the count like a success: one failure after it is one.
+        let _ = deliver(&service, &mut handle, Err(WebhookError::status(500))).await;
+        let _ = deliver(&service, &mut handle, Err(throttled())).await;
+        let _ = deliver(&service, &mut handle, Err(WebhookError::status(500))).await;
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        let unavailable = || WebhookError::Status {
+            status: 503,
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        let _ = deliver(&service, &mut handle, Err(unavailable())).await;
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_probe_lets_the_next_delivery_probe() {
         let (service, mut handle, breaker) = service(1);
-        let failed = deliver(&service, &mut handle, Err(WebhookError::Status(500))).await;
-        assert_eq!(failed, (Err(WebhookError::Status(500).to_string()), true));
+        let failed = deliver(&service, &mut handle, Err(WebhookError::status(500))).await;
+        assert_eq!(failed, (Err(WebhookError::status(500).to_string()), true));
         tokio::time::advance(Duration::from_secs(60)).await;
         let probe = tokio::spawn(service.clone().oneshot(request()));
         let _pending = handle.next_request().await.unwrap();

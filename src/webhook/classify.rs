@@ -84,7 +84,10 @@ fn classify(response: WebhookResponse) -> Result<(), WebhookError> {
             reason: response.reason,
         })
     } else {
-        Err(WebhookError::Status(status.as_u16()))
+        Err(WebhookError::Status {
+            status: status.as_u16(),
+            retry_after: response.retry_after,
+        })
     }
 }
 
@@ -141,6 +144,7 @@ mod tests {
         WebhookResponse {
             status: StatusCode::from_u16(status).unwrap(),
             reason: reason.map(str::to_owned),
+            retry_after: None,
         }
     }
 
@@ -158,7 +162,9 @@ mod tests {
         }
         for status in [301, 401, 403, 404, 408, 409, 429, 500, 502, 503, 504] {
             let error = classify(response(status, None)).unwrap_err();
-            assert!(matches!(error, WebhookError::Status(s) if s == status));
+            assert!(
+                matches!(error, WebhookError::Status { status: s, retry_after: None } if s == status)
+            );
             assert!(error.is_temporary());
         }
     }

@@ -3,18 +3,19 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use tower::Service;
 
 use super::WebhookRequest;
 use super::classify::{is_rejection, rejection_reason};
 use super::request::Body as RequestBody;
+use super::retry_after::parse_retry_after;
 
 /// How much of a rejection's body is read for its reason.
 const MAX_REASON_BODY: usize = 4096;
@@ -27,6 +28,9 @@ pub struct WebhookResponse {
     pub status: StatusCode,
     /// First line of a `text/plain` body, for rejections only.
     pub reason: Option<String>,
+    /// The wait a `429` or `503` asked for with `Retry-After` (capped);
+    /// `None` for other statuses and for a value that does not parse.
+    pub retry_after: Option<Duration>,
 }
 
 /// A [`RequestBody`] as an HTTP body: its pieces are sent one after the other,
@@ -144,6 +148,7 @@ impl Service<WebhookRequest> for HttpClient {
         Box::pin(async move {
             let mut response = pending.await?;
             let status = response.status();
+            let retry_after = retry_after(&response);
             let reason = if is_rejection(status) && is_text_plain(&response) {
                 let body = read_prefix(&mut response, MAX_REASON_BODY).await?;
                 rejection_reason(&body)
@@ -151,9 +156,23 @@ impl Service<WebhookRequest> for HttpClient {
                 read_prefix(&mut response, MAX_DRAINED_BODY).await?;
                 None
             };
-            Ok(WebhookResponse { status, reason })
+            Ok(WebhookResponse {
+                status,
+                reason,
+                retry_after,
+            })
         })
     }
+}
+
+/// The `Retry-After` of a `429` (RFC 6585) or `503` (RFC 9110); on a
+/// redirect, which is not followed, and on any other status it is ignored.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    if !matches!(response.status().as_u16(), 429 | 503) {
+        return None;
+    }
+    let value = response.headers().get(RETRY_AFTER)?;
+    parse_retry_after(value.as_bytes(), SystemTime::now())
 }
 
 fn is_text_plain(response: &reqwest::Response) -> bool {

@@ -22,6 +22,7 @@ mod error;
 mod format;
 mod request;
 mod retry;
+mod retry_after;
 mod sign;
 
 use std::time::Duration;
@@ -38,7 +39,8 @@ pub use error::WebhookError;
 pub use format::{FORMAT_NAMES, FormatError, MailgunKey, WebhookFormat, mailgun_signature};
 pub(crate) use request::hex;
 pub use request::{Body, WebhookRequest, idempotency_key};
-pub use retry::{Backoff, RetryPolicy};
+pub use retry::{Backoff, RetryPolicy, retry_wait};
+pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
 pub use sign::{SignLayer, SigningSecret, StandardSecret, signature, standard_signature};
 
 use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};

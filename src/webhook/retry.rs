@@ -44,7 +44,8 @@ impl Backoff {
 
 /// Retries temporary failures up to `max_retries` times, as long as another
 /// attempt still fits in the delivery budget. A rejection or the breaker's
-/// refusal is final.
+/// refusal is final. A `Retry-After` lengthens the wait ([`retry_wait`]); when it
+/// does not fit in the budget, the delivery stops at once.
 ///
 /// ```
 /// use std::time::Duration;
@@ -89,6 +90,13 @@ impl RetryPolicy {
     }
 }
 
+/// The wait before the next attempt after `error`: the backoff's `delay`,
+/// or the consumer's `Retry-After` when that is longer (it says "not
+/// before"; the jitter still spreads deliveries whose backoff is longer).
+pub fn retry_wait(delay: Duration, error: &WebhookError) -> Duration {
+    error.retry_after().map_or(delay, |asked| asked.max(delay))
+}
+
 impl Policy<WebhookRequest, (), WebhookError> for RetryPolicy {
     type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -105,12 +113,17 @@ impl Policy<WebhookRequest, (), WebhookError> for RetryPolicy {
         if retry > self.max_retries {
             return None;
         }
-        let delay = self.backoff.delay(retry);
+        let delay = retry_wait(self.backoff.delay(retry), error);
         let deadline = *self
             .deadline
             .get_or_insert_with(|| Instant::now() + self.budget);
         if Instant::now() + delay + self.attempt_timeout > deadline {
-            tracing::debug!(attempt = retry, "delivery budget spent, not retrying");
+            tracing::debug!(
+                attempt = retry,
+                ?delay,
+                retry_after = ?error.retry_after(),
+                "delivery budget spent, not retrying"
+            );
             return None;
         }
         tracing::debug!(attempt = retry, %error, ?delay, "retrying webhook delivery");
@@ -187,7 +200,7 @@ mod tests {
         let (result, attempts) = run(
             policy(3),
             vec![
-                Err(WebhookError::Status(500)),
+                Err(WebhookError::status(500)),
                 Err(WebhookError::Timeout),
                 Ok(()),
             ],
@@ -199,9 +212,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_max_retries() {
-        let answers = (0..10).map(|_| Err(WebhookError::Status(503))).collect();
+        let answers = (0..10).map(|_| Err(WebhookError::status(503))).collect();
         let (result, attempts) = run(policy(2), answers).await;
-        assert_eq!(result, Err(WebhookError::Status(503).to_string()));
+        assert_eq!(result, Err(WebhookError::status(503).to_string()));
         assert_eq!(attempts, [1, 2, 3]);
     }
 
@@ -218,6 +231,81 @@ mod tests {
             (result, attempts),
             (Err(WebhookError::BreakerOpen.to_string()), vec![1])
         );
+    }
+
+    #[test]
+    fn retry_after_is_a_lower_bound_on_the_wait() {
+        let asked = |secs| WebhookError::Status {
+            status: 503,
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(retry_wait(second, &asked(5)), Duration::from_secs(5));
+        assert_eq!(
+            retry_wait(second, &asked(0)),
+            second,
+            "the backoff when longer"
+        );
+        assert_eq!(retry_wait(second, &WebhookError::status(503)), second);
+        assert_eq!(retry_wait(second, &WebhookError::Timeout), second);
+    }
+
+    /// The retry comes once the `Retry-After` is over, not before.
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_retry_after() {
+        let (service, mut handle) = mock_webhook();
+        let service = RetryLayer::new(policy(3)).layer(service);
+        let call = tokio::spawn(service.oneshot(request()));
+        let (_, respond) = handle.next_request().await.unwrap();
+        let first = Instant::now();
+        respond.send_error(WebhookError::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(20)),
+        });
+        let (second, respond) = handle.next_request().await.unwrap();
+        assert_eq!(second.attempt, 2);
+        assert!(
+            first.elapsed() >= Duration::from_secs(20),
+            "{:?}",
+            first.elapsed()
+        );
+        respond.send_response(());
+        assert!(call.await.unwrap().is_ok());
+    }
+
+    /// A `Retry-After` that leaves no room for an attempt in the budget
+    /// ends the delivery at once: no wait, no retry.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_beyond_the_budget_stops_retrying() {
+        let (result, attempts) = run(
+            policy(3),
+            vec![
+                Err(WebhookError::Status {
+                    status: 503,
+                    retry_after: Some(Duration::from_secs(211)),
+                }),
+                Ok(()),
+            ],
+        )
+        .await;
+        assert_eq!(attempts, [1]);
+        assert_eq!(
+            result,
+            Err("webhook answered 503 (Retry-After 211 s)".to_owned())
+        );
+        // 210 s and a 30 s attempt fit in 240 s exactly.
+        let (result, attempts) = run(
+            policy(3),
+            vec![
+                Err(WebhookError::Status {
+                    status: 503,
+                    retry_after: Some(Duration::from_secs(210)),
+                }),
+                Ok(()),
+            ],
+        )
+        .await;
+        assert_eq!((result, attempts), (Ok(()), vec![1, 2]));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,9 +1,11 @@
 //! Checks the deployment files that cannot be run here (there is no Docker
-//! engine on this machine): the collector config, the compose file, the
-//! Prometheus config and the Grafana provisioning and dashboard.
+//! engine or Kubernetes cluster on this machine): the collector config, the
+//! compose file, the Prometheus config, the Grafana provisioning and
+//! dashboard, and the Kubernetes manifests (deploy/kubernetes/).
 //!
-//! The external validators (`promtool`, `dclint`) are installed by
-//! `scripts/test`; without one its test is skipped (see `require_tool!`).
+//! The external validators (`promtool`, `dclint`, `kubernetes-validate`,
+//! `yamllint`) are installed by `scripts/test`; without one its test is
+//! skipped (see `require_tool!`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -319,6 +321,7 @@ const COUNTERS_AND_GAUGES: &[&str] = &[
     "maillaser_smtp_commands_total",
     "maillaser_messages_total",
     "maillaser_webhook_retries_total",
+    "maillaser_webhook_rejections_total",
     "maillaser_circuit_breaker_state",
     "maillaser_circuit_breaker_transitions_total",
     "maillaser_connections_refused_total",
@@ -663,5 +666,596 @@ fn dashboard_queries_ask_for_no_exemplars() {
         asking.is_empty(),
         "`\"exemplar\": true` on queries of histograms without exemplars:\n{}",
         asking.join("\n")
+    );
+}
+
+// ---- (f) Kubernetes manifests ----------------------------------------------
+
+/// Where the manifests live: `common/` is applied together with one of the
+/// delivery-mode folders (deploy/kubernetes/README.md).
+const KUBERNETES: &str = "deploy/kubernetes";
+const KUBERNETES_MODES: &[&str] = &["sync", "postgres-spool"];
+
+/// The Kubernetes versions whose schemas (bundled with kubernetes-validate)
+/// the manifests must pass: the oldest one the README promises, and the
+/// newest the pinned kubernetes-validate knows.
+const KUBERNETES_VERSIONS: &[&str] = &["1.33.0", "1.37.0"];
+
+/// Every YAML file below deploy/kubernetes/, relative to the repository.
+fn kubernetes_files() -> Vec<String> {
+    let files = files_below(&root().join(KUBERNETES), &[".yaml", ".yml"]);
+    assert!(!files.is_empty(), "no manifests in {KUBERNETES}");
+    files
+        .iter()
+        .map(|file| file.strip_prefix(root()).unwrap().display().to_string())
+        .collect()
+}
+
+/// The documents of a (possibly multi-document) YAML file.
+fn yaml_documents(rel: &str) -> Vec<Yaml> {
+    use serde::Deserialize as _;
+    serde_norway::Deserializer::from_str(&read(rel))
+        .map(|document| {
+            Yaml::deserialize(document).unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"))
+        })
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+/// The objects `kubectl apply -f common/ -f MODE/` would create.
+fn kubernetes_objects(mode: &str) -> Vec<Yaml> {
+    let objects: Vec<Yaml> = kubernetes_files()
+        .iter()
+        .filter(|rel| {
+            rel.starts_with(&format!("{KUBERNETES}/common/"))
+                || rel.starts_with(&format!("{KUBERNETES}/{mode}/"))
+        })
+        .flat_map(|rel| yaml_documents(rel))
+        .collect();
+    assert!(!objects.is_empty(), "no objects for {mode}");
+    objects
+}
+
+/// The one object of `kind` in `objects`.
+fn one_of<'a>(objects: &'a [Yaml], kind: &str, mode: &str) -> &'a Yaml {
+    let found: Vec<&Yaml> = objects
+        .iter()
+        .filter(|object| object["kind"].as_str() == Some(kind))
+        .collect();
+    assert_eq!(found.len(), 1, "{mode}: expected one {kind}");
+    found[0]
+}
+
+/// The Service named `name`.
+fn service<'a>(objects: &'a [Yaml], name: &str, mode: &str) -> &'a Yaml {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"].as_str() == Some("Service") && o["metadata"]["name"].as_str() == Some(name)
+        })
+        .unwrap_or_else(|| panic!("{mode}: no Service {name}"))
+}
+
+/// A YAML scalar as text (`"2525"`, `2525` and `true` alike).
+fn scalar(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::String(text) => Some(text.clone()),
+        Yaml::Number(number) => Some(number.to_string()),
+        Yaml::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+/// A memory quantity (`768Mi`, `1Gi`, `500M`, bytes) in bytes.
+fn quantity_bytes(quantity: &str) -> u64 {
+    const UNITS: &[(&str, u64)] = &[
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ];
+    let (number, factor) = UNITS
+        .iter()
+        .find_map(|(unit, factor)| quantity.strip_suffix(unit).map(|n| (n, *factor)))
+        .unwrap_or((quantity, 1));
+    number
+        .parse::<u64>()
+        .unwrap_or_else(|e| panic!("memory quantity {quantity}: {e}"))
+        * factor
+}
+
+/// `MAIL_LASER_*` names in `mail-laser --help`.
+fn help_variables() -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_mail-laser"))
+        .arg("--help")
+        .output()
+        .expect("running mail-laser --help");
+    assert!(output.status.success(), "mail-laser --help failed");
+    let help = String::from_utf8(output.stdout).expect("--help is UTF-8");
+    let mut names = BTreeSet::new();
+    let mut rest = help.as_str();
+    while let Some(at) = rest.find("MAIL_LASER_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.insert(name);
+    }
+    assert!(
+        names.contains("MAIL_LASER_PORT"),
+        "unexpected --help:\n{help}"
+    );
+    names
+}
+
+/// The MailLaser container of a Deployment, and its environment: name →
+/// literal value (`None` when it comes from `valueFrom`).
+fn container_env(deployment: &Yaml) -> (&Yaml, Vec<(String, Option<String>)>) {
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .expect("containers");
+    let container = containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some("mail-laser"))
+        .expect("a container named mail-laser");
+    let env = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|var| {
+            let name = var["name"].as_str().expect("env name").to_owned();
+            (name, scalar(&var["value"]))
+        })
+        .collect();
+    (container, env)
+}
+
+fn env_value<'a>(env: &'a [(String, Option<String>)], name: &str, mode: &str) -> &'a str {
+    env.iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_deref())
+        .unwrap_or_else(|| panic!("{mode}: {name} is not set to a value"))
+}
+
+/// The container port a probe or Service names (by name or number).
+fn resolve_port(container: &Yaml, port: &Yaml, what: &str) -> u64 {
+    let ports = container["ports"].as_sequence().expect("container ports");
+    match port {
+        Yaml::String(name) => ports
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name.as_str()))
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("{what}: the container has no port named {name}")),
+        Yaml::Number(number) => {
+            let number = number.as_u64().expect("port number");
+            assert!(
+                ports
+                    .iter()
+                    .any(|p| p["containerPort"].as_u64() == Some(number)),
+                "{what}: the container does not expose {number}"
+            );
+            number
+        }
+        other => panic!("{what}: unexpected port {other:?}"),
+    }
+}
+
+/// `selector` ⊆ `labels`.
+fn selects(selector: &Yaml, labels: &Yaml) -> bool {
+    let (Some(selector), Some(labels)) = (selector.as_mapping(), labels.as_mapping()) else {
+        return false;
+    };
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn kubernetes_manifests_pass_kubernetes_validate() {
+    // `scripts/test` installs kubernetes-validate into .tools/venv (pip); it
+    // carries the schemas of each Kubernetes version, so this runs offline.
+    let [validate] = require_tool!("kubernetes-validate");
+    let files = kubernetes_files();
+    for version in KUBERNETES_VERSIONS {
+        let mut args = vec!["--strict", "--quiet", "--kubernetes-version", version];
+        args.extend(files.iter().map(String::as_str));
+        run_tool(&validate, &args);
+    }
+}
+
+#[test]
+fn kubernetes_manifests_pass_yamllint() {
+    let [yamllint] = require_tool!("yamllint");
+    // yamllint's default rules; --strict fails on warnings too.
+    run_tool(&yamllint, &["-d", "default", "--strict", KUBERNETES]);
+}
+
+#[test]
+fn kubernetes_variables_are_settings_of_the_binary() {
+    let known = help_variables();
+    for mode in KUBERNETES_MODES {
+        let objects = kubernetes_objects(mode);
+        let (_, env) = container_env(one_of(&objects, "Deployment", mode));
+        for (name, _) in &env {
+            if name.starts_with("MAIL_LASER_") {
+                assert!(
+                    known.contains(name),
+                    "{mode}: {name} is not a setting in `mail-laser --help`"
+                );
+            } else {
+                assert!(
+                    ["RUST_LOG"].contains(&name.as_str()) || name.starts_with("OTEL_"),
+                    "{mode}: {name} is not a variable MailLaser reads"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kubernetes_deployments_match_the_binary_and_the_image() {
+    let drain = mail_laser::config::DRAIN_TIMEOUT.as_secs();
+    let grace = mail_laser::spool::SHUTDOWN_GRACE.as_secs();
+    // The documents say the same as the constants.
+    assert!(
+        read("docs/smtp.md").contains(&format!("After {drain} seconds")),
+        "docs/smtp.md: the drain deadline is not {drain} s"
+    );
+    assert!(
+        read("docs/delivery.md").contains(&format!("gives those in flight {grace} seconds")),
+        "docs/delivery.md: the spool worker's grace is not {grace} s"
+    );
+    let dockerfile = read("Dockerfile");
+    let uid: u64 = dockerfile
+        .split("--uid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+        .expect("the Dockerfile's user has a --uid");
+
+    for mode in KUBERNETES_MODES {
+        let objects = kubernetes_objects(mode);
+        let deployment = one_of(&objects, "Deployment", mode);
+        let name = deployment["metadata"]["name"].as_str().expect("name");
+        let pod = &deployment["spec"]["template"];
+        let labels = &pod["metadata"]["labels"];
+        let spec = &pod["spec"];
+        assert!(
+            selects(&deployment["spec"]["selector"]["matchLabels"], labels),
+            "{mode}: the Deployment's selector does not match its pods"
+        );
+        let (container, env) = container_env(deployment);
+
+        // Ports: what the environment sets is what is exposed and probed.
+        let smtp_port: u64 = env_value(&env, "MAIL_LASER_PORT", mode).parse().unwrap();
+        let http_port: u64 = env_value(&env, "MAIL_LASER_HEALTH_PORT", mode)
+            .parse()
+            .unwrap();
+        let named = |port: &str| resolve_port(container, &Yaml::from(port), mode);
+        assert_eq!(named("smtp"), smtp_port, "{mode}: port smtp");
+        assert_eq!(named("http"), http_port, "{mode}: port http");
+        for (probe, path) in [
+            ("readinessProbe", "/ready"),
+            ("livenessProbe", "/health"),
+            ("startupProbe", "/health"),
+        ] {
+            let get = &container[probe]["httpGet"];
+            assert_eq!(get["path"].as_str(), Some(path), "{mode}: {probe}");
+            assert_eq!(
+                resolve_port(container, &get["port"], probe),
+                http_port,
+                "{mode}: {probe} is not on the HTTP port"
+            );
+        }
+        for address in ["MAIL_LASER_BIND_ADDRESS", "MAIL_LASER_HEALTH_BIND_ADDRESS"] {
+            assert_eq!(
+                env_value(&env, address, mode),
+                "0.0.0.0",
+                "{mode}: probes and Services reach the pod's address"
+            );
+        }
+
+        // Shutdown: the kubelet waits longer than MailLaser may take.
+        let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+            .as_u64()
+            .unwrap_or(0);
+        let period = spec["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("terminationGracePeriodSeconds");
+        assert!(
+            period > pre_stop + drain + grace,
+            "{mode}: terminationGracePeriodSeconds {period} <= preStop {pre_stop} s + drain {drain} s + spool grace {grace} s"
+        );
+
+        // Security.
+        let pod_security = &spec["securityContext"];
+        let security = &container["securityContext"];
+        assert_eq!(pod_security["runAsNonRoot"].as_bool(), Some(true), "{mode}");
+        assert_eq!(
+            pod_security["runAsUser"].as_u64(),
+            Some(uid),
+            "{mode}: the image's user"
+        );
+        assert_eq!(
+            pod_security["seccompProfile"]["type"].as_str(),
+            Some("RuntimeDefault"),
+            "{mode}"
+        );
+        assert_eq!(
+            security["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{mode}"
+        );
+        assert_eq!(
+            security["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{mode}"
+        );
+        assert_eq!(
+            strings(&security["capabilities"]["drop"]),
+            ["ALL"],
+            "{mode}"
+        );
+        assert!(
+            security["capabilities"].get("add").is_none(),
+            "{mode}: no capability"
+        );
+        assert_eq!(
+            spec["automountServiceAccountToken"].as_bool(),
+            Some(false),
+            "{mode}"
+        );
+        assert_eq!(
+            spec["enableServiceLinks"].as_bool(),
+            Some(false),
+            "{mode}: service links put MAIL_LASER_* variables into the environment"
+        );
+
+        // The image is this version of MailLaser.
+        let image = container["image"].as_str().expect("image");
+        assert!(
+            image.ends_with(&format!("/mail-laser:{}", env!("CARGO_PKG_VERSION"))),
+            "{mode}: image {image} is not mail-laser:{}",
+            env!("CARGO_PKG_VERSION")
+        );
+
+        // Memory: the limit holds the message budget and more.
+        let budget: u64 = env_value(&env, "MAIL_LASER_MAX_BUFFERED_BYTES", mode)
+            .parse()
+            .unwrap();
+        let resources = &container["resources"];
+        let limit = quantity_bytes(
+            resources["limits"]["memory"]
+                .as_str()
+                .expect("memory limit"),
+        );
+        assert!(
+            limit >= budget * 2,
+            "{mode}: memory limit {limit} B under twice MAIL_LASER_MAX_BUFFERED_BYTES {budget} B (README, Security: peaks reach the budget plus 300 MB)"
+        );
+        assert!(
+            resources["requests"]["cpu"].as_str().is_some(),
+            "{mode}: the HorizontalPodAutoscaler needs a CPU request"
+        );
+
+        // Spread over nodes.
+        let spread = spec["topologySpreadConstraints"]
+            .as_sequence()
+            .expect("topologySpreadConstraints");
+        assert!(
+            spread.iter().any(|c| {
+                c["topologyKey"].as_str() == Some("kubernetes.io/hostname")
+                    && selects(&c["labelSelector"]["matchLabels"], labels)
+            }),
+            "{mode}: pods are not spread over nodes"
+        );
+
+        // The routes file comes from the ConfigMap, mounted as a folder.
+        let routes = env_value(&env, "MAIL_LASER_ROUTES", mode);
+        let (folder, file) = routes.rsplit_once('/').expect("an absolute path");
+        let mount = container["volumeMounts"]
+            .as_sequence()
+            .expect("volumeMounts")
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(folder))
+            .unwrap_or_else(|| panic!("{mode}: nothing is mounted at {folder}"));
+        assert!(
+            mount.get("subPath").is_none(),
+            "{mode}: a subPath mount is never updated"
+        );
+        let volume = spec["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mounted volume");
+        let config_map_name = volume["configMap"]["name"]
+            .as_str()
+            .expect("a ConfigMap volume");
+        let config_map = one_of(&objects, "ConfigMap", mode);
+        assert_eq!(
+            config_map["metadata"]["name"].as_str(),
+            Some(config_map_name),
+            "{mode}"
+        );
+        assert!(
+            config_map["data"][file].as_str().is_some(),
+            "{mode}: the ConfigMap has no {file}"
+        );
+
+        // Services select these pods and name their ports.
+        let smtp = service(&objects, "mail-laser-smtp", mode);
+        assert!(
+            selects(&smtp["spec"]["selector"], labels),
+            "{mode}: SMTP Service selector"
+        );
+        assert_eq!(
+            smtp["spec"]["externalTrafficPolicy"].as_str(),
+            Some("Local")
+        );
+        let smtp_ports = smtp["spec"]["ports"].as_sequence().expect("ports");
+        assert_eq!(smtp_ports.len(), 1);
+        assert_eq!(
+            smtp_ports[0]["port"].as_u64(),
+            Some(25),
+            "{mode}: SMTP on 25"
+        );
+        assert_eq!(
+            resolve_port(container, &smtp_ports[0]["targetPort"], "SMTP Service"),
+            smtp_port
+        );
+        let metrics = service(&objects, "mail-laser-metrics", mode);
+        assert!(
+            selects(&metrics["spec"]["selector"], labels),
+            "{mode}: metrics Service selector"
+        );
+        assert_eq!(metrics["spec"]["type"].as_str(), Some("ClusterIP"));
+        let metrics_ports = metrics["spec"]["ports"].as_sequence().expect("ports");
+        assert_eq!(
+            resolve_port(
+                container,
+                &metrics_ports[0]["targetPort"],
+                "metrics Service"
+            ),
+            http_port
+        );
+        let annotations = &metrics["metadata"]["annotations"];
+        assert_eq!(
+            annotations["prometheus.io/port"].as_str(),
+            Some(http_port.to_string().as_str()),
+            "{mode}: Prometheus scrapes the HTTP port"
+        );
+        assert_eq!(annotations["prometheus.io/path"].as_str(), Some("/metrics"));
+
+        // Disruptions and autoscaling.
+        let budget = one_of(&objects, "PodDisruptionBudget", mode);
+        assert!(
+            selects(&budget["spec"]["selector"]["matchLabels"], labels),
+            "{mode}: PDB selector"
+        );
+        assert!(
+            budget["spec"]["maxUnavailable"].as_u64() == Some(1)
+                || budget["spec"]["minAvailable"].as_u64().is_some(),
+            "{mode}: the PodDisruptionBudget allows one pod down at a time"
+        );
+        let autoscaler = one_of(&objects, "HorizontalPodAutoscaler", mode);
+        let target = &autoscaler["spec"]["scaleTargetRef"];
+        assert_eq!(target["kind"].as_str(), Some("Deployment"));
+        assert_eq!(
+            target["name"].as_str(),
+            Some(name),
+            "{mode}: the HPA scales the Deployment"
+        );
+        assert!(
+            deployment["spec"].get("replicas").is_none(),
+            "{mode}: the HorizontalPodAutoscaler owns `replicas`"
+        );
+        let min = autoscaler["spec"]["minReplicas"]
+            .as_u64()
+            .expect("minReplicas");
+        assert!(min >= 2, "{mode}: one pod is no redundancy");
+        assert!(
+            autoscaler["spec"]["metrics"]
+                .as_sequence()
+                .expect("metrics")
+                .iter()
+                .any(|m| m["resource"]["name"].as_str() == Some("cpu")),
+            "{mode}: the HPA scales on CPU"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_modes_differ_only_in_delivery() {
+    let sync = kubernetes_objects("sync");
+    let postgres = kubernetes_objects("postgres-spool");
+    let sync_deployment = one_of(&sync, "Deployment", "sync");
+    let postgres_deployment = one_of(&postgres, "Deployment", "postgres-spool");
+
+    let (_, sync_env) = container_env(sync_deployment);
+    assert_eq!(env_value(&sync_env, "MAIL_LASER_DELIVERY", "sync"), "sync");
+    let (container, postgres_env) = container_env(postgres_deployment);
+    assert_eq!(
+        env_value(&postgres_env, "MAIL_LASER_DELIVERY", "postgres-spool"),
+        "spool"
+    );
+    // Credentials come from a Secret, never from the manifest; no folder spool.
+    let url = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|var| var["name"].as_str() == Some("MAIL_LASER_SPOOL_URL"))
+        .expect("MAIL_LASER_SPOOL_URL");
+    assert!(url.get("value").is_none(), "the queue's URL is inlined");
+    let secret = &url["valueFrom"]["secretKeyRef"];
+    let (secret_name, secret_key) = (
+        secret["name"].as_str().expect("secret name"),
+        secret["key"].as_str().expect("secret key"),
+    );
+    let create = format!("kubectl create secret generic {secret_name}");
+    let literal = format!("--from-literal={secret_key}=");
+    for rel in [&format!("{KUBERNETES}/README.md"), "docs/scaling.md"] {
+        let text = read(rel);
+        assert!(
+            text.contains(&create) && text.contains(&literal),
+            "{rel} does not show `{create} {literal}…`"
+        );
+    }
+    assert!(
+        postgres_env
+            .iter()
+            .all(|(name, _)| name != "MAIL_LASER_SPOOL_DIR"),
+        "a folder spool is per pod: not with N replicas of a Deployment"
+    );
+    env_value(&postgres_env, "MAIL_LASER_SPOOL_LEASE", "postgres-spool");
+
+    // Everything else is the same: the two Deployments without the delivery
+    // settings and without comments are equal.
+    let strip = |deployment: &Yaml| {
+        let mut deployment = deployment.clone();
+        let containers = deployment["spec"]["template"]["spec"]["containers"]
+            .as_sequence_mut()
+            .unwrap();
+        for container in containers {
+            container["env"].as_sequence_mut().unwrap().retain(|var| {
+                let name = var["name"].as_str().unwrap();
+                name != "MAIL_LASER_DELIVERY" && !name.starts_with("MAIL_LASER_SPOOL_")
+            });
+        }
+        deployment
+    };
+    assert_eq!(
+        strip(sync_deployment),
+        strip(postgres_deployment),
+        "the sync and postgres-spool Deployments differ in more than delivery"
+    );
+}
+
+#[test]
+fn kubernetes_routes_pass_check_routes() {
+    let objects = kubernetes_objects("sync");
+    let config_map = one_of(&objects, "ConfigMap", "common");
+    let routes = config_map["data"]["routes.toml"]
+        .as_str()
+        .expect("routes.toml");
+    let dir = std::env::temp_dir().join(format!("mail-laser-k8s-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("routes.toml");
+    std::fs::write(&file, routes).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mail-laser"))
+        .arg("check-routes")
+        .arg(&file)
+        .args(["support@example.com", "pager@alerts.example.com"])
+        .env_remove("MAIL_LASER_ALLOW_INSECURE_WEBHOOK")
+        .output()
+        .expect("running mail-laser check-routes");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success(),
+        "the ConfigMap's routes.toml fails check-routes ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }

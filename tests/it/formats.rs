@@ -61,7 +61,9 @@ async fn start_live(dir: &Path, routes: &str, extra: &[&str]) -> (TestServer, Li
     };
     let live = live.clone();
     let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics()).expect("the routed sink opens");
+    let sink = open_sink(&config.sink, observability.metrics())
+        .await
+        .expect("the routed sink opens");
     let server = TestServer::start_with_sink(
         config,
         observability,

@@ -2,8 +2,9 @@
 //! (`cargo test --test it -- spool::` runs one). They drive a real server on
 //! loopback ports, the `mail-laser` binary, and real clients and servers
 //! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq, Django with
-//! django-anymail). A test whose external tool is
-//! missing prints one `skipped:` line and passes, unless
+//! django-anymail; Python, Node.js and Java run the signature examples). A
+//! test whose external tool is missing prints one `skipped:` line and
+//! passes, unless
 //! `MAIL_LASER_REQUIRE_TOOLS=1` is set (`scripts/test` installs the tools).
 
 #[macro_use]
@@ -30,7 +31,9 @@ mod python_smtplib;
 mod routes;
 mod routes_live;
 mod schema;
+mod signing_examples;
 mod spool;
+mod spool_stores;
 mod store;
 mod swaks;
 mod traces;

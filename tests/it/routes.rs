@@ -29,7 +29,7 @@ fn folder(test: &str) -> PathBuf {
 }
 
 /// Writes `text` as the routes file of `test`.
-fn routes_file(test: &str, text: &str) -> PathBuf {
+pub(crate) fn routes_file(test: &str, text: &str) -> PathBuf {
     let path = folder(test).join("routes.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -37,7 +37,7 @@ fn routes_file(test: &str, text: &str) -> PathBuf {
 
 /// A server routing by the file at `path`, through the real routed sink
 /// (what `main` builds); retries off so a failure is answered at once.
-async fn start(path: &Path, extra: &[&str]) -> TestServer {
+pub(crate) async fn start(path: &Path, extra: &[&str]) -> TestServer {
     let mut args = vec![
         "mail-laser",
         "--routes",
@@ -48,7 +48,9 @@ async fn start(path: &Path, extra: &[&str]) -> TestServer {
     args.extend_from_slice(extra);
     let config = Config::from_args(args).expect("test configuration is valid");
     let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics()).expect("the routed sink opens");
+    let sink = open_sink(&config.sink, observability.metrics())
+        .await
+        .expect("the routed sink opens");
     TestServer::start_with_sink(
         config,
         observability,
@@ -58,7 +60,7 @@ async fn start(path: &Path, extra: &[&str]) -> TestServer {
     .await
 }
 
-async fn send(server: &TestServer, to: &[&str], subject: &str) -> String {
+pub(crate) async fn send(server: &TestServer, to: &[&str], subject: &str) -> String {
     let mut client = Client::greeted(server.smtp).await;
     client
         .send_mail("alice@example.org", to, &simple_message(subject, "hello"))
@@ -280,6 +282,66 @@ url = "{}"
         ]
     );
     assert_eq!(down.requests().len(), 2, "one attempt each, no retries");
+}
+
+/// `410 Gone` from one route's endpoint: `554` as any rejection, counted
+/// under the route's label so an operator sees which endpoint is gone.
+#[tokio::test]
+async fn gone_is_554_and_counted_per_route() {
+    let (gone, up) = (Receiver::start().await, Receiver::start().await);
+    gone.answer_with(Answer::Status(410));
+    let path = routes_file(
+        "gone",
+        &format!(
+            r#"
+[[route]]
+name = "retired"
+match = ["old@example.com"]
+url = "{}"
+
+[[route]]
+name = "current"
+match = ["*"]
+url = "{}"
+"#,
+            gone.url(),
+            up.url()
+        ),
+    );
+    let server = start(&path, &[]).await;
+    assert_eq!(
+        send(&server, &["old@example.com"], "gone").await,
+        "554 5.6.0 Message rejected by webhook"
+    );
+    assert_eq!(gone.requests().len(), 1);
+    let (_, metrics) = http_get(server.http, "/metrics").await;
+    let rejections = |route: &str, status: &str| -> Option<String> {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("maillaser_webhook_rejections_total{")
+                    && line.contains(&format!("route=\"{route}\""))
+                    && line.contains(&format!("status=\"{status}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        rejections("retired", "410").as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        rejections("current", "410").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        rejections("retired", "422").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    server.stop().await;
 }
 
 /// Checks both signature schemes of a recorded request with Python's

@@ -86,7 +86,9 @@ async fn start(folder: &Folder, extra: &[&str]) -> (TestServer, LiveRoutes) {
     }
     let live = live.clone();
     let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics()).expect("the routed sink opens");
+    let sink = open_sink(&config.sink, observability.metrics())
+        .await
+        .expect("the routed sink opens");
     let server = TestServer::start_with_sink(
         config,
         observability,

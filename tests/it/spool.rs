@@ -90,7 +90,9 @@ async fn server(
     spool.shutdown_grace = Duration::from_millis(500);
     tweak(spool);
     let observability = common::observability();
-    let sink = SpoolSink::open(webhook, spool, observability.metrics()).expect("spool opens");
+    let sink = SpoolSink::open(webhook, spool, observability.metrics())
+        .await
+        .expect("spool opens");
     let server = TestServer::start_with_sink(
         config,
         observability,
@@ -246,6 +248,22 @@ async fn rejection_during_data_is_554_and_nothing_is_spooled() {
     assert_eq!(receiver.requests().len(), 1);
     assert!(dir.waiting().is_empty());
     assert!(dir.dead(".msg").is_empty());
+    server.stop().await;
+}
+
+/// docs/delivery.md: a background attempt answered with `Retry-After` is
+/// not tried again before it, whatever the (here 20–100 ms) backoff says.
+#[tokio::test]
+async fn background_retry_waits_for_retry_after() {
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500), Answer::RetryAfter(503, "1")]);
+    let dir = SpoolDir::new();
+    let (server, _) = server(&receiver, &dir, &[], |_| {}).await;
+    assert_eq!(send(&server, "paced").await, QUEUED);
+    let requests = receiver.wait_for(3).await;
+    let gap = requests[2].at.duration_since(requests[1].at);
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    eventually("the spool to empty", || async { dir.waiting().is_empty() }).await;
     server.stop().await;
 }
 

@@ -340,3 +340,110 @@ async fn shutdown_waits_for_the_delivery_in_flight() {
         .unwrap()
         .unwrap();
 }
+
+/// The time between two recorded requests, by the receiver's own clock.
+fn gap(requests: &[crate::common::receiver::Recorded], from: usize, to: usize) -> Duration {
+    requests[to].at.duration_since(requests[from].at)
+}
+
+/// docs/webhook.md ("Retry-After"): a `503` asking for one second is
+/// retried no sooner, within the same delivery.
+#[tokio::test]
+async fn retry_after_seconds_is_waited_for() {
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::RetryAfter(503, "1")]);
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(send(&server, "retry-after", &[TARGET]).await, ACCEPTED);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        gap(&requests, 0, 1) >= Duration::from_secs(1),
+        "retried after {:?}",
+        gap(&requests, 0, 1)
+    );
+    server.stop().await;
+}
+
+/// The HTTP-date form: the retry comes at that date, not before.
+#[tokio::test]
+async fn retry_after_http_date_is_waited_for() {
+    let receiver = Receiver::start().await;
+    // Two seconds after the request, cut to the whole second: at least one
+    // second after it.
+    receiver.script([Answer::RetryAt(429, 2)]);
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(send(&server, "retry-at", &[TARGET]).await, ACCEPTED);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        gap(&requests, 0, 1) >= Duration::from_secs(1),
+        "retried after {:?}",
+        gap(&requests, 0, 1)
+    );
+    server.stop().await;
+}
+
+/// A `Retry-After` longer than the delivery budget (4 minutes) leaves no
+/// room for a retry: `451` at once, one request. A `429` is the consumer
+/// pacing us and never opens the breaker; a `503` counts as a failure.
+#[tokio::test]
+async fn retry_after_beyond_the_budget_is_451_without_retry() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::RetryAfter(429, "600"));
+    let (server, sink) = server(&receiver, &["--circuit-breaker-threshold", "1"]).await;
+    assert_eq!(send(&server, "throttled-1", &[TARGET]).await, DEFERRED);
+    assert_eq!(receiver.requests().len(), 1, "no retry");
+    assert_eq!(sink.breaker().state(), BreakerState::Closed);
+    assert_eq!(send(&server, "throttled-2", &[TARGET]).await, DEFERRED);
+    assert_eq!(receiver.requests().len(), 2, "the breaker let it through");
+
+    receiver.answer_with(Answer::RetryAfter(503, "600"));
+    assert_eq!(send(&server, "unavailable", &[TARGET]).await, DEFERRED);
+    assert_eq!(receiver.requests().len(), 3, "no retry");
+    assert_eq!(sink.breaker().state(), BreakerState::Open);
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    assert!(
+        metrics.contains("maillaser_webhook_retries_total 0"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+/// Garbage in `Retry-After` is ignored: the usual backoff applies.
+#[tokio::test]
+async fn garbage_retry_after_is_ignored() {
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::RetryAfter(503, "soon")]);
+    let (server, _) = server(&receiver, &[]).await;
+    assert_eq!(send(&server, "garbage", &[TARGET]).await, ACCEPTED);
+    assert_eq!(receiver.requests().len(), 2);
+    server.stop().await;
+}
+
+/// `410 Gone` is a rejection like the others (`554`), counted by status.
+#[tokio::test]
+async fn gone_is_554_and_counted() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(410));
+    let (server, _) = server(&receiver, &[]).await;
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    assert!(
+        metrics.contains("maillaser_webhook_rejections_total{status=\"410\"} 0"),
+        "{metrics}"
+    );
+    for subject in ["gone-1", "gone-2"] {
+        assert_eq!(
+            send(&server, subject, &[TARGET]).await,
+            "554 5.6.0 Message rejected by webhook"
+        );
+    }
+    assert_eq!(receiver.requests().len(), 2, "never retried");
+    let metrics = common::http_get(server.http, "/metrics").await.1;
+    for line in [
+        "maillaser_webhook_rejections_total{status=\"410\"} 2",
+        "maillaser_webhook_rejections_total{status=\"422\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    server.stop().await;
+}

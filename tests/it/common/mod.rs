@@ -5,6 +5,7 @@
 
 pub mod dnsmasq;
 pub mod moto;
+pub mod postgres;
 pub mod receiver;
 pub mod schema;
 
@@ -493,11 +494,28 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             repository.join("node_modules/.bin"),
             repository.join(".tools/venv/bin"),
         ])
+        .chain(postgres_bins())
         .map(|dir| dir.join(name))
         .find(|candidate| {
             std::fs::metadata(candidate)
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// Debian keeps PostgreSQL's server programs (`initdb`, `pg_ctl`) off
+/// `PATH`, in `/usr/lib/postgresql/<version>/bin`: the newest first.
+fn postgres_bins() -> Vec<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    found.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
+    found.into_iter().map(|(_, bin)| bin).collect()
 }
 
 /// Set (to anything but `0` or `false`) by `scripts/test`, which installs

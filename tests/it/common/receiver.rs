@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,6 +27,11 @@ pub enum Answer {
     Hang,
     /// Answers 200 once the gate is opened.
     Gate(Arc<Notify>),
+    /// A status with this `Retry-After` value, verbatim.
+    RetryAfter(u16, &'static str),
+    /// A status with a `Retry-After` HTTP-date this many seconds after the
+    /// request arrived (whole seconds: the fraction is cut off).
+    RetryAt(u16, u64),
 }
 
 /// One request as received.
@@ -34,6 +39,8 @@ pub enum Answer {
 pub struct Recorded {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request was complete here, by the receiver's clock.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -118,11 +125,12 @@ impl Receiver {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (at, now) = (Instant::now(), SystemTime::now());
     shared
         .requests
         .lock()
         .unwrap()
-        .push(Recorded { headers, body });
+        .push(Recorded { headers, body, at });
     shared.arrived.notify_waiters();
     let answer = shared.script.lock().unwrap().pop_front();
     let answer = answer
@@ -141,5 +149,18 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             gate.notified().await;
             StatusCode::OK.into_response()
         }
+        Answer::RetryAfter(code, value) => (
+            StatusCode::from_u16(code).unwrap(),
+            [(header::RETRY_AFTER, value.to_owned())],
+        )
+            .into_response(),
+        Answer::RetryAt(code, seconds) => (
+            StatusCode::from_u16(code).unwrap(),
+            [(
+                header::RETRY_AFTER,
+                httpdate::fmt_http_date(now + Duration::from_secs(seconds)),
+            )],
+        )
+            .into_response(),
     }
 }

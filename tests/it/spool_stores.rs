@@ -1,0 +1,333 @@
+//! The spool's behaviour, once per store (`docs/delivery.md`): every test
+//! here runs against the spool folder and against a real PostgreSQL
+//! server, through the same SMTP client, MailLaser and HTTP receiver. What
+//! differs between the stores is only how a test looks inside them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::postgres::Postgres;
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::{self, CaptureSink, Client, TARGET, TestServer, eventually, simple_message};
+use mail_laser::config::SinkConfig;
+use mail_laser::spool::{SpoolConfig, SpoolSink};
+use mail_laser::webhook::Backoff;
+
+const QUEUED: &str = "250 2.0.0 OK: Message queued for delivery";
+const SPOOL_UNAVAILABLE: &str = "452 4.3.1 Insufficient system storage, try again later";
+
+/// The store a test runs against, and how the test looks inside it.
+enum Store {
+    Folder(PathBuf),
+    Postgres { cluster: Postgres, url: String },
+}
+
+impl Store {
+    fn folder() -> Self {
+        Self::Folder(std::env::temp_dir().join(format!(
+            "maillaser-spool-stores-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        )))
+    }
+
+    async fn postgres(cluster: Postgres) -> Self {
+        let url = cluster.create("spool").await;
+        Self::Postgres { cluster, url }
+    }
+
+    fn args(&self) -> Vec<String> {
+        match self {
+            Self::Folder(dir) => vec!["--spool-dir".into(), dir.display().to_string()],
+            Self::Postgres { url, .. } => vec!["--spool-url".into(), url.clone()],
+        }
+    }
+
+    /// Deliveries waiting (not dead).
+    async fn waiting(&self) -> usize {
+        match self {
+            Self::Folder(dir) => files(dir, ".msg").len(),
+            Self::Postgres { cluster, .. } => {
+                let client = cluster.connect("spool").await;
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM maillaser_spool WHERE dead_at IS NULL",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                usize::try_from(row.get::<_, i64>(0)).unwrap()
+            }
+        }
+    }
+
+    /// The reasons of the dead letters.
+    async fn dead(&self) -> Vec<String> {
+        match self {
+            Self::Folder(dir) => files(&dir.join("dead"), ".reason")
+                .iter()
+                .map(|path| std::fs::read_to_string(path).unwrap().trim_end().to_owned())
+                .collect(),
+            Self::Postgres { cluster, .. } => {
+                let client = cluster.connect("spool").await;
+                client
+                    .query(
+                        "SELECT dead_reason FROM maillaser_spool WHERE dead_at IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Self::Folder(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn files(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file() && path.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// A spool-mode server over `store` posting to `receiver`, with quick
+/// backoff and polling; `tweak` adjusts the spool settings further.
+async fn server(
+    receiver: &Receiver,
+    store: &Store,
+    extra: &[&str],
+    tweak: impl FnOnce(&mut SpoolConfig),
+) -> TestServer {
+    let store_args = store.args();
+    let mut args: Vec<&str> = vec!["--delivery", "spool"];
+    args.extend(store_args.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    let mut config = common::config(&receiver.url(), &args);
+    let SinkConfig::Spool { webhook, spool } = &mut config.sink else {
+        unreachable!("--delivery spool with a webhook URL");
+    };
+    webhook.breaker.reset = Duration::from_millis(200);
+    spool.backoff = Backoff {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    spool.rescan = Duration::from_millis(100);
+    spool.shutdown_grace = Duration::from_millis(500);
+    if let Some(postgres) = &mut spool.postgres {
+        postgres.poll = Duration::from_millis(50);
+    }
+    tweak(spool);
+    let observability = common::observability();
+    let sink = SpoolSink::open(webhook, spool, observability.metrics())
+        .await
+        .expect("the spool opens");
+    TestServer::start_with_sink(config, observability, Arc::new(sink), CaptureSink::new()).await
+}
+
+/// Backoff long enough that the background deliverer stays idle.
+fn idle(spool: &mut SpoolConfig) {
+    spool.backoff = Backoff {
+        base: Duration::from_secs(3600),
+        max: Duration::from_secs(3600),
+    };
+}
+
+async fn send(server: &TestServer, subject: &str) -> String {
+    let mut client = Client::greeted(server.smtp).await;
+    client
+        .send_mail(
+            "sender@example.org",
+            &[TARGET],
+            &simple_message(subject, "body text"),
+        )
+        .await
+        .last()
+}
+
+/// Runs a behaviour test against each store: `<name>::folder` and
+/// `<name>::postgres` (skipped, with one line, without PostgreSQL).
+macro_rules! both_stores {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn folder() {
+                super::$name(super::Store::folder()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let [initdb, pg_ctl] = require_tool!("initdb", "pg_ctl");
+                let cluster = crate::common::postgres::Postgres::start(&initdb, &pg_ctl);
+                super::$name(super::Store::postgres(cluster).await).await;
+            }
+        }
+    )+};
+}
+
+both_stores!(
+    down_then_up_delivers_with_the_same_key,
+    a_rejection_later_is_a_dead_letter,
+    too_old_is_a_dead_letter,
+    a_restart_delivers_what_the_last_run_left,
+    a_full_spool_is_452,
+);
+
+async fn down_then_up_delivers_with_the_same_key(store: Store) {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let server = server(&receiver, &store, &[], |_| {}).await;
+    assert_eq!(send(&server, "down").await, QUEUED);
+    assert_eq!(store.waiting().await, 1, "the 250 came after the write");
+    let first = receiver.requests()[0].clone();
+
+    receiver.wait_for(3).await;
+    receiver.answer_with(Answer::Status(200));
+    eventually("the spool to empty", || async {
+        store.waiting().await == 0
+    })
+    .await;
+    let requests = receiver.requests();
+    assert!(
+        requests
+            .iter()
+            .all(
+                |request| request.header("idempotency-key") == first.header("idempotency-key")
+                    && request.body == first.body
+            ),
+        "one key and one body across every attempt"
+    );
+    assert!(store.dead().await.is_empty());
+    server.stop().await;
+}
+
+async fn a_rejection_later_is_a_dead_letter(store: Store) {
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(503)]);
+    receiver.answer_with(Answer::Text(422, "Unknown ticket queue"));
+    let server = server(&receiver, &store, &[], |_| {}).await;
+    assert_eq!(send(&server, "later-refused").await, QUEUED);
+    eventually("a dead letter", || async { !store.dead().await.is_empty() }).await;
+    assert_eq!(
+        store.dead().await,
+        ["rejected by the webhook (422): Unknown ticket queue"]
+    );
+    assert_eq!(store.waiting().await, 0);
+    assert_eq!(receiver.requests().len(), 2, "a rejection is not retried");
+    server.stop().await;
+}
+
+async fn too_old_is_a_dead_letter(store: Store) {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let server = server(&receiver, &store, &[], |spool| {
+        spool.max_age = Duration::from_millis(300);
+    })
+    .await;
+    assert_eq!(send(&server, "expiring").await, QUEUED);
+    eventually("a dead letter", || async { !store.dead().await.is_empty() }).await;
+    let dead = store.dead().await;
+    assert!(
+        dead[0].starts_with("expired: not delivered within 300ms (")
+            && dead[0].ends_with("attempts); last error: webhook answered 500"),
+        "{dead:?}"
+    );
+    assert_eq!(store.waiting().await, 0);
+    server.stop().await;
+}
+
+/// What one run left waiting, the next run delivers. (Each store keeps the
+/// due times it had: the folder's are in memory, so everything found at
+/// start is due at once; PostgreSQL's are in the rows.)
+async fn a_restart_delivers_what_the_last_run_left(store: Store) {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let first_run = server(&receiver, &store, &[], |_| {}).await;
+    assert_eq!(send(&first_run, "left-1").await, QUEUED);
+    assert_eq!(send(&first_run, "left-2").await, QUEUED);
+    // A retry of each in the first run: both are in the store's hands.
+    receiver.wait_for(4).await;
+    first_run.stop().await;
+    assert_eq!(store.waiting().await, 2);
+    let keys = |requests: &[crate::common::receiver::Recorded]| {
+        let mut keys: Vec<String> = requests
+            .iter()
+            .map(|request| request.header("idempotency-key"))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    let left = keys(&receiver.requests());
+    assert_eq!(left.len(), 2);
+
+    receiver.answer_with(Answer::Status(200));
+    let second_run = server(&receiver, &store, &[], |_| {}).await;
+    eventually("the spool to empty", || async {
+        store.waiting().await == 0
+    })
+    .await;
+    assert_eq!(keys(&receiver.requests()), left, "the same two messages");
+    assert!(store.dead().await.is_empty());
+    second_run.stop().await;
+}
+
+async fn a_full_spool_is_452(store: Store) {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let server = server(&receiver, &store, &["--spool-max-files", "1"], idle).await;
+    assert_eq!(send(&server, "fits").await, QUEUED);
+    assert_eq!(send(&server, "does not fit").await, SPOOL_UNAVAILABLE);
+    assert_eq!(store.waiting().await, 1);
+    let (status, _) = common::http_get(server.http, "/ready").await;
+    assert_eq!(
+        status, 503,
+        "a full spool takes the instance out of rotation"
+    );
+    server.stop().await;
+}
+
+/// A database outage makes new mail `452` (the sender keeps it), never a
+/// `250` that is not stored; `/ready` follows; once the database is back,
+/// mail is queued again and what was stored before is delivered.
+#[tokio::test]
+async fn a_database_outage_is_452_never_an_unstored_250() {
+    let [initdb, pg_ctl] = require_tool!("initdb", "pg_ctl");
+    let store = Store::postgres(Postgres::start(&initdb, &pg_ctl)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let server = server(&receiver, &store, &[], idle).await;
+    assert_eq!(send(&server, "before").await, QUEUED);
+
+    let Store::Postgres { cluster, .. } = &store else {
+        unreachable!()
+    };
+    cluster.kill();
+    assert_eq!(send(&server, "during").await, SPOOL_UNAVAILABLE);
+    eventually("/ready to fail", || async {
+        common::http_get(server.http, "/ready").await.0 == 503
+    })
+    .await;
+
+    cluster.restart();
+    eventually("/ready to recover", || async {
+        common::http_get(server.http, "/ready").await.0 == 200
+    })
+    .await;
+    assert_eq!(send(&server, "after").await, QUEUED);
+    assert_eq!(store.waiting().await, 2, "before and after, not during");
+    server.stop().await;
+}
