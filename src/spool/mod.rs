@@ -171,10 +171,9 @@ impl SpoolQueue {
         metrics: &Metrics,
     ) -> Result<Self, SpoolError> {
         let store: Arc<dyn SpoolStore> = match &config.postgres {
-            Some(postgres) => PostgresStore::connect(postgres, config.limits, metrics).await?,
+            Some(postgres) => PostgresStore::connect(postgres, config.limits).await?,
             None => {
                 let (spool, recovered) = Spool::open(&config.dir, config.limits)?;
-                spool.observe_depth(metrics);
                 Arc::new(FolderStore::new(
                     spool,
                     recovered,
@@ -193,6 +192,7 @@ impl SpoolQueue {
         webhooks: Arc<dyn Webhooks>,
         metrics: &Metrics,
     ) -> Self {
+        observe_depth(&store, metrics);
         let worker = SpoolWorker::new(store.clone(), webhooks, config, metrics.clone());
         Self {
             store,
@@ -224,6 +224,25 @@ impl SpoolQueue {
             .take()?;
         Some(Box::pin(worker.run(shutdown)))
     }
+}
+
+/// Exposes what waits in `store` as `maillaser_spool_depth{store}`. With
+/// PostgreSQL every instance reports the whole shared queue.
+fn observe_depth(store: &Arc<dyn SpoolStore>, metrics: &Metrics) {
+    // A weak handle: the meter must not keep the store alive.
+    let weak = Arc::downgrade(store);
+    let labels = [opentelemetry::KeyValue::new("store", store.kind())];
+    let _gauge = metrics
+        .meter()
+        .i64_observable_gauge("maillaser.spool.depth")
+        .with_description("Deliveries waiting in the spool (not counting dead letters)")
+        .with_callback(move |observer| {
+            if let Some(store) = weak.upgrade() {
+                let files = store.usage().files;
+                observer.observe(i64::try_from(files).unwrap_or(i64::MAX), &labels);
+            }
+        })
+        .build();
 }
 
 /// A [`Sink`] that answers `250` once the webhook has the payload *or* it is

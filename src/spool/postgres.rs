@@ -30,7 +30,7 @@ use super::error::SpoolError;
 use super::file::{Header, SpoolEntry};
 use super::queue::{Claim, Finish, SpoolStore};
 use super::store::{SpoolId, Usage};
-use crate::telemetry::{ErrorChain, Metrics};
+use crate::telemetry::ErrorChain;
 
 /// The schema, in order; each runs once per database, recorded in
 /// `maillaser_schema_migrations`.
@@ -144,7 +144,6 @@ impl PostgresStore {
     pub async fn connect(
         config: &PostgresSpoolConfig,
         limits: SpoolLimits,
-        metrics: &Metrics,
     ) -> Result<Arc<Self>, SpoolError> {
         let invalid = |reason: &'static str| SpoolError::Database {
             action: "use MAIL_LASER_SPOOL_URL",
@@ -194,7 +193,6 @@ impl PostgresStore {
         });
         store.migrate().await?;
         store.refresh_usage().await?;
-        store.observe_depth(metrics);
         Ok(store)
     }
 
@@ -263,22 +261,6 @@ impl PostgresStore {
             bytes: u64::try_from(bytes).unwrap_or(0),
         };
         Ok(())
-    }
-
-    /// Exposes the number of waiting rows as `maillaser_spool_depth`.
-    fn observe_depth(self: &Arc<Self>, metrics: &Metrics) {
-        let store = Arc::downgrade(self);
-        let _gauge = metrics
-            .meter()
-            .i64_observable_gauge("maillaser.spool.depth")
-            .with_description("Deliveries waiting in the spool (not counting dead letters)")
-            .with_callback(move |observer| {
-                if let Some(store) = store.upgrade() {
-                    let files = store.usage().files;
-                    observer.observe(i64::try_from(files).unwrap_or(i64::MAX), &[]);
-                }
-            })
-            .build();
     }
 
     /// Runs one database operation within [`STATEMENT_DEADLINE`], keeping

@@ -16,14 +16,13 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
 use super::SpoolLimits;
 use super::error::SpoolError;
 use super::file::{FormatError, SpoolEntry};
-use crate::telemetry::Metrics;
 
 /// Prefix of files being written; never read, removed at start.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -183,28 +182,6 @@ impl Spool {
         let usage = self.usage();
         let limits = self.inner.limits;
         usage.files >= limits.max_files || usage.bytes >= limits.max_bytes
-    }
-
-    /// Exposes the number of waiting files as `maillaser_spool_depth`.
-    pub fn observe_depth(&self, metrics: &Metrics) {
-        // A weak handle: the meter must not keep the spool alive.
-        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
-        let _gauge = metrics
-            .meter()
-            .i64_observable_gauge("maillaser.spool.depth")
-            .with_description("Deliveries waiting in the spool (not counting dead letters)")
-            .with_callback(move |observer| {
-                if let Some(inner) = inner.upgrade() {
-                    let files = inner
-                        .ledger
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .sizes
-                        .len();
-                    observer.observe(i64::try_from(files).unwrap_or(i64::MAX), &[]);
-                }
-            })
-            .build();
     }
 
     /// Runs blocking spool work off the async workers.

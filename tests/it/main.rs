@@ -31,6 +31,7 @@ mod python_smtplib;
 mod routes;
 mod routes_live;
 mod schema;
+mod shared_queue;
 mod signing_examples;
 mod spool;
 mod spool_stores;

@@ -214,7 +214,7 @@ async fn webhook_down_spools_then_the_deliverer_posts_it_with_the_same_key() {
     );
     assert!(dir.dead(".msg").is_empty());
     // The gauge follows the unlink; poll rather than race it.
-    wait_for_metrics(&server, &["maillaser_spool_depth 0"]).await;
+    wait_for_metrics(&server, &["maillaser_spool_depth{store=\"folder\"} 0"]).await;
     server.stop().await;
 }
 
@@ -231,7 +231,7 @@ async fn a_working_webhook_is_250_accepted_and_nothing_is_spooled() {
         &metrics,
         "maillaser_messages_total{outcome=\"delivered\"} 1",
     );
-    assert_metric(&metrics, "maillaser_spool_depth 0");
+    assert_metric(&metrics, "maillaser_spool_depth{store=\"folder\"} 0");
     server.stop().await;
 }
 
@@ -292,7 +292,7 @@ async fn rejection_in_the_background_is_a_dead_letter_with_the_reason() {
         &server,
         &[
             "maillaser_spool_dead_letters_total{reason=\"rejected\"} 1",
-            "maillaser_spool_depth 0",
+            "maillaser_spool_depth{store=\"folder\"} 0",
         ],
     )
     .await;
@@ -337,7 +337,7 @@ async fn too_old_is_a_dead_letter() {
         &server,
         &[
             "maillaser_spool_dead_letters_total{reason=\"expired\"} 1",
-            "maillaser_spool_depth 0",
+            "maillaser_spool_depth{store=\"folder\"} 0",
         ],
     )
     .await;
@@ -418,7 +418,10 @@ async fn full_spool_is_452_and_not_ready() {
     assert_eq!(send(&server, "does-not-fit").await, SPOOL_UNAVAILABLE);
     assert_eq!(dir.waiting().len(), 1);
     assert_eq!(common::http_get(server.http, "/ready").await.0, 503);
-    assert_metric(&metrics(&server).await, "maillaser_spool_depth 1");
+    assert_metric(
+        &metrics(&server).await,
+        "maillaser_spool_depth{store=\"folder\"} 1",
+    );
     server.stop().await;
 }
 
@@ -508,7 +511,7 @@ async fn metrics_exist_from_the_start() {
         "maillaser_sessions_total{tls=\"false\"} 0",
         "maillaser_sessions_total{tls=\"true\"} 0",
         "maillaser_webhook_retries_total 0",
-        "maillaser_spool_depth 0",
+        "maillaser_spool_depth{store=\"folder\"} 0",
         "maillaser_circuit_breaker_state 0",
     ] {
         assert_metric(&text, series);

@@ -44,6 +44,14 @@ impl Store {
         }
     }
 
+    /// The `store` label of `maillaser_spool_depth`.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Folder(_) => "folder",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
     /// Deliveries waiting (not dead).
     async fn waiting(&self) -> usize {
         match self {
@@ -193,6 +201,20 @@ async fn down_then_up_delivers_with_the_same_key(store: Store) {
     assert_eq!(send(&server, "down").await, QUEUED);
     assert_eq!(store.waiting().await, 1, "the 250 came after the write");
     let first = receiver.requests()[0].clone();
+    let depth = |count: usize| {
+        format!(
+            "maillaser_spool_depth{{store=\"{}\"}} {count}",
+            store.kind()
+        )
+    };
+    eventually("the depth gauge to count it", || async {
+        common::http_get(server.http, "/metrics")
+            .await
+            .1
+            .lines()
+            .any(|line| line == depth(1))
+    })
+    .await;
 
     receiver.wait_for(3).await;
     receiver.answer_with(Answer::Status(200));
@@ -211,6 +233,14 @@ async fn down_then_up_delivers_with_the_same_key(store: Store) {
         "one key and one body across every attempt"
     );
     assert!(store.dead().await.is_empty());
+    eventually("the depth gauge to fall to 0", || async {
+        common::http_get(server.http, "/metrics")
+            .await
+            .1
+            .lines()
+            .any(|line| line == depth(0))
+    })
+    .await;
     server.stop().await;
 }
 

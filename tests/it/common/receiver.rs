@@ -41,6 +41,8 @@ pub struct Recorded {
     pub body: Bytes,
     /// When the request was complete here, by the receiver's clock.
     pub at: Instant,
+    /// The status it was answered with (`0`: never answered, `Hang`).
+    pub status: u16,
 }
 
 impl Recorded {
@@ -126,16 +128,25 @@ impl Receiver {
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let (at, now) = (Instant::now(), SystemTime::now());
-    shared
-        .requests
-        .lock()
-        .unwrap()
-        .push(Recorded { headers, body, at });
-    shared.arrived.notify_waiters();
     let answer = shared.script.lock().unwrap().pop_front();
     let answer = answer
         .or_else(|| shared.default.lock().unwrap().clone())
         .unwrap_or(Answer::Status(200));
+    let status = match &answer {
+        Answer::Status(code)
+        | Answer::Text(code, _)
+        | Answer::RetryAfter(code, _)
+        | Answer::RetryAt(code, _) => *code,
+        Answer::Hang => 0,
+        Answer::Gate(_) => 200,
+    };
+    shared.requests.lock().unwrap().push(Recorded {
+        headers,
+        body,
+        at,
+        status,
+    });
+    shared.arrived.notify_waiters();
     match answer {
         Answer::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
         Answer::Text(code, text) => (
