@@ -8,7 +8,7 @@
 //!
 //! Dependencies between the top-level modules point one way (a test checks
 //! it): `smtp`, `mail`, `telemetry` and `duration` import nothing of the
-//! crate; `sink` builds on `mail`; `webhook` on `sink` (and `smtp`'s
+//! crate; `sink` builds on `mail`; `webhook` on `sink` and `mail` (and `smtp`'s
 //! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
 //! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
 //! civil-date helper); `auth` on `mail` (the payload's result fields);

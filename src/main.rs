@@ -104,7 +104,14 @@ fn check_routes(args: Vec<std::ffi::OsString>) -> ExitCode {
         Ok(routes) => routes,
         Err(error) => return exit(&Failure::Start(error.to_string())),
     };
-    let names: Vec<&str> = routes.iter().map(|route| route.name.as_str()).collect();
+    // A route's format when it is not the default JSON payload.
+    let names: Vec<String> = routes
+        .iter()
+        .map(|route| match route.format.name() {
+            "maillaser" => route.name.clone(),
+            format => format!("{} (format {format})", route.name),
+        })
+        .collect();
     println!(
         "{}: {} route(s): {}",
         std::path::Path::new(path).display(),

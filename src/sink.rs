@@ -15,6 +15,41 @@ use crate::mail::Payload;
 pub struct RecipientPayload {
     pub payload: Payload,
     pub message_sha256: [u8; 32],
+    /// The original message, kept only when a route's format sends it or
+    /// its header section (`format` in `docs/routes.md`); shared by every
+    /// recipient, never copied.
+    pub raw: Option<bytes::Bytes>,
+    /// What sinks derive from the message once for all its recipients.
+    pub shared: Arc<MessageCache>,
+}
+
+/// Bodies (or parts of them) a sink derives from a message once and shares
+/// between every recipient's delivery, each under a name of the sink's
+/// choosing (a route format's message-wide part): a message to 100
+/// recipients costs its size once, not 100 times.
+#[derive(Debug, Default)]
+pub struct MessageCache {
+    entries: std::sync::Mutex<Vec<(&'static str, bytes::Bytes)>>,
+}
+
+impl MessageCache {
+    /// The entry `name`, made by `make` the first time it is asked for.
+    pub fn get_or_insert_with(
+        &self,
+        name: &'static str,
+        make: impl FnOnce() -> bytes::Bytes,
+    ) -> bytes::Bytes {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, entry)) = entries.iter().find(|(entry, _)| *entry == name) {
+            return entry.clone();
+        }
+        let entry = make();
+        entries.push((name, entry.clone()));
+        entry
+    }
 }
 
 /// What became of one payload; the stack derives the end-of-data reply from

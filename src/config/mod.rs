@@ -25,7 +25,7 @@ use crate::stack::{
 };
 use crate::store::{AttachmentStore, StoreError, StoreSettings};
 use crate::telemetry::ErrorChain;
-use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig};
+use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig, WebhookFormat};
 use cli::{AuthSetting, Cli, DeliveryMode, one_line};
 
 /// Upper bound on one message's webhook delivery (all attempts and
@@ -394,6 +394,10 @@ impl Cli {
                     all_headers: self.headers == cli::HeadersMode::All,
                     plus_addressing: self.plus_addressing,
                     include_raw: self.include_raw,
+                    routes: match &sink {
+                        SinkConfig::Routes(routes) => Some(routes.live.clone()),
+                        _ => None,
+                    },
                     attachments,
                 },
                 auth,
@@ -460,7 +464,10 @@ impl Cli {
         let Some(path) = &self.routes else {
             return Ok(None);
         };
-        let source = route_source(path, self.allow_insecure_webhook);
+        let mut source = route_source(path, self.allow_insecure_webhook);
+        if self.delivery == DeliveryMode::Spool {
+            source = source.for_spool();
+        }
         let specs = source.load().map_err(|source| ConfigError::Routes {
             source: Box::new(source),
         })?;
@@ -488,6 +495,7 @@ impl Cli {
                 .map(SigningSecret::new),
             standard_secrets: Vec::new(),
             headers: reqwest::header::HeaderMap::new(),
+            format: WebhookFormat::MailLaser,
         }
     }
 
@@ -1046,6 +1054,33 @@ mod tests {
             Some(PathBuf::from("./spool"))
         );
         assert_eq!(routes_config.reload_interval, None);
+        // The routes in force decide whether the parse keeps the original.
+        assert!(config.stack.parse.routes.is_some());
+
+        // A route's format reaches its webhook; spool mode refuses one
+        // other than maillaser (the spool sends that format only).
+        std::fs::write(
+            &path,
+            "[[route]]\nname = \"a\"\nmatch = [\"*\"]\nurl = \"https://a.example/\"\nformat = \"raw\"\n",
+        )
+        .unwrap();
+        let config = Config::from_args(["mail-laser", "--routes", routes]).unwrap();
+        let SinkConfig::Routes(routes_config) = &config.sink else {
+            panic!("not routed: {:?}", config.sink);
+        };
+        assert_eq!(
+            routes_config.specs[0].webhook(&routes_config.global).format,
+            WebhookFormat::Raw
+        );
+        let error = Config::from_args(["mail-laser", "--routes", routes, "--delivery", "spool"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "route 'a': format \"raw\" with MAIL_LASER_DELIVERY=spool is not supported yet"
+            ),
+            "{error}"
+        );
         let error = Config::from_args(["mail-laser", "--routes", routes, "--target-emails", "a@b"])
             .unwrap_err()
             .to_string();

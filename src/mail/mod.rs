@@ -14,7 +14,7 @@ pub mod payload;
 
 pub use parse::{
     Attachment, Disposition, Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered,
-    unix_to_rfc3339,
+    top_header_fields, unix_to_rfc3339,
 };
 pub use payload::{
     ArcFields, AttachmentDelivery, AttachmentField, AuthFields, Base64, DkimSignature, DmarcFields,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Pattern, RouteMatcher};
-use crate::webhook::{StandardSecret, WebhookConfig};
+use crate::webhook::{FORMAT_NAMES, MailgunKey, StandardSecret, WebhookConfig, WebhookFormat};
 
 /// One route as the file describes it, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,11 +28,14 @@ pub struct RouteSpec {
     /// HTTP headers added to every request (a consumer's API key, a tenant
     /// id); values are marked sensitive and never printed.
     pub headers: HeaderMap,
+    /// What the requests look like (`format`, `maillaser` when absent).
+    pub format: WebhookFormat,
 }
 
 impl RouteSpec {
     /// The route's webhook: `global` (the `MAIL_LASER_WEBHOOK_*` settings)
-    /// with the route's URL, timeout, retries and Standard Webhooks secrets.
+    /// with the route's URL, timeout, retries, Standard Webhooks secrets,
+    /// headers and format.
     pub fn webhook(&self, global: &WebhookConfig) -> WebhookConfig {
         WebhookConfig {
             url: self.url.clone(),
@@ -40,6 +43,7 @@ impl RouteSpec {
             max_retries: self.max_retries.unwrap_or(global.max_retries),
             standard_secrets: self.signing_secrets.clone(),
             headers: self.headers.clone(),
+            format: self.format.clone(),
             ..global.clone()
         }
     }
@@ -105,6 +109,9 @@ struct RawRoute {
     /// `{ "Authorization" = "Bearer …" }`.
     #[serde(default)]
     headers: Option<Spanned<BTreeMap<String, String>>>,
+    format: Option<Spanned<String>>,
+    /// The key Mailgun signs its webhooks with (`format = "mailgun"`).
+    mailgun_signing_key: Option<Spanned<String>>,
 }
 
 /// Validates the text of a routes file; `path` only names it in errors,
@@ -217,6 +224,48 @@ pub fn parse(
             }
             None => HeaderMap::new(),
         };
+        let key = route.mailgun_signing_key.as_ref();
+        let format = match route
+            .format
+            .as_ref()
+            .map(|format| (format.get_ref().trim(), format.span()))
+        {
+            None | Some(("maillaser", _)) => WebhookFormat::MailLaser,
+            Some(("raw", _)) => WebhookFormat::Raw,
+            Some(("postmark", _)) => WebhookFormat::Postmark,
+            Some(("sendgrid", _)) => WebhookFormat::SendGrid,
+            Some(("mailgun", span)) => match key.filter(|key| !key.get_ref().trim().is_empty()) {
+                Some(key) => WebhookFormat::Mailgun {
+                    signing_key: MailgunKey::new(key.get_ref().trim()),
+                },
+                None => {
+                    return Err(invalid(
+                        span,
+                        format!(
+                            "route '{name}': format \"mailgun\" needs mailgun_signing_key (what the consumer verifies the signature with)"
+                        ),
+                    ));
+                }
+            },
+            Some((other, span)) => {
+                return Err(invalid(
+                    span,
+                    format!(
+                        "route '{name}': format '{other}': one of {}",
+                        FORMAT_NAMES.join(", ")
+                    ),
+                ));
+            }
+        };
+        if let Some(key) = key
+            && !matches!(format, WebhookFormat::Mailgun { .. })
+        {
+            // The reason never repeats the key.
+            return Err(invalid(
+                key.span(),
+                format!("route '{name}': mailgun_signing_key is only for format = \"mailgun\""),
+            ));
+        }
         routes.push(RouteSpec {
             name: name.to_owned(),
             patterns,
@@ -225,6 +274,7 @@ pub fn parse(
             timeout,
             max_retries,
             headers,
+            format,
         });
     }
     Ok(routes)
@@ -294,12 +344,33 @@ headers = { "Authorization" = "Bearer token-123", "X-Tenant" = "acme" }
 name = "audit"
 match = ["*"]
 url = "https://audit.internal/mail"
+
+[[route]]
+name = "mailbox"
+match = ["inbox@example.com"]
+url = "https://actionmailbox:pw@app.internal/rails/action_mailbox/relay/inbound_emails"
+format = "raw"
+
+[[route]]
+name = "anymail"
+match = ["*@anymail.example.com"]
+url = "https://app.internal/anymail/mailgun/inbound/"
+format = "mailgun"
+mailgun_signing_key = "key-K7pQ2xW9"
 "#;
 
     #[test]
     fn a_good_file() {
         let routes = parsed(GOOD).unwrap();
-        assert_eq!(routes.len(), 2);
+        assert_eq!(routes.len(), 4);
+        assert_eq!(routes[0].format, WebhookFormat::MailLaser);
+        assert_eq!(routes[2].format, WebhookFormat::Raw);
+        assert_eq!(
+            routes[3].format,
+            WebhookFormat::Mailgun {
+                signing_key: MailgunKey::new("key-K7pQ2xW9")
+            }
+        );
         assert_eq!(routes[0].name, "helpdesk");
         assert_eq!(routes[0].patterns.len(), 3);
         assert_eq!(routes[0].signing_secrets.len(), 1);
@@ -372,6 +443,21 @@ url = "https://audit.internal/mail"
                 "routes.toml line 9:",
                 "the value of 'Authorization' is not a valid header value",
             ),
+            (
+                GOOD.replace("format = \"raw\"", "format = \"mbox\""),
+                "routes.toml line 20:",
+                "format 'mbox': one of maillaser, raw, postmark, sendgrid, mailgun",
+            ),
+            (
+                GOOD.replace("mailgun_signing_key = \"key-K7pQ2xW9\"", ""),
+                "routes.toml line 26:",
+                "needs mailgun_signing_key",
+            ),
+            (
+                GOOD.replace("format = \"mailgun\"", "format = \"postmark\""),
+                "routes.toml line 27:",
+                "only for format = \"mailgun\"",
+            ),
             ("[[route]\n".to_owned(), "routes.toml line 1:", ""),
             (String::new(), "routes.toml: no [[route]]", ""),
         ];
@@ -385,6 +471,7 @@ url = "https://audit.internal/mail"
                 !error.contains("token-123"),
                 "a header value leaked: {error}"
             );
+            assert!(!error.contains("K7pQ2xW9"), "a key leaked: {error}");
         }
     }
 }

@@ -89,6 +89,13 @@ impl RouteSet {
         self.routes.iter().find(|route| route.spec.name == name)
     }
 
+    /// Whether a route's format needs the original message.
+    pub fn needs_raw(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|route| route.spec.format.needs_raw())
+    }
+
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }

@@ -13,7 +13,8 @@ use super::attachments::{self, AttachmentError, AttachmentOptions};
 use super::parse::Parsed;
 use crate::auth::AuthReport;
 use crate::mail::{self, AuthFields, EnvelopeTls, MessageEnvelope, MessageExtras, Payload};
-use crate::sink::{DeliveryOutcome, RecipientPayload, SharedSink};
+use crate::routes::LiveRoutes;
+use crate::sink::{DeliveryOutcome, MessageCache, RecipientPayload, SharedSink};
 use crate::smtp::codec::{GRANULE, MemoryBudget, Reservation};
 use crate::smtp::command::split_plus_tag;
 use crate::smtp::reply::Reply;
@@ -32,6 +33,10 @@ pub struct ParseOptions {
     /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`
     /// (in `s3` mode: to the store, `raw_url`).
     pub include_raw: bool,
+    /// The routes in force, with a routes file: while a route's format
+    /// needs the original message (`raw`, and the header section the
+    /// provider formats send), it is kept for the sink.
+    pub routes: Option<LiveRoutes>,
     pub attachments: AttachmentOptions,
 }
 
@@ -44,6 +49,18 @@ impl ParseOptions {
     /// Whether the original message is stored as an object (`raw_url`).
     pub fn raw_stored(&self) -> bool {
         self.include_raw && self.attachments.mode.store().is_some()
+    }
+
+    /// Whether a route in force needs the original message.
+    pub fn formats_need_raw(&self) -> bool {
+        self.routes
+            .as_ref()
+            .is_some_and(|routes| routes.current().needs_raw())
+    }
+
+    /// Whether the parse keeps the original message past itself.
+    pub fn raw_kept(&self) -> bool {
+        self.raw_stored() || self.formats_need_raw()
     }
 }
 
@@ -140,7 +157,14 @@ async fn hand_off(
         raw,
     } = parsed;
     // In `s3` mode the original message is uploaded rather than encoded.
-    let raw_to_store = options.attachments.mode.store().zip(raw);
+    let raw_to_store = if options.raw_stored() {
+        options.attachments.mode.store().zip(raw.clone())
+    } else {
+        None
+    };
+    // Asked again: a reload may have changed the routes since the parse (a
+    // format that finds no original defers the message, never guesses).
+    let raw_for_sink = raw.filter(|_| options.formats_need_raw());
 
     let found = std::mem::take(&mut parsed.attachments);
     let too_many = parsed.too_many_attachments;
@@ -148,7 +172,7 @@ async fn hand_off(
         Ok(attachments) => attachments,
         Err(error) => return Ok(attachment_failure(&error)),
     };
-    let raw = match raw_to_store {
+    let stored_raw = match raw_to_store {
         Some((store, raw)) => match attachments::store_raw(store, raw).await {
             Ok(location) => Some(location),
             Err(error) => return Ok(attachment_failure(&error)),
@@ -163,7 +187,7 @@ async fn hand_off(
         envelope: None,
         received_at,
         attachments,
-        raw,
+        raw: stored_raw,
         auth,
     };
     let mut payloads = Payload::for_message(parsed, envelope, extras);
@@ -174,16 +198,21 @@ async fn hand_off(
                 .filter(|tag| !tag.is_empty());
         }
     }
-    let held = match hold_payloads(&memory, &payloads, size) {
+    // A route format's message-wide body is about the size of the JSON.
+    let formatted = raw_for_sink.is_some();
+    let held = match hold_payloads(&memory, &payloads, size, formatted) {
         Ok(held) => held,
         Err(response) => return Ok(response),
     };
+    let shared = Arc::new(MessageCache::default());
     let deliveries: Vec<_> = payloads
         .into_iter()
         .map(|payload| {
             let item = RecipientPayload {
                 payload,
                 message_sha256,
+                raw: raw_for_sink.clone(),
+                shared: shared.clone(),
             };
             sink.deliver(item).in_current_span()
         })
@@ -229,7 +258,8 @@ fn message_envelope(
 }
 
 /// Holds what the payloads of a message cost (its fields and JSON, shared,
-/// plus each recipient's head) against the memory budget until every
+/// plus each recipient's head; `formatted`: once more the JSON's size, for
+/// the message-wide body of the routes' formats) against the memory budget until every
 /// recipient is answered, as the message's bytes are. When the budget
 /// cannot hold them: `452` if it could later, `552` if it never could next
 /// to the message's own `size` octets (a retry would meet the same answer).
@@ -237,9 +267,11 @@ fn hold_payloads(
     memory: &MemoryBudget,
     payloads: &[Payload],
     size: usize,
+    formatted: bool,
 ) -> Result<Reservation, SmtpResponse> {
     let shared = payloads.first().map_or(0, |payload| {
-        payload.size_in_memory() + payload.to_json().len()
+        let json = payload.to_json().len();
+        payload.size_in_memory() + json + if formatted { json } else { 0 }
     });
     let heads: usize = payloads
         .iter()

@@ -30,8 +30,9 @@ pub struct Parsed {
     /// Octets of the raw message.
     pub size: usize,
     /// The raw message itself, kept only when it is stored as an object
-    /// (`MAIL_LASER_INCLUDE_RAW` in `s3` mode); otherwise dropped after the
-    /// parse, as it pins the read buffer it lives in.
+    /// (`MAIL_LASER_INCLUDE_RAW` in `s3` mode) or a route's format needs it
+    /// ([`ParseOptions::keep_raw`]); otherwise dropped after the parse, as
+    /// it pins the read buffer it lives in.
     pub raw: Option<Bytes>,
 }
 
@@ -89,7 +90,7 @@ where
         let ParseLayer { options, pool } = self.layer.clone();
         Box::pin(async move {
             let size = message.len();
-            let raw = options.raw_stored().then(|| message.clone());
+            let raw = options.raw_kept().then(|| message.clone());
             let (mail, sha256) = parse_message(message, &options, &pool)
                 .instrument(tracing::info_span!("mail.parse", size))
                 .await?;

@@ -8,14 +8,14 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use tower::Service;
 
 use super::WebhookRequest;
 use super::classify::{is_rejection, rejection_reason};
+use super::request::Body as RequestBody;
 use super::retry_after::parse_retry_after;
-use crate::mail::PayloadJson;
 
 /// How much of a rejection's body is read for its reason.
 const MAX_REASON_BODY: usize = 4096;
@@ -33,18 +33,17 @@ pub struct WebhookResponse {
     pub retry_after: Option<Duration>,
 }
 
-/// A [`PayloadJson`] as an HTTP body: its pieces are sent one after the
-/// other, never joined, under an exact `Content-Length`.
+/// A [`RequestBody`] as an HTTP body: its pieces are sent one after the other,
+/// never joined, under an exact `Content-Length`.
 struct PiecesBody {
     /// The pieces still to send, the next one last.
     pieces: Vec<Bytes>,
 }
 
 impl PiecesBody {
-    fn new(json: &PayloadJson) -> Self {
-        let mut pieces: Vec<Bytes> = json
+    fn new(body: &RequestBody) -> Self {
+        let mut pieces: Vec<Bytes> = body
             .pieces()
-            .into_iter()
             .filter(|piece| !piece.is_empty())
             .cloned()
             .collect();
@@ -143,7 +142,7 @@ impl Service<WebhookRequest> for HttpClient {
             .post(self.url.clone())
             .headers(self.headers.clone())
             .headers(request.headers)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, request.body.content_type().clone())
             .body(reqwest::Body::wrap(PiecesBody::new(&request.body)))
             .send();
         Box::pin(async move {

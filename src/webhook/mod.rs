@@ -19,6 +19,7 @@ mod breaker;
 mod classify;
 mod client;
 mod error;
+mod format;
 mod request;
 mod retry;
 mod retry_after;
@@ -26,7 +27,7 @@ mod sign;
 
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{self, BoxFuture};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -35,8 +36,9 @@ pub use breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerState};
 pub use classify::{ClassifyLayer, rejection_reason};
 pub use client::{HttpClient, WebhookResponse};
 pub use error::WebhookError;
+pub use format::{FORMAT_NAMES, FormatError, MailgunKey, WebhookFormat, mailgun_signature};
 pub(crate) use request::hex;
-pub use request::{WebhookRequest, idempotency_key};
+pub use request::{Body, WebhookRequest, idempotency_key};
 pub use retry::{Backoff, RetryPolicy, retry_wait};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
 pub use sign::{SignLayer, SigningSecret, StandardSecret, signature, standard_signature};
@@ -64,6 +66,8 @@ pub struct WebhookConfig {
     /// Added to every request (a route's `headers`); values are marked
     /// sensitive, so they are never printed.
     pub headers: reqwest::header::HeaderMap,
+    /// What the requests look like (a route's `format`).
+    pub format: WebhookFormat,
 }
 
 /// The assembled outbound stack.
@@ -104,6 +108,7 @@ pub fn build(
 pub struct WebhookSink {
     service: WebhookService,
     breaker: Breaker,
+    format: WebhookFormat,
 }
 
 impl WebhookSink {
@@ -123,7 +128,11 @@ impl WebhookSink {
     pub fn with_client(config: &WebhookConfig, metrics: &Metrics, client: reqwest::Client) -> Self {
         let (service, breaker) = build(config, metrics, client);
         breaker.observe_state(metrics);
-        Self { service, breaker }
+        Self {
+            service,
+            breaker,
+            format: config.format.clone(),
+        }
     }
 
     /// Sends one request through the whole outbound stack; the returned
@@ -167,7 +176,14 @@ impl Sink for WebhookSink {
     }
 
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let posted = self.post(WebhookRequest::new(&item));
+        let request = match WebhookRequest::formatted(&item, &self.format) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(error = %ErrorChain(&error), "cannot build the webhook request");
+                return Box::pin(future::ready(DeliveryOutcome::Deferred));
+            }
+        };
+        let posted = self.post(request);
         Box::pin(async move {
             settle(posted.await).unwrap_or_else(|error| {
                 tracing::warn!(error = %ErrorChain(&error), "webhook delivery failed");

@@ -1,9 +1,10 @@
 //! MailLaser's integration tests, in one binary: each module is one family
 //! (`cargo test --test it -- spool::` runs one). They drive a real server on
 //! loopback ports, the `mail-laser` binary, and real clients and servers
-//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq; Python, Node.js and
-//! Java run the signature examples). A test whose external tool is
-//! missing prints one `skipped:` line and passes, unless
+//! (Postfix, swaks, smtplib, Prometheus, moto, dnsmasq, Django with
+//! django-anymail; Python, Node.js and Java run the signature examples). A
+//! test whose external tool is missing prints one `skipped:` line and
+//! passes, unless
 //! `MAIL_LASER_REQUIRE_TOOLS=1` is set (`scripts/test` installs the tools).
 
 #[macro_use]
@@ -18,6 +19,7 @@ mod chunking;
 mod clients;
 mod deploy_configs;
 mod dialogue;
+mod formats;
 mod http;
 mod memory;
 mod pace;

@@ -60,6 +60,24 @@ pub(super) fn parse_headers_lenient<'a>(
     (headers, raw.len())
 }
 
+/// Every top-level header field of `raw`, in order, as (name, unfolded
+/// and decoded value), and the length of the header section (where the
+/// body starts). Linear in the header section, like the parse itself.
+pub fn top_header_fields(raw: &[u8]) -> (Vec<(String, String)>, usize) {
+    let budget = ParseBudget::for_size(raw.len());
+    let (headers, body_start) = parse_headers_lenient(raw, &budget);
+    let fields = headers
+        .iter()
+        .map(|header| {
+            (
+                header.get_key_ref().trim().to_owned(),
+                header_value(header, &budget),
+            )
+        })
+        .collect();
+    (fields, body_start)
+}
+
 /// `name:` where name is printable ASCII without spaces (RFC 5322 §2.2),
 /// tolerating whitespace before the colon.
 pub(super) fn looks_like_header_field(line: &[u8]) -> bool {
