@@ -6,9 +6,11 @@ CREATE TABLE maillaser_spool (
     idempotency_key text        NOT NULL,
     -- The route whose webhook takes it; NULL for the implicit route.
     route           text,
-    -- The exact webhook body, and its lowercase hex SHA-256.
+    -- The exact webhook body, its lowercase hex SHA-256, and its
+    -- Content-Type when not the JSON payload (a route's drop-in format).
     body            bytea       NOT NULL,
     body_sha256     text        NOT NULL,
+    content_type    text,
     -- When first spooled, Unix milliseconds: MAIL_LASER_SPOOL_MAX_AGE counts from it.
     first_seen_ms   bigint      NOT NULL,
     attempts        integer     NOT NULL DEFAULT 0,

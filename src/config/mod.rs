@@ -464,10 +464,7 @@ impl Cli {
         let Some(path) = &self.routes else {
             return Ok(None);
         };
-        let mut source = route_source(path, self.allow_insecure_webhook);
-        if self.delivery == DeliveryMode::Spool {
-            source = source.for_spool();
-        }
+        let source = route_source(path, self.allow_insecure_webhook);
         let specs = source.load().map_err(|source| ConfigError::Routes {
             source: Box::new(source),
         })?;
@@ -1057,8 +1054,7 @@ mod tests {
         // The routes in force decide whether the parse keeps the original.
         assert!(config.stack.parse.routes.is_some());
 
-        // A route's format reaches its webhook; spool mode refuses one
-        // other than maillaser (the spool sends that format only).
+        // A route's format reaches its webhook, in sync and spool mode.
         std::fs::write(
             &path,
             "[[route]]\nname = \"a\"\nmatch = [\"*\"]\nurl = \"https://a.example/\"\nformat = \"raw\"\n",
@@ -1072,15 +1068,12 @@ mod tests {
             routes_config.specs[0].webhook(&routes_config.global).format,
             WebhookFormat::Raw
         );
-        let error = Config::from_args(["mail-laser", "--routes", routes, "--delivery", "spool"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains(
-                "route 'a': format \"raw\" with MAIL_LASER_DELIVERY=spool is not supported yet"
-            ),
-            "{error}"
-        );
+        let config =
+            Config::from_args(["mail-laser", "--routes", routes, "--delivery", "spool"]).unwrap();
+        let SinkConfig::Routes(routes_config) = &config.sink else {
+            panic!("not routed: {:?}", config.sink);
+        };
+        assert!(routes_config.spool.is_some());
         let error = Config::from_args(["mail-laser", "--routes", routes, "--target-emails", "a@b"])
             .unwrap_err()
             .to_string();

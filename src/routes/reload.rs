@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use super::live::{BuildRoute, Changes, LiveRoutes, RouteSet};
 use super::{RouteSpec, RoutesError, file};
 use crate::telemetry::{ErrorChain, Metrics};
-use crate::webhook::WebhookFormat;
 
 /// A routes file larger than this is refused (it is a few KiB in practice).
 const MAX_ROUTES_FILE: u64 = 4 * 1024 * 1024;
@@ -27,25 +26,11 @@ pub type CheckUrl = Arc<dyn Fn(&str) -> Result<reqwest::Url, String> + Send + Sy
 pub struct RouteSource {
     path: PathBuf,
     check_url: CheckUrl,
-    /// `spool` mode, which sends the `maillaser` format only: a route of
-    /// another format is refused, at start and on reload.
-    spool: bool,
 }
 
 impl RouteSource {
     pub fn new(path: PathBuf, check_url: CheckUrl) -> Self {
-        Self {
-            path,
-            check_url,
-            spool: false,
-        }
-    }
-
-    /// The routes of a `spool` mode instance: only the `maillaser` format.
-    #[must_use]
-    pub fn for_spool(mut self) -> Self {
-        self.spool = true;
-        self
+        Self { path, check_url }
     }
 
     pub fn path(&self) -> &Path {
@@ -82,22 +67,7 @@ impl RouteSource {
     }
 
     fn parse(&self, text: &str) -> Result<Vec<RouteSpec>, RoutesError> {
-        let specs = file::parse(&self.path, text, &*self.check_url)?;
-        let unspoolable = specs
-            .iter()
-            .find(|route| self.spool && route.format != WebhookFormat::MailLaser);
-        if let Some(route) = unspoolable {
-            return Err(RoutesError::Invalid {
-                path: self.path.clone(),
-                line: None,
-                reason: format!(
-                    "route '{}': format \"{}\" with MAIL_LASER_DELIVERY=spool is not supported yet (the spool sends the maillaser format only)",
-                    route.name,
-                    route.format.name()
-                ),
-            });
-        }
-        Ok(specs)
+        file::parse(&self.path, text, &*self.check_url)
     }
 }
 

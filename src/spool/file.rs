@@ -56,6 +56,10 @@ pub struct Header {
     /// the implicit route, and in files written before routes existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// The body's `Content-Type` when it is not the JSON payload (a
+    /// route's drop-in `format`); absent: `application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// One spooled delivery: metadata and the webhook body.
@@ -80,6 +84,8 @@ pub enum FormatError {
     Header(#[source] serde_json::Error),
     #[error("the idempotency key is not a valid header value")]
     Key,
+    #[error("the content type is not a valid header value")]
+    ContentType,
     /// The body is not the one written (truncated, damaged, edited).
     #[error("the body does not match its checksum")]
     Checksum,
@@ -99,6 +105,7 @@ impl SpoolEntry {
                 last_error: None,
                 body_sha256: Some(body_digest(&body)),
                 route: None,
+                content_type: None,
             },
             body,
         }
@@ -163,11 +170,7 @@ impl SpoolEntry {
             .ok_or(FormatError::Truncated)?;
         let header: Header =
             serde_json::from_slice(&rest[..header_end]).map_err(FormatError::Header)?;
-        if header.idempotency_key.is_empty()
-            || reqwest::header::HeaderValue::from_str(&header.idempotency_key).is_err()
-        {
-            return Err(FormatError::Key);
-        }
+        check_header(&header)?;
         let body = PayloadJson::whole(rest.slice(header_end + 1..));
         if header
             .body_sha256
@@ -187,11 +190,7 @@ impl SpoolEntry {
     /// # Errors
     /// [`FormatError::Key`] or [`FormatError::Checksum`].
     pub fn from_parts(header: Header, body: Bytes) -> Result<Self, FormatError> {
-        if header.idempotency_key.is_empty()
-            || reqwest::header::HeaderValue::from_str(&header.idempotency_key).is_err()
-        {
-            return Err(FormatError::Key);
-        }
+        check_header(&header)?;
         let body = PayloadJson::whole(body);
         if header
             .body_sha256
@@ -210,6 +209,22 @@ impl SpoolEntry {
             .clone()
             .unwrap_or_else(|| body_digest(&self.body))
     }
+}
+
+/// The values sent as headers must be valid header values.
+fn check_header(header: &Header) -> Result<(), FormatError> {
+    let valid = |value: &str| reqwest::header::HeaderValue::from_str(value).is_ok();
+    if header.idempotency_key.is_empty() || !valid(&header.idempotency_key) {
+        return Err(FormatError::Key);
+    }
+    if header
+        .content_type
+        .as_deref()
+        .is_some_and(|value| !valid(value))
+    {
+        return Err(FormatError::ContentType);
+    }
+    Ok(())
 }
 
 fn body_digest(body: &PayloadJson) -> String {

@@ -41,7 +41,7 @@ pub use worker::SpoolWorker;
 
 use crate::sink::{DeliveryOutcome, RecipientPayload, Sink};
 use crate::telemetry::{ErrorChain, Metrics};
-use crate::webhook::{self, Backoff, WebhookConfig, WebhookError, WebhookRequest, WebhookSink};
+use crate::webhook::{self, Backoff, WebhookConfig, WebhookError, WebhookSink};
 
 /// When the spool counts as full: new mail gets `452 4.3.1` (the sender
 /// keeps it) instead of filling the disk. A disk that fills up first
@@ -285,9 +285,20 @@ impl SpoolSink {
 
 impl Sink for SpoolSink {
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let request = WebhookRequest::new(&item);
+        // In the route's format; the spool keeps exactly these bytes.
+        let request = match self.webhook.request(&item) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(error = %ErrorChain(&error), "cannot build the webhook request");
+                return Box::pin(std::future::ready(DeliveryOutcome::Deferred));
+            }
+        };
         let key = request.idempotency_key().unwrap_or_default().to_owned();
         let body = request.body.clone();
+        let content_type = Some(body.content_type())
+            .filter(|content_type| *content_type != "application/json")
+            .and_then(|content_type| content_type.to_str().ok())
+            .map(str::to_owned);
         let posted = self.webhook.post(request);
         let route = self.route.as_deref().map(str::to_owned);
         let (store, backoff) = (self.queue.store.clone(), self.queue.backoff);
@@ -299,6 +310,7 @@ impl Sink for SpoolSink {
             let requested = !matches!(error, WebhookError::BreakerOpen);
             let mut entry = SpoolEntry::new(key, body, now_ms());
             entry.header.route = route;
+            entry.header.content_type = content_type;
             entry.failed(&ErrorChain(&error).to_string(), requested);
             // Not before the consumer's `Retry-After`, if it sent one.
             let delay = webhook::retry_wait(backoff.delay(entry.header.attempts.max(1)), &error);

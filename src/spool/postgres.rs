@@ -351,9 +351,9 @@ impl SpoolStore for PostgresStore {
                         .query_one(
                             "INSERT INTO maillaser_spool
                                (idempotency_key, route, body, body_sha256, first_seen_ms,
-                                attempts, last_error, next_attempt_at)
+                                attempts, last_error, next_attempt_at, content_type)
                              VALUES ($1, $2, $3, $4, $5, $6, $7,
-                                     now() + make_interval(secs => $8))
+                                     now() + make_interval(secs => $8), $9)
                              RETURNING id",
                             &[
                                 &header.idempotency_key,
@@ -364,6 +364,7 @@ impl SpoolStore for PostgresStore {
                                 &attempts,
                                 &header.last_error,
                                 &delay,
+                                &header.content_type,
                             ],
                         )
                         .await
@@ -398,7 +399,7 @@ impl SpoolStore for PostgresStore {
                                LIMIT $3
                                FOR UPDATE SKIP LOCKED)
                              RETURNING id, idempotency_key, route, body, body_sha256,
-                                       first_seen_ms, attempts, last_error",
+                                       first_seen_ms, attempts, last_error, content_type",
                             &[&self.owner, &lease, &limit],
                         )
                         .await
@@ -533,6 +534,7 @@ fn claim_of(row: &Row) -> Claim {
         last_error: row.get("last_error"),
         body_sha256: Some(row.get("body_sha256")),
         route: row.get("route"),
+        content_type: row.get("content_type"),
     };
     let body: Vec<u8> = row.get("body");
     match SpoolEntry::from_parts(header, Bytes::from(body)) {

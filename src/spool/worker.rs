@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,7 +25,7 @@ use super::store::SpoolId;
 use super::{SpoolConfig, Webhooks};
 use crate::duration;
 use crate::telemetry::{ErrorChain, Metrics};
-use crate::webhook::{Backoff, WebhookError, WebhookRequest};
+use crate::webhook::{Backoff, Body, WebhookError, WebhookRequest};
 
 pub struct SpoolWorker {
     attempts: Arc<AttemptContext>,
@@ -174,8 +175,8 @@ impl AttemptContext {
             entry.failed(&error, false);
             return self.unsent(entry, &error, false, None);
         };
-        let request = WebhookRequest::from_parts(
-            entry.body.clone(),
+        let request = WebhookRequest::with_body(
+            body_of(&entry),
             &entry.header.idempotency_key,
             entry.header.attempts.saturating_add(1),
         );
@@ -232,5 +233,19 @@ impl AttemptContext {
             requested,
             delay,
         }
+    }
+}
+
+/// The body as first built: the JSON payload, or a route's drop-in format
+/// under the `Content-Type` it was spooled with.
+fn body_of(entry: &SpoolEntry) -> Body {
+    let content_type = entry
+        .header
+        .content_type
+        .as_deref()
+        .and_then(|content_type| HeaderValue::from_str(content_type).ok());
+    match content_type {
+        Some(content_type) => Body::parts(content_type, vec![entry.body.to_bytes()]),
+        None => Body::json(entry.body.clone()),
     }
 }

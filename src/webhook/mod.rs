@@ -167,6 +167,17 @@ pub fn settle(result: Result<(), WebhookError>) -> Result<DeliveryOutcome, Webho
     }
 }
 
+impl WebhookSink {
+    /// The request for `item` in this webhook's format, built once for
+    /// every attempt.
+    ///
+    /// # Errors
+    /// The format needs what `item` lacks (the original message).
+    pub fn request(&self, item: &RecipientPayload) -> Result<WebhookRequest, FormatError> {
+        WebhookRequest::formatted(item, &self.format)
+    }
+}
+
 impl Sink for WebhookSink {
     /// Ready unless the breaker is open: once its reset time has passed it
     /// is half-open and lets the next delivery probe, so readiness never
@@ -176,7 +187,7 @@ impl Sink for WebhookSink {
     }
 
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let request = match WebhookRequest::formatted(&item, &self.format) {
+        let request = match self.request(&item) {
             Ok(request) => request,
             Err(error) => {
                 tracing::error!(error = %ErrorChain(&error), "cannot build the webhook request");

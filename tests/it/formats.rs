@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::common::receiver::Receiver;
+use crate::common::receiver::{Answer, Receiver};
 use crate::common::{self, DEADLINE, TestServer, binary, hex_sha256, http_get, observability};
 
 /// anymail's `WEBHOOK_SECRET`: the basic auth every webhook request carries.
@@ -438,10 +438,10 @@ format = "postmark"
 
 /// A reload that gives a route the `raw` format applies from the next
 /// message: the original message is kept for it from then on. In `spool`
-/// mode, which sends the `maillaser` format only, such a reload is refused
-/// and the route keeps sending JSON.
+/// mode a delivery in that format is spooled as it was built, and the
+/// background attempt sends the same bytes under the same `Content-Type`.
 #[tokio::test]
-async fn a_reload_brings_a_format_and_spool_mode_refuses_one() {
+async fn a_reload_brings_a_format_in_sync_and_spool_mode() {
     let receiver = Receiver::start().await;
     let route = |format: &str| {
         format!(
@@ -483,10 +483,25 @@ async fn a_reload_brings_a_format_and_spool_mode_refuses_one() {
         ],
     )
     .await;
-    reload(&server, &live, &dir, &route("raw"), "error").await;
-    transport(&server).send_raw(&envelope, &raw).await.unwrap();
-    let request = receiver.wait_for(3).await.remove(2);
-    assert_eq!(request.header("content-type"), "application/json");
+    reload(&server, &live, &dir, &route("raw"), "success").await;
+    // Down for the attempt during DATA: the raw body goes to the spool.
+    receiver.script([Answer::Status(503)]);
+    let queued = transport(&server).send_raw(&envelope, &raw).await.unwrap();
+    assert!(
+        queued.message().any(|line| line.contains("queued")),
+        "{queued:?}"
+    );
+    let requests = receiver.wait_for(4).await;
+    let (first, spooled) = (&requests[2], &requests[3]);
+    for request in [first, spooled] {
+        assert_eq!(request.header("content-type"), "message/rfc822");
+        assert_eq!(&request.body[..raw.len()], &raw[..]);
+    }
+    assert_eq!(spooled.body, first.body, "the same bytes");
+    assert_eq!(
+        spooled.header("idempotency-key"),
+        first.header("idempotency-key")
+    );
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
