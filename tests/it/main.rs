@@ -31,6 +31,7 @@ mod routes_live;
 mod schema;
 mod signing_examples;
 mod spool;
+mod spool_cli;
 mod spool_stores;
 mod store;
 mod swaks;
