@@ -233,6 +233,25 @@ async fn lists_and_shows_what_waits(store: Store) {
     let purged = json(&store, &["purge", "--dead", "--older-than", "1s"]).await;
     assert_eq!(ids(&purged["purged"]), Vec::<String>::new());
     assert_eq!(store.waiting().await, 1);
+
+    // Requeueing a waiting entry: due now in PostgreSQL; the folder's due
+    // times are the running server's, so it stays as it is.
+    let requeued = json(&store, &["requeue", &id]).await;
+    match store {
+        Store::Folder(_) => {
+            assert_eq!(ids(&requeued["requeued"]), Vec::<String>::new());
+            assert_eq!(ids(&requeued["already_waiting"]), std::slice::from_ref(&id));
+        }
+        Store::Postgres { .. } => {
+            assert_eq!(ids(&requeued["requeued"]), std::slice::from_ref(&id));
+            // The server (idle for an hour otherwise) tries it at once.
+            let requests = receiver.wait_for(2).await;
+            assert_eq!(
+                requests[1].header("idempotency-key"),
+                request.header("idempotency-key")
+            );
+        }
+    }
     server.stop().await;
 }
 
