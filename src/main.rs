@@ -1,5 +1,6 @@
 //! The `mail-laser` binary: configuration, telemetry, listeners, signals,
-//! and the `hash-password` helper for the AUTH users file.
+//! the `hash-password` helper for the AUTH users file, and `spool`, the
+//! operator's commands for the spool (`docs/delivery.md`).
 //!
 //! Every start-up failure prints one line naming the setting concerned and
 //! exits with status 2; `MailLaser listening` is logged only once nothing
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     match args.next() {
         Some(first) if first == "check-routes" => return check_routes(args.collect()),
         Some(first) if first == "hash-password" => return hash_password(),
+        Some(first) if first == "spool" => return spool(args.collect()),
         _ => {}
     }
     let config = match Config::load() {
@@ -145,6 +147,22 @@ fn check_routes(args: Vec<std::ffi::OsString>) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `mail-laser spool list|show|requeue|purge` (`docs/delivery.md`): reads
+/// `.env` like the server, so it finds the server's spool.
+fn spool(args: Vec<std::ffi::OsString>) -> ExitCode {
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(error) if error.not_found() => {}
+        Err(error) => {
+            return exit(&Failure::Start(format!(
+                ".env: cannot read it: {}",
+                ErrorChain(&error)
+            )));
+        }
+    }
+    ExitCode::from(mail_laser::spool::cli::main(args))
 }
 
 fn exit(failure: &Failure) -> ExitCode {

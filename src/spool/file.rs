@@ -227,6 +227,38 @@ fn check_header(header: &Header) -> Result<(), FormatError> {
     Ok(())
 }
 
+/// The longest metadata line [`read_header`] reads.
+const MAX_HEADER_LEN: u64 = 64 * 1024;
+
+/// Reads the first two lines of a spool file (magic and metadata) without
+/// the body, for listings: the header and how many bytes the two lines
+/// take (the body is the rest). The body's checksum is not checked.
+///
+/// # Errors
+/// The outer error is the reader's; the inner one says the bytes are not a
+/// spool file of this version.
+pub fn read_header(
+    reader: impl std::io::BufRead,
+) -> std::io::Result<Result<(Header, u64), FormatError>> {
+    use std::io::BufRead;
+    let mut reader = reader.take(MAX_HEADER_LEN);
+    let mut magic = Vec::new();
+    reader.read_until(b'\n', &mut magic)?;
+    if magic.strip_suffix(b"\n") != Some(MAGIC) {
+        return Ok(Err(FormatError::Magic));
+    }
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    let Some(json) = line.strip_suffix(b"\n") else {
+        return Ok(Err(FormatError::Truncated));
+    };
+    let header: Header = match serde_json::from_slice(json) {
+        Ok(header) => header,
+        Err(error) => return Ok(Err(FormatError::Header(error))),
+    };
+    Ok(Ok((header, (magic.len() + line.len()) as u64)))
+}
+
 fn body_digest(body: &PayloadJson) -> String {
     use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();
@@ -292,6 +324,24 @@ mod tests {
             refused.header.last_error.as_deref(),
             Some("circuit breaker open")
         );
+    }
+
+    #[test]
+    fn the_header_is_read_without_the_body() {
+        let mut entry = entry();
+        entry.failed("webhook answered 500", true);
+        let bytes = entry.encode();
+        let (header, len) = read_header(&bytes[..]).unwrap().unwrap();
+        assert_eq!(header, entry.header);
+        assert_eq!(len as usize + entry.body.len(), bytes.len());
+        assert!(matches!(
+            read_header(&b"{}"[..]).unwrap(),
+            Err(FormatError::Magic)
+        ));
+        assert!(matches!(
+            read_header(&b"maillaser-spool 1\n{"[..]).unwrap(),
+            Err(FormatError::Truncated)
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`store`]: the folder — atomic writes with `fsync`, caps, dead letters.
 //! - [`schedule`]: which entry is tried next (pure).
 //! - [`worker`]: the background task.
+//! - [`admin`] and [`cli`]: `mail-laser spool`, for the operator.
 //!
 //! Both sides share one [`WebhookSink`] per route, built with no retries
 //! (the spool is the retry) and therefore one circuit breaker: while it is
@@ -15,6 +16,8 @@
 //! [`SpoolSink`]; each entry names its route, and the worker looks its
 //! webhook up at each attempt ([`Webhooks`]).
 
+pub mod admin;
+pub mod cli;
 mod error;
 mod file;
 mod folder;

@@ -89,6 +89,45 @@ impl PostgresUrl {
             .map_err(|_| "a postgres:// URL whose parameters tokio-postgres knows (sslmode, connect_timeout, …)")?;
         Ok((config, root_cert))
     }
+
+    /// A connection pool of at most `size` connections to this database:
+    /// TLS as the URL's `sslmode` and `sslrootcert` say, every wait bounded
+    /// by the statement deadline. Connects lazily (the first statement).
+    /// Shared by the queue ([`PostgresStore::connect`]) and the operator's
+    /// commands ([`super::admin`]).
+    ///
+    /// # Errors
+    /// [`SpoolError::Database`]: the URL's parameters or the TLS settings.
+    pub(super) fn pool(&self, size: usize) -> Result<Pool, SpoolError> {
+        let invalid = |reason: &'static str| SpoolError::Database {
+            action: "use MAIL_LASER_SPOOL_URL",
+            source: reason.into(),
+        };
+        let (mut client_config, root_cert) = self.client_config().map_err(invalid)?;
+        if client_config.get_connect_timeout().is_none() {
+            client_config.connect_timeout(STATEMENT_DEADLINE);
+        }
+        client_config.application_name("mail-laser");
+        let tls = tls_connector(root_cert.as_deref())?;
+        let manager = Manager::from_config(
+            client_config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(STATEMENT_DEADLINE))
+            .create_timeout(Some(STATEMENT_DEADLINE))
+            .recycle_timeout(Some(STATEMENT_DEADLINE))
+            .build()
+            .map_err(|error| SpoolError::Database {
+                action: "set up the connection pool",
+                source: error.into(),
+            })
+    }
 }
 
 impl fmt::Display for PostgresUrl {
@@ -145,34 +184,7 @@ impl PostgresStore {
         config: &PostgresSpoolConfig,
         limits: SpoolLimits,
     ) -> Result<Arc<Self>, SpoolError> {
-        let invalid = |reason: &'static str| SpoolError::Database {
-            action: "use MAIL_LASER_SPOOL_URL",
-            source: reason.into(),
-        };
-        let (mut client_config, root_cert) = config.url.client_config().map_err(invalid)?;
-        if client_config.get_connect_timeout().is_none() {
-            client_config.connect_timeout(STATEMENT_DEADLINE);
-        }
-        client_config.application_name("mail-laser");
-        let tls = tls_connector(root_cert.as_deref())?;
-        let manager = Manager::from_config(
-            client_config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(STATEMENT_DEADLINE))
-            .create_timeout(Some(STATEMENT_DEADLINE))
-            .recycle_timeout(Some(STATEMENT_DEADLINE))
-            .build()
-            .map_err(|error| SpoolError::Database {
-                action: "set up the connection pool",
-                source: error.into(),
-            })?;
+        let pool = config.url.pool(config.pool_size)?;
         let owner = format!(
             "{}:{}:{:08x}",
             hostname::get()
@@ -270,14 +282,7 @@ impl PostgresStore {
         action: &'static str,
         work: impl Future<Output = Result<T, Box<dyn std::error::Error + Send + Sync>>>,
     ) -> Result<T, SpoolError> {
-        let result = match tokio::time::timeout(STATEMENT_DEADLINE, work).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(SpoolError::Database { action, source }),
-            Err(elapsed) => Err(SpoolError::Database {
-                action,
-                source: Box::new(elapsed),
-            }),
-        };
+        let result = within_deadline(action, work).await;
         self.reachable.store(result.is_ok(), Ordering::Relaxed);
         result
     }
@@ -546,7 +551,22 @@ fn claim_of(row: &Row) -> Claim {
     }
 }
 
-fn boxed(
+/// Runs one database operation within [`STATEMENT_DEADLINE`].
+pub(super) async fn within_deadline<T>(
+    action: &'static str,
+    work: impl Future<Output = Result<T, Box<dyn std::error::Error + Send + Sync>>>,
+) -> Result<T, SpoolError> {
+    match tokio::time::timeout(STATEMENT_DEADLINE, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(SpoolError::Database { action, source }),
+        Err(elapsed) => Err(SpoolError::Database {
+            action,
+            source: Box::new(elapsed),
+        }),
+    }
+}
+
+pub(super) fn boxed(
     error: impl std::error::Error + Send + Sync + 'static,
 ) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(error)

@@ -34,6 +34,7 @@ mod schema;
 mod shared_queue;
 mod signing_examples;
 mod spool;
+mod spool_cli;
 mod spool_stores;
 mod store;
 mod swaks;

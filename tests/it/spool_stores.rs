@@ -14,17 +14,17 @@ use mail_laser::config::SinkConfig;
 use mail_laser::spool::{SpoolConfig, SpoolSink};
 use mail_laser::webhook::Backoff;
 
-const QUEUED: &str = "250 2.0.0 OK: Message queued for delivery";
+pub(crate) const QUEUED: &str = "250 2.0.0 OK: Message queued for delivery";
 const SPOOL_UNAVAILABLE: &str = "452 4.3.1 Insufficient system storage, try again later";
 
 /// The store a test runs against, and how the test looks inside it.
-enum Store {
+pub(crate) enum Store {
     Folder(PathBuf),
     Postgres { cluster: Postgres, url: String },
 }
 
 impl Store {
-    fn folder() -> Self {
+    pub(crate) fn folder() -> Self {
         Self::Folder(std::env::temp_dir().join(format!(
             "maillaser-spool-stores-{}-{:016x}",
             std::process::id(),
@@ -32,12 +32,12 @@ impl Store {
         )))
     }
 
-    async fn postgres(cluster: Postgres) -> Self {
+    pub(crate) async fn postgres(cluster: Postgres) -> Self {
         let url = cluster.create("spool").await;
         Self::Postgres { cluster, url }
     }
 
-    fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         match self {
             Self::Folder(dir) => vec!["--spool-dir".into(), dir.display().to_string()],
             Self::Postgres { url, .. } => vec!["--spool-url".into(), url.clone()],
@@ -53,7 +53,7 @@ impl Store {
     }
 
     /// Deliveries waiting (not dead).
-    async fn waiting(&self) -> usize {
+    pub(crate) async fn waiting(&self) -> usize {
         match self {
             Self::Folder(dir) => files(dir, ".msg").len(),
             Self::Postgres { cluster, .. } => {
@@ -71,7 +71,7 @@ impl Store {
     }
 
     /// The reasons of the dead letters.
-    async fn dead(&self) -> Vec<String> {
+    pub(crate) async fn dead(&self) -> Vec<String> {
         match self {
             Self::Folder(dir) => files(&dir.join("dead"), ".reason")
                 .iter()
@@ -114,7 +114,7 @@ fn files(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
 
 /// A spool-mode server over `store` posting to `receiver`, with quick
 /// backoff and polling; `tweak` adjusts the spool settings further.
-async fn server(
+pub(crate) async fn server(
     receiver: &Receiver,
     store: &Store,
     extra: &[&str],
@@ -147,14 +147,14 @@ async fn server(
 }
 
 /// Backoff long enough that the background deliverer stays idle.
-fn idle(spool: &mut SpoolConfig) {
+pub(crate) fn idle(spool: &mut SpoolConfig) {
     spool.backoff = Backoff {
         base: Duration::from_secs(3600),
         max: Duration::from_secs(3600),
     };
 }
 
-async fn send(server: &TestServer, subject: &str) -> String {
+pub(crate) async fn send(server: &TestServer, subject: &str) -> String {
     let mut client = Client::greeted(server.smtp).await;
     client
         .send_mail(
