@@ -9,7 +9,8 @@
 //! Dependencies between the top-level modules point one way (a test checks
 //! it): `smtp`, `mail`, `telemetry` and `duration` import nothing of the
 //! crate; `sink` builds on `mail`; `webhook` on `sink` and `mail` (and `smtp`'s
-//! canonical mailbox); `spool` on `webhook`; `stack` on `smtp`, `mail` and
+//! canonical mailbox); `spool` on `webhook` (and `store`, for large bodies of
+//! the PostgreSQL queue); `stack` on `smtp`, `mail` and
 //! `sink`; `server` on `smtp`, `stack` and `http`; `store` on `mail` (its
 //! civil-date helper); `auth` on `mail` (the payload's result fields);
 //! `stack` on `auth` too; `policy` imports nothing of the crate; `routes` builds on

@@ -11,6 +11,9 @@ CREATE TABLE maillaser_spool (
     body            bytea       NOT NULL,
     body_sha256     text        NOT NULL,
     content_type    text,
+    -- When the body is in the object store instead (larger than
+    -- MAIL_LASER_SPOOL_INLINE_MAX): its key, and `body` is empty.
+    body_key        text,
     -- When first spooled, Unix milliseconds: MAIL_LASER_SPOOL_MAX_AGE counts from it.
     first_seen_ms   bigint      NOT NULL,
     attempts        integer     NOT NULL DEFAULT 0,

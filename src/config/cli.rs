@@ -418,6 +418,10 @@ pub(super) struct Cli {
     #[arg(long, env = "MAIL_LASER_SPOOL_LEASE", value_name = "MAIL_LASER_SPOOL_LEASE", default_value = "60s", value_parser = duration::parse)]
     pub(super) spool_lease: Duration,
 
+    /// Bytes above which a body spooled in the PostgreSQL queue goes to the S3 attachment store (when MAIL_LASER_ATTACHMENT_DELIVERY=s3 configures one) instead of its row.
+    #[arg(long, env = "MAIL_LASER_SPOOL_INLINE_MAX", value_name = "MAIL_LASER_SPOOL_INLINE_MAX", default_value_t = 1024 * 1024)]
+    pub(super) spool_inline_max: u64,
+
     /// How long spool mode keeps retrying before a message becomes a dead letter (90s, 30m, 72h, 3d).
     #[arg(long, env = "MAIL_LASER_SPOOL_MAX_AGE", value_name = "MAIL_LASER_SPOOL_MAX_AGE", default_value = "72h", value_parser = duration::parse)]
     pub(super) spool_max_age: Duration,

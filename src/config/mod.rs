@@ -18,7 +18,7 @@ use crate::policy::{PolicyError, SenderPolicy};
 use crate::routes::{LiveRoutes, RouteSource, RouteSpec, RouteTable, RoutesError};
 use crate::server::{ConnectionLimits, ServerConfig, Timeouts, TlsConfig};
 use crate::smtp::session::{AuthMode, SessionConfig};
-use crate::spool::{PostgresSpoolConfig, PostgresUrl, SpoolConfig, SpoolLimits};
+use crate::spool::{BodyOffload, PostgresSpoolConfig, PostgresUrl, SpoolConfig, SpoolLimits};
 use crate::stack::{
     AccessConfig, AttachmentMode, AttachmentOptions, Credentials, CredentialsError, ParseOptions,
     RecipientPolicy, StackConfig,
@@ -280,7 +280,11 @@ impl Cli {
                 max_bytes: self.spool_max_bytes,
             },
         );
-        spool.postgres = self.spool_postgres(&spool, routes.as_ref().map(|(_, specs)| specs))?;
+        spool.postgres = self.spool_postgres(
+            &spool,
+            routes.as_ref().map(|(_, specs)| specs),
+            attachments.mode.store(),
+        )?;
         let sink = match (self.delivery, webhook, &routes) {
             (delivery, _, Some((source, specs))) => SinkConfig::Routes(RoutesConfig {
                 live: LiveRoutes::new(RouteTable::new(
@@ -424,6 +428,7 @@ impl Cli {
         &self,
         spool: &SpoolConfig,
         routes: Option<&Vec<RouteSpec>>,
+        store: Option<&AttachmentStore>,
     ) -> Result<Option<PostgresSpoolConfig>, ConfigError> {
         let Some(text) = self
             .spool_url
@@ -455,6 +460,10 @@ impl Cli {
             lease: self.spool_lease,
             poll: Duration::from_secs(1),
             pool_size: spool.concurrency * 2,
+            offload: store.map(|store| BodyOffload {
+                store: store.clone(),
+                inline_max: self.spool_inline_max,
+            }),
         }))
     }
 

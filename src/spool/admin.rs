@@ -78,6 +78,9 @@ pub struct EntryInfo {
     /// Why the entry cannot be read (the folder: not a spool file, a link,
     /// a folder); the other fields are then unknown.
     pub unreadable: Option<String>,
+    /// PostgreSQL: the object-store key of a body too large for its row
+    /// (`MAIL_LASER_SPOOL_INLINE_MAX`); `size` is then the row's 0.
+    pub body_key: Option<String>,
 }
 
 /// One entry with its webhook body.
@@ -306,6 +309,7 @@ mod folder {
             dead_reason: None,
             idempotency_key: None,
             unreadable: None,
+            body_key: None,
         };
         if state == State::Dead {
             let reason = dir.join(reason_name(name));
@@ -519,7 +523,7 @@ mod sql {
     const COLUMNS: &str = "id, route, attempts, first_seen_ms,
         (extract(epoch FROM next_attempt_at) * 1000)::bigint AS next_attempt_ms,
         (extract(epoch FROM dead_at) * 1000)::bigint AS dead_at_ms,
-        octet_length(body)::bigint AS size, last_error, dead_reason, idempotency_key";
+        octet_length(body)::bigint AS size, last_error, dead_reason, idempotency_key, body_key";
 
     fn info(row: &Row) -> EntryInfo {
         let millis = |column: &str| {
@@ -549,6 +553,7 @@ mod sql {
             dead_reason: row.get("dead_reason"),
             idempotency_key: row.get("idempotency_key"),
             unreadable: None,
+            body_key: row.get("body_key"),
         }
     }
 

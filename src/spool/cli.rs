@@ -441,6 +441,9 @@ fn show_text(shown: &Shown, now: u64) -> String {
     if let Some(unreadable) = &entry.unreadable {
         fields.push(("unreadable", unreadable.clone()));
     }
+    if let Some(key) = &entry.body_key {
+        fields.push(("body in the object store", key.clone()));
+    }
     let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;
     let mut text = String::new();
     for (name, value) in fields {
@@ -473,6 +476,7 @@ mod tests {
             dead_reason: None,
             idempotency_key: Some("ab".repeat(32)),
             unreadable: None,
+            body_key: None,
         }
     }
 

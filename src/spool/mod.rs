@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::SpoolError;
 pub use file::{FormatError, Header, SpoolEntry, now_ms};
 pub use folder::FolderStore;
-pub use postgres::{PostgresSpoolConfig, PostgresStore, PostgresUrl};
+pub use postgres::{BodyOffload, PostgresSpoolConfig, PostgresStore, PostgresUrl};
 pub use queue::{Claim, Finish, SpoolStore};
 pub use store::{DEAD_DIR, Spool, SpoolId, Usage};
 pub use worker::SpoolWorker;

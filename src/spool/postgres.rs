@@ -30,6 +30,7 @@ use super::error::SpoolError;
 use super::file::{Header, SpoolEntry};
 use super::queue::{Claim, Finish, SpoolStore};
 use super::store::{SpoolId, Usage};
+use crate::store::AttachmentStore;
 use crate::telemetry::ErrorChain;
 
 /// The schema, in order; each runs once per database, recorded in
@@ -39,6 +40,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres
 /// Serialises migrations of instances starting at once (an arbitrary key
 /// of ours for `pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x4d61_696c_4c61_7372;
+
+/// How long a row waits when its offloaded body cannot be fetched.
+const OFFLOAD_RETRY: Duration = Duration::from_secs(30);
 
 /// The longest any one statement may take.
 const STATEMENT_DEADLINE: Duration = Duration::from_secs(10);
@@ -159,6 +163,17 @@ pub struct PostgresSpoolConfig {
     pub poll: Duration,
     /// Connections per instance.
     pub pool_size: usize,
+    /// Bodies larger than this go to the object store when one is
+    /// configured (`MAIL_LASER_S3_*`), the row keeping their key.
+    pub offload: Option<BodyOffload>,
+}
+
+/// Where large spooled bodies go instead of the row.
+#[derive(Debug, Clone)]
+pub struct BodyOffload {
+    pub store: AttachmentStore,
+    /// `MAIL_LASER_SPOOL_INLINE_MAX`: larger bodies are offloaded.
+    pub inline_max: u64,
 }
 
 pub struct PostgresStore {
@@ -172,6 +187,7 @@ pub struct PostgresStore {
     usage: Mutex<Usage>,
     /// Whether the last statement reached the database.
     reachable: AtomicBool,
+    offload: Option<BodyOffload>,
 }
 
 impl PostgresStore {
@@ -202,6 +218,7 @@ impl PostgresStore {
             limits,
             usage: Mutex::new(Usage::default()),
             reachable: AtomicBool::new(true),
+            offload: config.offload.clone(),
         });
         store.migrate().await?;
         store.refresh_usage().await?;
@@ -321,6 +338,101 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// A claimed row as a [`Claim`], its body fetched from the object
+    /// store when it was offloaded. A body that fails its checksum (edited
+    /// by hand, damaged) is buried unread; one the object store cannot
+    /// give now waits (`None`: the row is rescheduled).
+    async fn claim_of(&self, row: &Row) -> Option<Claim> {
+        let id = SpoolId::from_row(row.get("id"));
+        let key: Option<String> = row.get("body_key");
+        let body = match (&key, &self.offload) {
+            (None, _) => Bytes::from(row.get::<_, Vec<u8>>("body")),
+            (Some(key), Some(offload)) => match offload.store.get(key).await {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::warn!(entry = %id, error = %ErrorChain(&error), "cannot fetch an offloaded body, will try again");
+                    self.reschedule(&id, OFFLOAD_RETRY).await;
+                    return None;
+                }
+            },
+            (Some(key), None) => {
+                return Some(Claim::Unreadable {
+                    id,
+                    reason: format!(
+                        "unreadable: the body is in the object store ({key}), and none is configured (MAIL_LASER_S3_*)"
+                    ),
+                });
+            }
+        };
+        Some(match SpoolEntry::from_parts(header_of(row), body) {
+            Ok(entry) => Claim::Ready { id, entry },
+            Err(error) => Claim::Unreadable {
+                id,
+                reason: format!("unreadable: {}", ErrorChain(&error)),
+            },
+        })
+    }
+
+    /// Releases a claimed row, due again after `delay`.
+    async fn reschedule(&self, id: &SpoolId, delay: Duration) {
+        let delay = delay.as_secs_f64();
+        let rescheduled = self
+            .update_claimed(
+                id,
+                "reschedule a message",
+                "UPDATE maillaser_spool
+                 SET next_attempt_at = now() + make_interval(secs => $3),
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[&delay],
+            )
+            .await;
+        if let Err(error) = rescheduled {
+            // The lease expires on its own.
+            tracing::warn!(entry = %id, error = %ErrorChain(&error), "cannot reschedule a message");
+        }
+    }
+
+    /// Deletes a delivered row (while the lease is ours); its offloaded
+    /// body's key, if it had one.
+    async fn remove_delivered(&self, id: &SpoolId) -> Result<Option<String>, SpoolError> {
+        let Some(row) = id.row() else {
+            return Ok(None);
+        };
+        let removed = self
+            .with_deadline("remove a delivered message", async {
+                let client = self.pool.get().await.map_err(boxed)?;
+                client
+                    .query_opt(
+                        "DELETE FROM maillaser_spool WHERE id = $1 AND lease_owner = $2
+                         RETURNING body_key",
+                        &[&row, &self.owner],
+                    )
+                    .await
+                    .map_err(boxed)
+            })
+            .await?;
+        match removed {
+            Some(row) => Ok(row.get(0)),
+            None => {
+                tracing::warn!(entry = %id, "the lease on a spooled message was lost");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Removes a delivered message's offloaded body. A failure leaves an
+    /// object nothing refers to (a bucket lifecycle rule removes it).
+    async fn delete_offloaded(&self, key: &str) {
+        if let Some(offload) = &self.offload
+            && let Err(error) = offload.store.delete(key).await
+        {
+            tracing::warn!(error = %ErrorChain(&error), "cannot remove a delivered message's body from the object store");
+        }
+    }
+}
+
 impl SpoolStore for PostgresStore {
     fn kind(&self) -> &'static str {
         "postgres"
@@ -349,6 +461,23 @@ impl SpoolStore for PostgresStore {
             let attempts = i32::try_from(header.attempts).unwrap_or(i32::MAX);
             let sha256 = entry.body_sha256();
             let delay = delay.as_secs_f64();
+            // A large body goes to the object store first: the row that
+            // names it is committed only once it is there.
+            let (body_in_row, body_key) = match &self.offload {
+                Some(offload) if body.len() as u64 > offload.inline_max => {
+                    let content_type = header.content_type.as_deref().unwrap_or("application/json");
+                    let stored = offload
+                        .store
+                        .put(Some("spool-body"), content_type, body.clone())
+                        .await
+                        .map_err(|source| SpoolError::Database {
+                            action: "store a large body in the object store",
+                            source: Box::new(source),
+                        })?;
+                    (Bytes::new(), Some(stored.key))
+                }
+                _ => (body.clone(), None),
+            };
             let row = self
                 .with_deadline("store a message", async {
                     let client = self.pool.get().await.map_err(boxed)?;
@@ -356,20 +485,21 @@ impl SpoolStore for PostgresStore {
                         .query_one(
                             "INSERT INTO maillaser_spool
                                (idempotency_key, route, body, body_sha256, first_seen_ms,
-                                attempts, last_error, next_attempt_at, content_type)
+                                attempts, last_error, next_attempt_at, content_type, body_key)
                              VALUES ($1, $2, $3, $4, $5, $6, $7,
-                                     now() + make_interval(secs => $8), $9)
+                                     now() + make_interval(secs => $8), $9, $10)
                              RETURNING id",
                             &[
                                 &header.idempotency_key,
                                 &header.route,
-                                &body.as_ref(),
+                                &body_in_row.as_ref(),
                                 &sha256,
                                 &first_seen,
                                 &attempts,
                                 &header.last_error,
                                 &delay,
                                 &header.content_type,
+                                &body_key,
                             ],
                         )
                         .await
@@ -404,7 +534,8 @@ impl SpoolStore for PostgresStore {
                                LIMIT $3
                                FOR UPDATE SKIP LOCKED)
                              RETURNING id, idempotency_key, route, body, body_sha256,
-                                       first_seen_ms, attempts, last_error, content_type",
+                                       first_seen_ms, attempts, last_error, content_type,
+                                       body_key",
                             &[&self.owner, &lease, &limit],
                         )
                         .await
@@ -412,7 +543,13 @@ impl SpoolStore for PostgresStore {
                 })
                 .await;
             match claimed {
-                Ok(rows) => rows.iter().map(claim_of).collect(),
+                Ok(rows) => {
+                    let mut claims = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        claims.extend(self.claim_of(row).await);
+                    }
+                    claims
+                }
                 Err(error) => {
                     tracing::warn!(error = %ErrorChain(&error), "cannot claim spooled messages, will try again");
                     Vec::new()
@@ -427,13 +564,11 @@ impl SpoolStore for PostgresStore {
         Box::pin(async move {
             let finished = match finish {
                 Finish::Delivered => {
-                    self.update_claimed(
-                        &id,
-                        "remove a delivered message",
-                        "DELETE FROM maillaser_spool WHERE id = $1 AND lease_owner = $2",
-                        &[],
-                    )
-                    .await
+                    let removed = self.remove_delivered(&id).await;
+                    if let Ok(Some(key)) = &removed {
+                        self.delete_offloaded(key).await;
+                    }
+                    removed.map(|_| ())
                 }
                 Finish::Dead { reason } => {
                     self.update_claimed(
@@ -528,11 +663,9 @@ impl SpoolStore for PostgresStore {
     }
 }
 
-/// A claimed row as a [`Claim`]; a row whose body fails its checksum
-/// (edited by hand, damaged) is buried unread.
-fn claim_of(row: &Row) -> Claim {
-    let id = SpoolId::from_row(row.get("id"));
-    let header = Header {
+/// A claimed row's metadata as a spool [`Header`].
+fn header_of(row: &Row) -> Header {
+    Header {
         idempotency_key: row.get("idempotency_key"),
         first_seen_ms: u64::try_from(row.get::<_, i64>("first_seen_ms")).unwrap_or(0),
         attempts: u32::try_from(row.get::<_, i32>("attempts")).unwrap_or(0),
@@ -540,14 +673,6 @@ fn claim_of(row: &Row) -> Claim {
         body_sha256: Some(row.get("body_sha256")),
         route: row.get("route"),
         content_type: row.get("content_type"),
-    };
-    let body: Vec<u8> = row.get("body");
-    match SpoolEntry::from_parts(header, Bytes::from(body)) {
-        Ok(entry) => Claim::Ready { id, entry },
-        Err(error) => Claim::Unreadable {
-            id,
-            reason: format!("unreadable: {}", ErrorChain(&error)),
-        },
     }
 }
 

@@ -36,6 +36,20 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    /// An object could not be read back (the spool's offloaded bodies).
+    #[error("download of {key} failed")]
+    Download {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// An object could not be removed.
+    #[error("removal of {key} failed")]
+    Delete {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
     /// The object is stored but its presigned URL could not be made (the
     /// credentials could not be loaded).
     #[error("presigning {key} failed")]

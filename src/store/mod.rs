@@ -22,8 +22,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientConfigKey, ObjectStore, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, Attributes, BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutOptions,
+    PutPayload, RetryConfig,
 };
 
 pub use error::StoreError;
@@ -247,6 +247,39 @@ impl AttachmentStore {
             key,
             presigned_url,
         })
+    }
+
+    /// The octets of the object at `key` (read back in one piece; the spool
+    /// keeps bodies of at most the message size there).
+    ///
+    /// # Errors
+    /// The download failed or timed out.
+    #[tracing::instrument(name = "store.get", skip_all, fields(key))]
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let failed = |source| StoreError::Download {
+            key: key.to_owned(),
+            source,
+        };
+        let path = Path::parse(key).map_err(|error| failed(error.into()))?;
+        let object = self.inner.s3.get(&path).await.map_err(failed)?;
+        object.bytes().await.map_err(failed)
+    }
+
+    /// Removes the object at `key`; one that is already gone is no error.
+    ///
+    /// # Errors
+    /// The removal failed or timed out.
+    #[tracing::instrument(name = "store.delete", skip_all, fields(key))]
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let failed = |source| StoreError::Delete {
+            key: key.to_owned(),
+            source,
+        };
+        let path = Path::parse(key).map_err(|error| failed(error.into()))?;
+        match self.inner.s3.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(failed(error)),
+        }
     }
 
     /// `{prefix}{today, UTC}/{128 random bits}/{safe name}`.

@@ -441,3 +441,101 @@ async fn tls_to_the_database_is_verified() {
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A body larger than `MAIL_LASER_SPOOL_INLINE_MAX` waits in the object
+/// store (a real S3-compatible server), the row keeping its key; the
+/// survivor of the row is delivered byte for byte, and the object removed
+/// with the row.
+#[tokio::test]
+async fn a_large_body_waits_in_the_object_store() {
+    use mail_laser::spool::BodyOffload;
+    use mail_laser::store::{AttachmentStore, StoreSettings};
+    let [initdb, pg_ctl, moto_server] = require_tool!("initdb", "pg_ctl", "moto_server");
+    let moto = crate::common::moto::Moto::start(&moto_server).await;
+    moto.create_bucket("spool-bodies").await;
+    let object_store = AttachmentStore::with_credentials(
+        StoreSettings {
+            bucket: "spool-bodies".into(),
+            region: "us-east-1".into(),
+            endpoint: Some(moto.endpoint.clone()),
+            key_prefix: "spool/".into(),
+            presign_ttl: None,
+            timeout: Duration::from_secs(5),
+        },
+        "test",
+        "test",
+    )
+    .unwrap();
+    let store = Store::postgres(Postgres::start(&initdb, &pg_ctl)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let offload = BodyOffload {
+        store: object_store.clone(),
+        inline_max: 100,
+    };
+    let server = server(&receiver, &store, &[], |spool| {
+        if let Some(postgres) = &mut spool.postgres {
+            postgres.offload = Some(offload);
+        }
+    })
+    .await;
+    assert_eq!(send(&server, "large").await, QUEUED);
+    let first = receiver.requests()[0].clone();
+
+    let Store::Postgres { cluster, .. } = &store else {
+        unreachable!()
+    };
+    let client = cluster.connect("spool").await;
+    let row = client
+        .query_one(
+            "SELECT body_key, octet_length(body) FROM maillaser_spool",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (key, in_row): (Option<String>, i32) = (row.get(0), row.get(1));
+    let key = key.expect("the body is in the object store");
+    assert_eq!(in_row, 0, "and not in the row");
+    assert!(key.starts_with("spool/"), "{key}");
+    assert_eq!(object_store.get(&key).await.unwrap(), first.body);
+    // `mail-laser spool show` says where the body is.
+    let Store::Postgres { url, .. } = &store else {
+        unreachable!()
+    };
+    let id: i64 = client
+        .query_one("SELECT id FROM maillaser_spool", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_mail-laser"))
+        .args([
+            "spool",
+            "show",
+            &id.to_string(),
+            "--json",
+            "--spool-url",
+            url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["entry"]["body_key"], key.as_str(), "{shown}");
+
+    receiver.answer_with(Answer::Status(200));
+    eventually("the spool to empty", || async {
+        store.waiting().await == 0
+    })
+    .await;
+    let last = receiver.requests().last().unwrap().clone();
+    assert_eq!(last.body, first.body, "delivered byte for byte");
+    assert_eq!(
+        last.header("idempotency-key"),
+        first.header("idempotency-key")
+    );
+    eventually("the object to be removed", || async {
+        object_store.get(&key).await.is_err()
+    })
+    .await;
+    server.stop().await;
+}
