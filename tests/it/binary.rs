@@ -221,6 +221,9 @@ async fn help_lists_every_variable_with_defaults() {
         "MAIL_LASER_RATE_LIMIT_MESSAGES",
         "MAIL_LASER_ROUTES",
         "MAIL_LASER_ROUTES_RELOAD_INTERVAL",
+        "MAIL_LASER_SPOOL_URL",
+        "MAIL_LASER_SPOOL_LEASE",
+        "MAIL_LASER_SPOOL_INLINE_MAX",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
