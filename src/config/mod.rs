@@ -25,7 +25,9 @@ use crate::stack::{
 };
 use crate::store::{AttachmentStore, StoreError, StoreSettings};
 use crate::telemetry::ErrorChain;
-use crate::webhook::{Backoff, BreakerConfig, SigningSecret, WebhookConfig, WebhookFormat};
+use crate::webhook::{
+    AttachmentView, Backoff, BreakerConfig, SigningSecret, WebhookConfig, WebhookFormat,
+};
 use cli::{AuthSetting, Cli, DeliveryMode, one_line};
 
 /// Upper bound on one message's webhook delivery (all attempts and
@@ -502,6 +504,7 @@ impl Cli {
             standard_secrets: Vec::new(),
             headers: reqwest::header::HeaderMap::new(),
             format: WebhookFormat::MailLaser,
+            attachments: AttachmentView::AsSettled,
         }
     }
 

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Pattern, RouteMatcher};
-use crate::webhook::{FORMAT_NAMES, MailgunKey, StandardSecret, WebhookConfig, WebhookFormat};
+use crate::webhook::{
+    AttachmentView, FORMAT_NAMES, MailgunKey, StandardSecret, WebhookConfig, WebhookFormat,
+};
 
 /// One route as the file describes it, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +32,9 @@ pub struct RouteSpec {
     pub headers: HeaderMap,
     /// What the requests look like (`format`, `maillaser` when absent).
     pub format: WebhookFormat,
+    /// `attachments`: whether this route's requests carry the attachments'
+    /// octets (or URLs) as the message settled them, or describe them only.
+    pub attachments: AttachmentView,
 }
 
 impl RouteSpec {
@@ -44,6 +49,7 @@ impl RouteSpec {
             standard_secrets: self.signing_secrets.clone(),
             headers: self.headers.clone(),
             format: self.format.clone(),
+            attachments: self.attachments,
             ..global.clone()
         }
     }
@@ -112,6 +118,8 @@ struct RawRoute {
     format: Option<Spanned<String>>,
     /// The key Mailgun signs its webhooks with (`format = "mailgun"`).
     mailgun_signing_key: Option<Spanned<String>>,
+    /// `"metadata"`: attachments described, without octets or URLs.
+    attachments: Option<Spanned<String>>,
 }
 
 /// Validates the text of a routes file; `path` only names it in errors,
@@ -266,6 +274,21 @@ pub fn parse(
                 format!("route '{name}': mailgun_signing_key is only for format = \"mailgun\""),
             ));
         }
+        let attachments = match route.attachments {
+            None => AttachmentView::AsSettled,
+            Some(view) => match view.get_ref().trim() {
+                "metadata" => AttachmentView::Metadata,
+                "full" => AttachmentView::AsSettled,
+                other => {
+                    return Err(invalid(
+                        view.span(),
+                        format!(
+                            "route '{name}': attachments '{other}': \"full\" (as MAIL_LASER_ATTACHMENT_DELIVERY settles them) or \"metadata\" (described, without octets or URLs)"
+                        ),
+                    ));
+                }
+            },
+        };
         routes.push(RouteSpec {
             name: name.to_owned(),
             patterns,
@@ -275,6 +298,7 @@ pub fn parse(
             max_retries,
             headers,
             format,
+            attachments,
         });
     }
     Ok(routes)
@@ -457,6 +481,14 @@ mailgun_signing_key = "key-K7pQ2xW9"
                 GOOD.replace("format = \"mailgun\"", "format = \"postmark\""),
                 "routes.toml line 27:",
                 "only for format = \"mailgun\"",
+            ),
+            (
+                GOOD.replace(
+                    "url = \"https://audit.internal/mail\"",
+                    "url = \"https://audit.internal/mail\"\nattachments = \"none\"",
+                ),
+                "routes.toml line 15:",
+                "attachments 'none'",
             ),
             ("[[route]\n".to_owned(), "routes.toml line 1:", ""),
             (String::new(), "routes.toml: no [[route]]", ""),

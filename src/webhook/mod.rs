@@ -68,6 +68,20 @@ pub struct WebhookConfig {
     pub headers: reqwest::header::HeaderMap,
     /// What the requests look like (a route's `format`).
     pub format: WebhookFormat,
+    /// A route's `attachments`.
+    pub attachments: AttachmentView,
+}
+
+/// How a route's requests carry the message's attachments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttachmentView {
+    /// As `MAIL_LASER_ATTACHMENT_DELIVERY` settled them: octets inline, or
+    /// their object-store URLs.
+    #[default]
+    AsSettled,
+    /// Described only (name, type, size, hash), as in `metadata` mode: a
+    /// route that must not receive the octets (a pager, an audit log).
+    Metadata,
 }
 
 /// The assembled outbound stack.
@@ -109,6 +123,7 @@ pub struct WebhookSink {
     service: WebhookService,
     breaker: Breaker,
     format: WebhookFormat,
+    attachments: AttachmentView,
 }
 
 impl WebhookSink {
@@ -132,6 +147,7 @@ impl WebhookSink {
             service,
             breaker,
             format: config.format.clone(),
+            attachments: config.attachments,
         }
     }
 
@@ -174,6 +190,19 @@ impl WebhookSink {
     /// # Errors
     /// The format needs what `item` lacks (the original message).
     pub fn request(&self, item: &RecipientPayload) -> Result<WebhookRequest, FormatError> {
+        if self.attachments == AttachmentView::Metadata && item.payload.has_attachment_delivery() {
+            // The described-only message, made once for every recipient.
+            let described = item
+                .shared
+                .payload_or_insert_with("attachments-metadata", || {
+                    item.payload.without_attachment_delivery()
+                });
+            let item = RecipientPayload {
+                payload: item.payload.with_message_of(&described),
+                ..item.clone()
+            };
+            return WebhookRequest::formatted(&item, &self.format);
+        }
         WebhookRequest::formatted(item, &self.format)
     }
 }

@@ -607,3 +607,53 @@ url = "{}"
     assert!(plain_request.headers.get("authorization").is_none());
     assert!(plain_request.headers.get("x-tenant").is_none());
 }
+
+/// `attachments = "metadata"`: that route's payload describes the
+/// attachments without their octets, while another route of the same
+/// message gets them in full.
+#[tokio::test]
+async fn a_route_can_take_attachments_as_metadata_only() {
+    let (full, described) = (Receiver::start().await, Receiver::start().await);
+    let path = routes_file(
+        "attachments",
+        &format!(
+            r#"
+[[route]]
+name = "helpdesk"
+match = ["support@example.com"]
+url = "{}"
+
+[[route]]
+name = "pager"
+match = ["support@example.com"]
+url = "{}"
+attachments = "metadata"
+"#,
+            full.url(),
+            described.url()
+        ),
+    );
+    let server = start(&path, &[]).await;
+    let message = "From: a@example.org\r\nSubject: files\r\n\
+        Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+        --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=r.pdf\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+    let mut client = Client::greeted(server.smtp).await;
+    assert_eq!(
+        client
+            .send_mail("alice@example.org", &["support@example.com"], message)
+            .await
+            .last(),
+        "250 2.0.0 OK: Message accepted for delivery"
+    );
+    let full = full.wait_for(1).await.remove(0).json();
+    let described = described.wait_for(1).await.remove(0).json();
+    server.stop().await;
+    let (full, described) = (&full["attachments"][0], &described["attachments"][0]);
+    assert_eq!(full["delivery"]["data_base64"], "JVBERi0xLjQK");
+    assert_eq!(described["filename"], "r.pdf");
+    assert_eq!(described["size_bytes"], 9);
+    assert_eq!(described["sha256"], full["sha256"]);
+    assert!(described.get("delivery").is_none(), "{described}");
+}

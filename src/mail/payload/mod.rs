@@ -267,6 +267,44 @@ impl Payload {
             .collect()
     }
 
+    /// Whether some attachment carries its octets or their location.
+    pub fn has_attachment_delivery(&self) -> bool {
+        self.message
+            .fields
+            .attachments
+            .iter()
+            .any(|attachment| attachment.delivery.is_some())
+    }
+
+    /// This payload with its attachments described only (a route's
+    /// `attachments = "metadata"`): the same fields, no `delivery`. The
+    /// message's fields are copied once here; share the result's message
+    /// between recipients with [`Payload::with_message_of`].
+    #[must_use]
+    pub fn without_attachment_delivery(&self) -> Self {
+        let mut fields = self.message.fields.clone();
+        for attachment in &mut fields.attachments {
+            attachment.delivery = None;
+        }
+        Self {
+            message: Arc::new(SharedMessage {
+                fields,
+                json: OnceLock::new(),
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// This payload's envelope (sender, recipient, tag) with `other`'s
+    /// message, shared, not copied.
+    #[must_use]
+    pub fn with_message_of(&self, other: &Self) -> Self {
+        Self {
+            message: other.message.clone(),
+            ..self.clone()
+        }
+    }
+
     /// Bytes the message's fields take (shared by every recipient's payload).
     pub fn size_in_memory(&self) -> usize {
         let fields = &self.message.fields;
