@@ -30,8 +30,9 @@ pub struct RecipientPayload {
 #[derive(Debug, Default)]
 pub struct MessageCache {
     entries: std::sync::Mutex<Vec<(&'static str, bytes::Bytes)>>,
-    /// Derived payloads (a route's view of the message), by name.
-    payloads: std::sync::Mutex<Vec<(&'static str, Payload)>>,
+    /// Derived payloads (a route's view of the message), by a name that
+    /// describes the view.
+    payloads: std::sync::Mutex<Vec<(String, Payload)>>,
 }
 
 impl MessageCache {
@@ -54,20 +55,16 @@ impl MessageCache {
     }
 
     /// The derived payload `name`, made by `make` the first time.
-    pub fn payload_or_insert_with(
-        &self,
-        name: &'static str,
-        make: impl FnOnce() -> Payload,
-    ) -> Payload {
+    pub fn payload_or_insert_with(&self, name: &str, make: impl FnOnce() -> Payload) -> Payload {
         let mut payloads = self
             .payloads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, payload)) = payloads.iter().find(|(entry, _)| *entry == name) {
+        if let Some((_, payload)) = payloads.iter().find(|(entry, _)| entry == name) {
             return payload.clone();
         }
         let payload = make();
-        payloads.push((name, payload.clone()));
+        payloads.push((name.to_owned(), payload.clone()));
         payload
     }
 }

@@ -274,6 +274,12 @@ impl Cli {
             None | Some("-") => None,
             Some(url) => Some(self.webhook(parse_webhook_url(url, self.allow_insecure_webhook)?)),
         };
+        let header_prefixes: Arc<[String]> = self
+            .header_prefix
+            .iter()
+            .map(|prefix| prefix.trim().to_owned())
+            .filter(|prefix| !prefix.is_empty())
+            .collect();
         let mut spool = SpoolConfig::new(
             self.spool_dir.clone(),
             self.spool_max_age,
@@ -295,7 +301,12 @@ impl Cli {
                 specs: specs.clone(),
                 source: source.clone(),
                 // The file has at least one route; each brings its own URL.
-                global: self.webhook(specs[0].url.clone()),
+                // The message is parsed for every route's header prefixes;
+                // a route without its own keeps the global ones.
+                global: WebhookConfig {
+                    header_prefixes: Some(header_prefixes.clone()),
+                    ..self.webhook(specs[0].url.clone())
+                },
                 spool: (delivery == DeliveryMode::Spool).then_some(spool),
                 reload_interval: (self.routes_reload_interval > 0)
                     .then(|| Duration::from_secs(self.routes_reload_interval)),
@@ -316,12 +327,6 @@ impl Cli {
             .flat_map(|(_, specs)| specs)
             .filter_map(|route| route.timeout)
             .fold(Duration::from_secs(self.webhook_timeout), Duration::max);
-        let header_prefixes: Arc<[String]> = self
-            .header_prefix
-            .iter()
-            .map(|prefix| prefix.trim().to_owned())
-            .filter(|prefix| !prefix.is_empty())
-            .collect();
         if let Some(tls_port) = self.tls_port
             && tls_port != 0
             && tls_port == self.port
@@ -505,6 +510,7 @@ impl Cli {
             headers: reqwest::header::HeaderMap::new(),
             format: WebhookFormat::MailLaser,
             attachments: AttachmentView::AsSettled,
+            header_prefixes: None,
         }
     }
 

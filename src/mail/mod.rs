@@ -13,8 +13,8 @@ pub mod parse;
 pub mod payload;
 
 pub use parse::{
-    Attachment, Disposition, Mailbox, ParseBudget, ParsedMail, Unrendered, parse, parse_unrendered,
-    top_header_fields, unix_to_rfc3339,
+    Attachment, Disposition, Mailbox, ParseBudget, ParsedMail, Unrendered, has_prefix, parse,
+    parse_unrendered, top_header_fields, unix_to_rfc3339,
 };
 pub use payload::{
     ArcFields, AttachmentDelivery, AttachmentField, AuthFields, Base64, DkimSignature, DmarcFields,

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -35,6 +36,9 @@ pub struct RouteSpec {
     /// `attachments`: whether this route's requests carry the attachments'
     /// octets (or URLs) as the message settled them, or describe them only.
     pub attachments: AttachmentView,
+    /// `header_prefix`: the headers this route's payloads carry in
+    /// `headers`; `MAIL_LASER_HEADER_PREFIX`'s when absent.
+    pub header_prefix: Option<Arc<[String]>>,
 }
 
 impl RouteSpec {
@@ -50,6 +54,10 @@ impl RouteSpec {
             headers: self.headers.clone(),
             format: self.format.clone(),
             attachments: self.attachments,
+            header_prefixes: self
+                .header_prefix
+                .clone()
+                .or_else(|| global.header_prefixes.clone()),
             ..global.clone()
         }
     }
@@ -120,6 +128,8 @@ struct RawRoute {
     mailgun_signing_key: Option<Spanned<String>>,
     /// `"metadata"`: attachments described, without octets or URLs.
     attachments: Option<Spanned<String>>,
+    /// Header-name prefixes, as `MAIL_LASER_HEADER_PREFIX`.
+    header_prefix: Option<Spanned<Vec<String>>>,
 }
 
 /// Validates the text of a routes file; `path` only names it in errors,
@@ -289,6 +299,32 @@ pub fn parse(
                 }
             },
         };
+        let header_prefix = match route.header_prefix {
+            None => None,
+            Some(prefixes) => {
+                let span = prefixes.span();
+                let prefixes: Vec<String> = prefixes
+                    .into_inner()
+                    .into_iter()
+                    .map(|prefix| prefix.trim().to_owned())
+                    .collect();
+                let valid = |prefix: &String| {
+                    !prefix.is_empty()
+                        && prefix
+                            .bytes()
+                            .all(|byte| byte.is_ascii_graphic() && byte != b':')
+                };
+                if let Some(bad) = prefixes.iter().find(|prefix| !valid(prefix)) {
+                    return Err(invalid(
+                        span,
+                        format!(
+                            "route '{name}': header_prefix '{bad}': the start of a header name (visible ASCII, no ':')"
+                        ),
+                    ));
+                }
+                Some(Arc::from(prefixes))
+            }
+        };
         routes.push(RouteSpec {
             name: name.to_owned(),
             patterns,
@@ -299,6 +335,7 @@ pub fn parse(
             headers,
             format,
             attachments,
+            header_prefix,
         });
     }
     Ok(routes)
@@ -489,6 +526,14 @@ mailgun_signing_key = "key-K7pQ2xW9"
                 ),
                 "routes.toml line 15:",
                 "attachments 'none'",
+            ),
+            (
+                GOOD.replace(
+                    "url = \"https://audit.internal/mail\"",
+                    "url = \"https://audit.internal/mail\"\nheader_prefix = [\"X-Bad:\"]",
+                ),
+                "routes.toml line 15:",
+                "header_prefix 'X-Bad:'",
             ),
             ("[[route]\n".to_owned(), "routes.toml line 1:", ""),
             (String::new(), "routes.toml: no [[route]]", ""),

@@ -89,6 +89,15 @@ impl RouteSet {
         self.routes.iter().find(|route| route.spec.name == name)
     }
 
+    /// The routes' own `header_prefix` entries (the parse collects these
+    /// headers too).
+    pub fn header_prefixes(&self) -> impl Iterator<Item = &String> {
+        self.routes
+            .iter()
+            .filter_map(|route| route.spec.header_prefix.as_deref())
+            .flatten()
+    }
+
     /// Whether a route's format needs the original message.
     pub fn needs_raw(&self) -> bool {
         self.routes

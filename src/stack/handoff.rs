@@ -51,6 +51,30 @@ impl ParseOptions {
         self.include_raw && self.attachments.mode.store().is_some()
     }
 
+    /// The header prefixes the parse collects: `MAIL_LASER_HEADER_PREFIX`'s
+    /// and those of the routes in force (each route's payload then keeps
+    /// its own, `docs/routes.md`).
+    pub fn header_prefixes_in_force(&self) -> Arc<[String]> {
+        let Some(routes) = &self.routes else {
+            return self.header_prefixes.clone();
+        };
+        let routes = routes.current();
+        let mut extra = routes
+            .header_prefixes()
+            .filter(|prefix| !self.header_prefixes.contains(prefix))
+            .peekable();
+        if extra.peek().is_none() {
+            return self.header_prefixes.clone();
+        }
+        let mut all: Vec<String> = self.header_prefixes.to_vec();
+        for prefix in extra {
+            if !all.contains(prefix) {
+                all.push(prefix.clone());
+            }
+        }
+        all.into()
+    }
+
     /// Whether a route in force needs the original message.
     pub fn formats_need_raw(&self) -> bool {
         self.routes

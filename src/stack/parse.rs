@@ -201,7 +201,7 @@ pub async fn parse_message(
             .with_deadline(Instant::now() + PARSE_TIME_LIMIT)
             .with_cancellation(cancelled)
     };
-    let prefixes = options.header_prefixes.clone();
+    let prefixes = options.header_prefixes_in_force();
     let all_headers = options.all_headers;
     let include_raw = options.raw_inline();
     // `MAIL_LASER_INCLUDE_RAW`: encoded where the message is parsed.

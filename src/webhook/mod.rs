@@ -25,6 +25,7 @@ mod retry;
 mod retry_after;
 mod sign;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{self, BoxFuture};
@@ -70,6 +71,10 @@ pub struct WebhookConfig {
     pub format: WebhookFormat,
     /// A route's `attachments`.
     pub attachments: AttachmentView,
+    /// With a routes file: the `headers` this webhook's payloads keep (the
+    /// route's `header_prefix`, else `MAIL_LASER_HEADER_PREFIX`), since the
+    /// message was parsed for every route's prefixes. `None`: as parsed.
+    pub header_prefixes: Option<Arc<[String]>>,
 }
 
 /// How a route's requests carry the message's attachments.
@@ -124,6 +129,7 @@ pub struct WebhookSink {
     breaker: Breaker,
     format: WebhookFormat,
     attachments: AttachmentView,
+    header_prefixes: Option<Arc<[String]>>,
 }
 
 impl WebhookSink {
@@ -148,6 +154,7 @@ impl WebhookSink {
             breaker,
             format: config.format.clone(),
             attachments: config.attachments,
+            header_prefixes: config.header_prefixes.clone(),
         }
     }
 
@@ -190,15 +197,17 @@ impl WebhookSink {
     /// # Errors
     /// The format needs what `item` lacks (the original message).
     pub fn request(&self, item: &RecipientPayload) -> Result<WebhookRequest, FormatError> {
-        if self.attachments == AttachmentView::Metadata && item.payload.has_attachment_delivery() {
-            // The described-only message, made once for every recipient.
-            let described = item
+        let prefixes = self.header_prefixes.as_deref();
+        let describe = self.attachments == AttachmentView::Metadata;
+        if item.payload.differs_in_view(prefixes, describe) {
+            // This route's view of the message, made once for every
+            // recipient (and every route with the same view).
+            let name = format!("view {describe} {prefixes:?}");
+            let viewed = item
                 .shared
-                .payload_or_insert_with("attachments-metadata", || {
-                    item.payload.without_attachment_delivery()
-                });
+                .payload_or_insert_with(&name, || item.payload.view(prefixes, describe));
             let item = RecipientPayload {
-                payload: item.payload.with_message_of(&described),
+                payload: item.payload.with_message_of(&viewed),
                 ..item.clone()
             };
             return WebhookRequest::formatted(&item, &self.format);

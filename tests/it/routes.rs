@@ -657,3 +657,68 @@ attachments = "metadata"
     assert_eq!(described["sha256"], full["sha256"]);
     assert!(described.get("delivery").is_none(), "{described}");
 }
+
+/// `header_prefix` per route: each route's `headers` holds the headers of
+/// its own prefixes (the message is parsed once, for all of them); a route
+/// without one keeps `MAIL_LASER_HEADER_PREFIX`'s.
+#[tokio::test]
+async fn each_route_gets_the_headers_of_its_prefixes() {
+    let (tickets, monitor) = (Receiver::start().await, Receiver::start().await);
+    let path = routes_file(
+        "header-prefix",
+        &format!(
+            r#"
+[[route]]
+name = "tickets"
+match = ["support@example.com"]
+url = "{}"
+header_prefix = ["X-Ticket-"]
+
+[[route]]
+name = "monitor"
+match = ["support@example.com"]
+url = "{}"
+"#,
+            tickets.url(),
+            monitor.url()
+        ),
+    );
+    let server = start(&path, &["--header-prefix", "X-Mon-"]).await;
+    let message = "From: a@example.org\r\nSubject: prefixes\r\nX-Ticket-Id: 42\r\n\
+        X-Mon-Host: db1\r\nX-Other: no\r\n\r\nbody\r\n";
+    let mut client = Client::greeted(server.smtp).await;
+    assert_eq!(
+        client
+            .send_mail("alice@example.org", &["support@example.com"], message)
+            .await
+            .last(),
+        "250 2.0.0 OK: Message accepted for delivery"
+    );
+    let tickets = tickets.wait_for(1).await.remove(0).json();
+    let monitor = monitor.wait_for(1).await.remove(0).json();
+    server.stop().await;
+    assert_eq!(tickets["headers"], serde_json::json!({"X-Ticket-Id": "42"}));
+    assert_eq!(monitor["headers"], serde_json::json!({"X-Mon-Host": "db1"}));
+}
+
+/// The example routes file of docs/routes.md is a valid routes file.
+#[tokio::test]
+async fn the_documented_example_is_a_valid_routes_file() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/routes.md")).unwrap();
+    let start = docs.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = start + docs[start..].find("```").unwrap();
+    let path = routes_file("documented", &docs[start..end]);
+    let output = Command::new(BINARY)
+        .arg("check-routes")
+        .arg(&path)
+        .arg("support@example.com")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("support@example.com: helpdesk"),
+        "{output:?}"
+    );
+}

@@ -190,7 +190,9 @@ pub(super) fn first_value(
         .map(|header| header_value(header, budget))
 }
 
-pub(super) fn has_prefix(name: &str, prefixes: &[String]) -> bool {
+/// Whether header `name` starts with one of `prefixes` (ASCII case-insensitive;
+/// empty prefixes match nothing).
+pub fn has_prefix(name: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|prefix| {
         !prefix.is_empty()
             && name

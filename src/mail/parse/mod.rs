@@ -50,7 +50,7 @@ pub use address::Mailbox;
 pub use attachment::{Attachment, Disposition};
 pub use budget::ParseBudget;
 pub use date::unix_to_rfc3339;
-pub use headers::top_header_fields;
+pub use headers::{has_prefix, top_header_fields};
 use headers::{parse_headers_lenient, read_top_headers, skip_mbox_from_line};
 use html::render_html;
 use mime::find_bodies;

@@ -40,6 +40,25 @@ impl Headers {
     }
 
     /// `(name, value)` pairs in message order.
+    /// Whether every header's name starts with one of `prefixes`.
+    pub fn all_match(&self, prefixes: &[String]) -> bool {
+        self.0
+            .iter()
+            .all(|(name, _)| crate::mail::parse::has_prefix(name, prefixes))
+    }
+
+    /// The headers whose names start with one of `prefixes`.
+    #[must_use]
+    pub fn matching(&self, prefixes: &[String]) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|(name, _)| crate::mail::parse::has_prefix(name, prefixes))
+                .cloned()
+                .collect(),
+        )
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0
             .iter()

@@ -276,15 +276,31 @@ impl Payload {
             .any(|attachment| attachment.delivery.is_some())
     }
 
-    /// This payload with its attachments described only (a route's
-    /// `attachments = "metadata"`): the same fields, no `delivery`. The
+    /// Whether [`Payload::view`] would change anything.
+    pub fn differs_in_view(
+        &self,
+        header_prefixes: Option<&[String]>,
+        describe_attachments: bool,
+    ) -> bool {
+        header_prefixes.is_some_and(|prefixes| !self.message.fields.headers.all_match(prefixes))
+            || (describe_attachments && self.has_attachment_delivery())
+    }
+
+    /// A route's view of this payload: `headers` narrowed to
+    /// `header_prefixes` (a route's `header_prefix`), and the attachments
+    /// described only (`attachments = "metadata"`: no `delivery`). The
     /// message's fields are copied once here; share the result's message
     /// between recipients with [`Payload::with_message_of`].
     #[must_use]
-    pub fn without_attachment_delivery(&self) -> Self {
+    pub fn view(&self, header_prefixes: Option<&[String]>, describe_attachments: bool) -> Self {
         let mut fields = self.message.fields.clone();
-        for attachment in &mut fields.attachments {
-            attachment.delivery = None;
+        if let Some(prefixes) = header_prefixes {
+            fields.headers = fields.headers.matching(prefixes);
+        }
+        if describe_attachments {
+            for attachment in &mut fields.attachments {
+                attachment.delivery = None;
+            }
         }
         Self {
             message: Arc::new(SharedMessage {
