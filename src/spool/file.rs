@@ -170,22 +170,14 @@ impl SpoolEntry {
             .ok_or(FormatError::Truncated)?;
         let header: Header =
             serde_json::from_slice(&rest[..header_end]).map_err(FormatError::Header)?;
-        check_header(&header)?;
-        let body = PayloadJson::whole(rest.slice(header_end + 1..));
-        if header
-            .body_sha256
-            .as_ref()
-            .is_some_and(|expected| *expected != body_digest(&body))
-        {
-            return Err(FormatError::Checksum);
-        }
-        Ok(Self { header, body })
+        Self::from_parts(header, rest.slice(header_end + 1..))
     }
 }
 
 impl SpoolEntry {
-    /// An entry read back from a store that keeps the header's fields and
-    /// the body apart (PostgreSQL), checked as [`SpoolEntry::decode`] does.
+    /// An entry from its metadata and body, checked: the values sent as
+    /// headers, and the body against its checksum (a file's, or a
+    /// PostgreSQL row's).
     ///
     /// # Errors
     /// [`FormatError::Key`] or [`FormatError::Checksum`].

@@ -375,20 +375,23 @@ impl PostgresStore {
     }
 
     /// Releases a claimed row, due again after `delay`.
-    async fn reschedule(&self, id: &SpoolId, delay: Duration) {
+    async fn release_until(&self, id: &SpoolId, delay: Duration) -> Result<(), SpoolError> {
         let delay = delay.as_secs_f64();
-        let rescheduled = self
-            .update_claimed(
-                id,
-                "reschedule a message",
-                "UPDATE maillaser_spool
-                 SET next_attempt_at = now() + make_interval(secs => $3),
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND lease_owner = $2",
-                &[&delay],
-            )
-            .await;
-        if let Err(error) = rescheduled {
+        self.update_claimed(
+            id,
+            "reschedule a message",
+            "UPDATE maillaser_spool
+             SET next_attempt_at = now() + make_interval(secs => $3),
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2",
+            &[&delay],
+        )
+        .await
+    }
+
+    /// [`Self::release_until`], a failure only logged.
+    async fn reschedule(&self, id: &SpoolId, delay: Duration) {
+        if let Err(error) = self.release_until(id, delay).await {
             // The lease expires on its own.
             tracing::warn!(entry = %id, error = %ErrorChain(&error), "cannot reschedule a message");
         }
@@ -584,9 +587,9 @@ impl SpoolStore for PostgresStore {
                 Finish::Retry {
                     entry,
                     requested,
-                    delay,
+                    delay: retry_delay,
                 } => {
-                    let delay = delay.as_secs_f64();
+                    let delay = retry_delay.as_secs_f64();
                     if requested {
                         let attempts = i32::try_from(entry.header.attempts).unwrap_or(i32::MAX);
                         self.update_claimed(
@@ -601,16 +604,7 @@ impl SpoolStore for PostgresStore {
                         )
                         .await
                     } else {
-                        self.update_claimed(
-                            &id,
-                            "reschedule a message",
-                            "UPDATE maillaser_spool
-                             SET next_attempt_at = now() + make_interval(secs => $3),
-                                 lease_owner = NULL, lease_until = NULL
-                             WHERE id = $1 AND lease_owner = $2",
-                            &[&delay],
-                        )
-                        .await
+                        self.release_until(&id, retry_delay).await
                     }
                 }
             };

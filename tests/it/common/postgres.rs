@@ -136,8 +136,14 @@ impl Postgres {
 
     /// Stops the server at once (as a crash would), keeping its files.
     pub fn kill(&self) {
+        let output = self.stop_command().output().expect("pg_ctl runs");
+        assert!(output.status.success(), "pg_ctl stop: {output:?}");
+    }
+
+    /// `pg_ctl stop -m immediate`, waiting for the server to be gone.
+    fn stop_command(&self) -> Command {
         let data = self.dir.join("data");
-        run(
+        command(
             self.as_user,
             &self.pg_ctl,
             &[
@@ -148,7 +154,7 @@ impl Postgres {
                 "-w",
                 "stop",
             ],
-        );
+        )
     }
 
     /// Starts the server (again, after [`Self::kill`]), on the same port.
@@ -176,20 +182,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.dir.join("data");
-        let _ = command(
-            self.as_user,
-            &self.pg_ctl,
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        )
-        .output();
+        let _ = self.stop_command().output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
