@@ -329,6 +329,7 @@ const COUNTERS_AND_GAUGES: &[&str] = &[
     "maillaser_spool_dead_letters_total",
     "maillaser_buffered_bytes",
     "maillaser_auth_results_total",
+    "maillaser_config_reload_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "maillaser_message_size_bytes",
