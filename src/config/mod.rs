@@ -444,6 +444,14 @@ impl Cli {
         else {
             return Ok(None);
         };
+        if self.delivery != DeliveryMode::Spool {
+            // A queue that would never be used: the operator meant spool mode.
+            return Err(ConfigError::Value {
+                variable: "MAIL_LASER_SPOOL_URL",
+                value: "<set>".into(),
+                expected: "unset, or MAIL_LASER_DELIVERY=spool (the queue is for spool mode)",
+            });
+        }
         let url = PostgresUrl::parse(text).map_err(|expected| ConfigError::Value {
             variable: "MAIL_LASER_SPOOL_URL",
             // Never the URL itself: it holds the password.
@@ -1141,6 +1149,66 @@ mod tests {
                 max_bytes: 1000
             }
         );
+    }
+
+    /// Issue 14: the PostgreSQL queue's settings, checked at start; the
+    /// password never reaches an error.
+    #[test]
+    fn postgres_spool_settings() {
+        let url = "postgres://mail:s3cret@db.internal:5432/mail?sslmode=require";
+        let config = webhook_config(
+            "https://h.example",
+            &[
+                "--delivery",
+                "spool",
+                "--spool-url",
+                url,
+                "--spool-lease",
+                "2m",
+            ],
+        )
+        .unwrap();
+        let SinkConfig::Spool { spool, .. } = config.sink else {
+            panic!("spool mode");
+        };
+        let postgres = spool.postgres.expect("the PostgreSQL queue");
+        assert_eq!(postgres.lease, Duration::from_secs(120));
+        assert!(postgres.offload.is_none(), "no object store configured");
+        assert_eq!(
+            postgres.url.to_string(),
+            "postgres://mail:****@db.internal:5432/mail"
+        );
+        assert!(!format!("{postgres:?}").contains("s3cret"));
+
+        for (args, variable) in [
+            (vec!["--spool-url", url], "MAIL_LASER_SPOOL_URL"),
+            (
+                vec![
+                    "--delivery",
+                    "spool",
+                    "--spool-url",
+                    "mysql://u:s3cret@h/db",
+                ],
+                "MAIL_LASER_SPOOL_URL",
+            ),
+            (
+                vec![
+                    "--delivery",
+                    "spool",
+                    "--spool-url",
+                    url,
+                    "--spool-lease",
+                    "30s",
+                ],
+                "MAIL_LASER_SPOOL_LEASE",
+            ),
+        ] {
+            let error = webhook_config("https://h.example", &args)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(variable), "{error}");
+            assert!(!error.contains("s3cret"), "the password leaked: {error}");
+        }
     }
 
     #[test]
