@@ -303,6 +303,7 @@ impl Sink for SpoolSink {
             .and_then(|content_type| content_type.to_str().ok())
             .map(str::to_owned);
         let posted = self.webhook.post(request);
+        let stack = self.webhook.clone();
         let route = self.route.as_deref().map(str::to_owned);
         let (store, backoff) = (self.queue.store.clone(), self.queue.backoff);
         Box::pin(async move {
@@ -311,12 +312,15 @@ impl Sink for SpoolSink {
                 Err(error) => error,
             };
             let requested = !matches!(error, WebhookError::BreakerOpen);
+            let asked = stack.asked_wait(&error);
             let mut entry = SpoolEntry::new(key, body, now_ms());
             entry.header.route = route;
             entry.header.content_type = content_type;
             entry.failed(&ErrorChain(&error).to_string(), requested);
-            // Not before the consumer's `Retry-After`, if it sent one.
-            let delay = webhook::retry_wait(backoff.delay(entry.header.attempts.max(1)), &error);
+            // Not before the consumer's `Retry-After`, nor while the
+            // breaker stays open.
+            let backoff = backoff.delay(entry.header.attempts.max(1));
+            let delay = asked.map_or(backoff, |asked| asked.max(backoff));
             match store.enqueue(entry, delay).await {
                 Ok(id) => {
                     tracing::info!(entry = %id, store = store.kind(), error = %ErrorChain(&error), "webhook unavailable, message spooled");

@@ -195,7 +195,7 @@ impl AttemptContext {
             Err(error) => error,
         };
         let requested = !matches!(error, WebhookError::BreakerOpen);
-        let asked = error.retry_after();
+        let asked = webhook.asked_wait(&error);
         let error = ErrorChain(&error).to_string();
         entry.failed(&error, requested);
         self.unsent(entry, &error, requested, asked)
@@ -203,8 +203,9 @@ impl AttemptContext {
 
     /// A failed or impossible attempt: the entry expires into the dead
     /// letters, or waits for its next attempt (with what the attempt
-    /// recorded, when a request was made): the backoff, or the consumer's
-    /// `Retry-After` (`asked`, capped at an hour) when that is longer.
+    /// recorded, when a request was made): the backoff, or longer when
+    /// `asked` (the consumer's `Retry-After`, capped at an hour, or the
+    /// rest of the breaker's open time).
     fn unsent(
         &self,
         entry: SpoolEntry,

@@ -96,6 +96,18 @@ impl Breaker {
         public_state(&self.state)
     }
 
+    /// How long the breaker stays open before it lets a probe through;
+    /// `None` unless it is open. A refused delivery waits at least this
+    /// long before it is tried again (the spool), instead of being refused
+    /// over and over meanwhile.
+    pub fn open_for(&self) -> Option<Duration> {
+        match &*self.lock() {
+            State::Open { until } => Some(until.saturating_duration_since(Instant::now()))
+                .filter(|left| !left.is_zero()),
+            State::Closed { .. } | State::HalfOpen { .. } => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -324,8 +336,12 @@ mod tests {
             deliver(&service, &mut handle, Ok(())).await,
             (Err(WebhookError::BreakerOpen.to_string()), false)
         );
+        assert_eq!(breaker.open_for(), Some(Duration::from_secs(60)));
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(breaker.open_for(), Some(Duration::from_secs(15)));
 
-        tokio::time::advance(Duration::from_secs(60)).await;
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert_eq!(breaker.open_for(), None, "time for a probe");
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         // Exactly one probe: a second delivery during the probe is refused.
         let probe = tokio::spawn(service.clone().oneshot(request()));

@@ -176,6 +176,19 @@ impl WebhookSink {
     }
 }
 
+impl WebhookSink {
+    /// The least wait before `error`'s delivery is tried again: the
+    /// consumer's `Retry-After`, or while the breaker is open, until it
+    /// lets a probe through (a refused delivery tried sooner would only be
+    /// refused again).
+    pub fn asked_wait(&self, error: &WebhookError) -> Option<Duration> {
+        match error {
+            WebhookError::BreakerOpen => self.breaker.open_for(),
+            other => other.retry_after(),
+        }
+    }
+}
+
 /// What a finished [`WebhookSink::post`] means for the payload: delivered,
 /// rejected for good, or the temporary failure left for the caller to
 /// handle (answer `451`, or spool it).
