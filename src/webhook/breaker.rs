@@ -102,8 +102,9 @@ impl Breaker {
     /// over and over meanwhile.
     pub fn open_for(&self) -> Option<Duration> {
         match &*self.lock() {
-            State::Open { until } => Some(until.saturating_duration_since(Instant::now()))
-                .filter(|left| !left.is_zero()),
+            State::Open { until } => {
+                Some(until.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
+            }
             State::Closed { .. } | State::HalfOpen { .. } => None,
         }
     }
