@@ -16,9 +16,9 @@ use crate::common::{Client, TestServer, http_get, observability, simple_message}
 const BINARY: &str = env!("CARGO_BIN_EXE_mail-laser");
 
 /// A Standard Webhooks secret (the specification's example key).
-const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// A second one, as during a rotation.
-const SECRET_B: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM=";
+pub(crate) const SECRET_B: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM=";
 
 /// A private folder for one test's files.
 fn folder(test: &str) -> PathBuf {
@@ -61,9 +61,14 @@ pub(crate) async fn start(path: &Path, extra: &[&str]) -> TestServer {
 }
 
 pub(crate) async fn send(server: &TestServer, to: &[&str], subject: &str) -> String {
+    send_message(server, to, &simple_message(subject, "hello")).await
+}
+
+/// Sends `message` from alice@example.org; the end-of-data reply.
+async fn send_message(server: &TestServer, to: &[&str], message: &str) -> String {
     let mut client = Client::greeted(server.smtp).await;
     client
-        .send_mail("alice@example.org", to, &simple_message(subject, "hello"))
+        .send_mail("alice@example.org", to, message)
         .await
         .last()
 }
@@ -372,10 +377,10 @@ assert hmac.compare_digest(expected, headers["x-maillaser-signature-256"]), "leg
 print("verified")
 "#;
 
-/// One request signed both ways (two Standard Webhooks secrets and the
-/// legacy secret `legacy`), written to the test's folder as
-/// `headers.json` and `body.json`; the folder is returned.
-async fn signed_request(test: &str, legacy: &str) -> PathBuf {
+/// A request signed both ways by a real MailLaser (a route with the two
+/// Standard Webhooks secrets, and the legacy secret `legacy`), as the
+/// receiver got it, and the test's folder.
+pub(crate) async fn capture_signed(test: &str, legacy: &str) -> (PathBuf, Recorded) {
     let receiver = Receiver::start().await;
     let path = routes_file(
         test,
@@ -397,8 +402,13 @@ signing_secrets = ["{SECRET_A}", "{SECRET_B}"]
     );
     let request = receiver.wait_for(1).await.remove(0);
     server.stop().await;
+    (path.parent().unwrap().to_owned(), request)
+}
 
-    let dir = path.parent().unwrap().to_owned();
+/// [`capture_signed`], written to the test's folder as `headers.json` and
+/// `body.json`; the folder is returned.
+async fn signed_request(test: &str, legacy: &str) -> PathBuf {
+    let (dir, request) = capture_signed(test, legacy).await;
     let headers: serde_json::Map<String, serde_json::Value> = [
         "webhook-id",
         "webhook-timestamp",
@@ -639,12 +649,8 @@ attachments = "metadata"
         --b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
         --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=r.pdf\r\n\
         Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
-    let mut client = Client::greeted(server.smtp).await;
     assert_eq!(
-        client
-            .send_mail("alice@example.org", &["support@example.com"], message)
-            .await
-            .last(),
+        send_message(&server, &["support@example.com"], message).await,
         "250 2.0.0 OK: Message accepted for delivery"
     );
     let full = full.wait_for(1).await.remove(0).json();
@@ -686,12 +692,8 @@ url = "{}"
     let server = start(&path, &["--header-prefix", "X-Mon-"]).await;
     let message = "From: a@example.org\r\nSubject: prefixes\r\nX-Ticket-Id: 42\r\n\
         X-Mon-Host: db1\r\nX-Other: no\r\n\r\nbody\r\n";
-    let mut client = Client::greeted(server.smtp).await;
     assert_eq!(
-        client
-            .send_mail("alice@example.org", &["support@example.com"], message)
-            .await
-            .last(),
+        send_message(&server, &["support@example.com"], message).await,
         "250 2.0.0 OK: Message accepted for delivery"
     );
     let tickets = tickets.wait_for(1).await.remove(0).json();

@@ -12,13 +12,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mail_laser::webhook::{SigningSecret, StandardSecret, signature, standard_signature};
 use tokio::process::Command;
 
-use crate::common::receiver::{Receiver, Recorded};
-use crate::routes::{routes_file, send, start};
+use crate::common::receiver::Recorded;
+use crate::routes::{SECRET_A, SECRET_B, capture_signed};
 
-/// The route's Standard Webhooks secrets, as during a rotation.
-const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const SECRET_B: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM=";
-/// A well-formed secret MailLaser does not sign with.
+/// A well-formed secret MailLaser does not sign with (the route's two,
+/// `SECRET_A` and `SECRET_B`, are a rotation).
 const SECRET_OTHER: &str = "whsec_b3RoZXItc2VjcmV0LW5vdC11c2VkLWJ5LW1haWxsYXNlcg==";
 /// `MAIL_LASER_WEBHOOK_SIGNING_SECRET`.
 const LEGACY: &str = "legacy-shared-secret";
@@ -78,28 +76,7 @@ impl Request {
 
 /// A request signed both ways by a real MailLaser, as the receiver got it.
 async fn capture(test: &str) -> (PathBuf, Recorded) {
-    let receiver = Receiver::start().await;
-    let path = routes_file(
-        test,
-        &format!(
-            r#"
-[[route]]
-name = "signed"
-match = ["*"]
-url = "{}"
-signing_secrets = ["{SECRET_A}", "{SECRET_B}"]
-"#,
-            receiver.url()
-        ),
-    );
-    let server = start(&path, &["--webhook-signing-secret", LEGACY]).await;
-    assert_eq!(
-        send(&server, &["support@example.com"], "verify me").await,
-        "250 2.0.0 OK: Message accepted for delivery"
-    );
-    let request = receiver.wait_for(1).await.remove(0);
-    server.stop().await;
-    (path.parent().unwrap().to_owned(), request)
+    capture_signed(test, LEGACY).await
 }
 
 /// Every header of `request` with the signature ones replaced.
