@@ -39,12 +39,6 @@ pub struct Changes {
     pub removed: Vec<String>,
 }
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
-    }
-}
-
 impl RouteSet {
     /// The routes of `specs`. A route of `previous` with the same name and
     /// settings is kept as it is, so its circuit breaker and connections

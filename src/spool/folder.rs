@@ -59,10 +59,6 @@ impl FolderStore {
         }
     }
 
-    pub fn spool(&self) -> &Spool {
-        &self.spool
-    }
-
     fn schedule(&self) -> MutexGuard<'_, Schedule> {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
     }
