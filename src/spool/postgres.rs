@@ -336,9 +336,7 @@ impl PostgresStore {
         }
         Ok(())
     }
-}
 
-impl PostgresStore {
     /// A claimed row as a [`Claim`], its body fetched from the object
     /// store when it was offloaded. A body that fails its checksum (edited
     /// by hand, damaged) is buried unread; one the object store cannot
