@@ -8,20 +8,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 
 use lettre::address::Envelope;
 use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use mail_laser::config::{Config, RoutesConfig, SinkConfig};
-use mail_laser::open_sink;
 use mail_laser::routes::LiveRoutes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::receiver::{Answer, Receiver};
-use crate::common::{self, DEADLINE, TestServer, binary, hex_sha256, http_get, observability};
+use crate::common::{self, DEADLINE, TestServer, binary, hex_sha256, http_get};
 
 /// anymail's `WEBHOOK_SECRET`: the basic auth every webhook request carries.
 const BASIC_AUTH: &str = "anymail:Wq8-basic-auth";
@@ -47,31 +44,7 @@ async fn start(dir: &Path, routes: &str, extra: &[&str]) -> TestServer {
 async fn start_live(dir: &Path, routes: &str, extra: &[&str]) -> (TestServer, LiveRoutes) {
     let path = dir.join("routes.toml");
     std::fs::write(&path, routes).unwrap();
-    let mut args = vec![
-        "mail-laser",
-        "--routes",
-        path.to_str().unwrap(),
-        "--webhook-max-retries",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    let config = Config::from_args(args).expect("test configuration is valid");
-    let SinkConfig::Routes(RoutesConfig { live, .. }) = &config.sink else {
-        panic!("routed");
-    };
-    let live = live.clone();
-    let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics())
-        .await
-        .expect("the routed sink opens");
-    let server = TestServer::start_with_sink(
-        config,
-        observability,
-        Arc::clone(&sink),
-        common::CaptureSink::new(),
-    )
-    .await;
-    (server, live)
+    TestServer::start_routed(&path, extra, |_| {}).await
 }
 
 /// Writes `text` as the routes file in one `rename` (a poll never reads

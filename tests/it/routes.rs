@@ -4,14 +4,11 @@
 //! `mail-laser check-routes`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use mail_laser::config::Config;
-use mail_laser::open_sink;
 use tokio::process::Command;
 
 use crate::common::receiver::{Answer, Receiver, Recorded};
-use crate::common::{Client, TestServer, http_get, observability, simple_message};
+use crate::common::{Client, TestServer, http_get, simple_message};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mail-laser");
 
@@ -38,26 +35,7 @@ pub(crate) fn routes_file(test: &str, text: &str) -> PathBuf {
 /// A server routing by the file at `path`, through the real routed sink
 /// (what `main` builds); retries off so a failure is answered at once.
 pub(crate) async fn start(path: &Path, extra: &[&str]) -> TestServer {
-    let mut args = vec![
-        "mail-laser",
-        "--routes",
-        path.to_str().unwrap(),
-        "--webhook-max-retries",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    let config = Config::from_args(args).expect("test configuration is valid");
-    let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics())
-        .await
-        .expect("the routed sink opens");
-    TestServer::start_with_sink(
-        config,
-        observability,
-        Arc::clone(&sink),
-        crate::common::CaptureSink::new(),
-    )
-    .await
+    TestServer::start_routed(path, extra, |_| {}).await.0
 }
 
 pub(crate) async fn send(server: &TestServer, to: &[&str], subject: &str) -> String {

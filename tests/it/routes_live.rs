@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mail_laser::config::{Config, RoutesConfig, SinkConfig};
-use mail_laser::open_sink;
+use mail_laser::config::{RoutesConfig, SinkConfig};
 use mail_laser::routes::LiveRoutes;
 use mail_laser::spool::SpoolEntry;
 use mail_laser::webhook::Backoff;
 
 use crate::common::receiver::{Answer, Receiver};
-use crate::common::{Client, TestServer, eventually, http_get, observability, simple_message};
+use crate::common::{Client, TestServer, eventually, http_get, simple_message};
 
 const ACCEPTED: &str = "250 2.0.0 OK: Message accepted for delivery";
 const QUEUED: &str = "250 2.0.0 OK: Message queued for delivery";
@@ -63,40 +62,21 @@ fn route(name: &str, pattern: &str, url: &str) -> String {
 /// (what `main` builds), with quick spool backoff; the live routes are
 /// returned so a test can ask for a reload as `SIGHUP` does.
 async fn start(folder: &Folder, extra: &[&str]) -> (TestServer, LiveRoutes) {
-    let routes = folder.routes();
-    let mut args = vec![
-        "mail-laser",
-        "--routes",
-        routes.to_str().unwrap(),
-        "--webhook-max-retries",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    let mut config = Config::from_args(args).expect("test configuration is valid");
-    let SinkConfig::Routes(RoutesConfig { live, spool, .. }) = &mut config.sink else {
-        panic!("routed");
-    };
-    if let Some(spool) = spool {
+    TestServer::start_routed(&folder.routes(), extra, |config| {
+        let SinkConfig::Routes(RoutesConfig {
+            spool: Some(spool), ..
+        }) = &mut config.sink
+        else {
+            return;
+        };
         spool.backoff = Backoff {
             base: Duration::from_millis(50),
             max: Duration::from_millis(200),
         };
         spool.rescan = Duration::from_millis(100);
         spool.shutdown_grace = Duration::from_millis(500);
-    }
-    let live = live.clone();
-    let observability = observability();
-    let sink = open_sink(&config.sink, observability.metrics())
-        .await
-        .expect("the routed sink opens");
-    let server = TestServer::start_with_sink(
-        config,
-        observability,
-        Arc::clone(&sink),
-        crate::common::CaptureSink::new(),
-    )
-    .await;
-    (server, live)
+    })
+    .await
 }
 
 async fn send(server: &TestServer, to: &str, subject: &str) -> String {

@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use mail_laser::config::Config;
+use mail_laser::config::{Config, SinkConfig};
 use mail_laser::mail::Payload;
+use mail_laser::routes::LiveRoutes;
 use mail_laser::sink::{DeliveryOutcome, RecipientPayload, SharedSink, Sink};
 use mail_laser::telemetry::{Observability, TelemetryConfig};
 use mail_laser::webhook::WebhookSink;
@@ -189,6 +190,38 @@ impl TestServer {
             shutdown,
             task,
         }
+    }
+
+    /// A server routing by the routes file at `path` through the real
+    /// routed sink (what `main` builds), with webhook retries off so a
+    /// failure is answered at once; `tweak` edits the configuration first.
+    /// The live routes come back too, so a test can ask for a reload as
+    /// `SIGHUP` does.
+    pub async fn start_routed(
+        path: &Path,
+        extra: &[&str],
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Self, LiveRoutes) {
+        let mut args = vec![
+            "mail-laser",
+            "--routes",
+            path.to_str().unwrap(),
+            "--webhook-max-retries",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let mut config = Config::from_args(args).expect("test configuration is valid");
+        tweak(&mut config);
+        let SinkConfig::Routes(routes) = &config.sink else {
+            panic!("routed");
+        };
+        let live = routes.live.clone();
+        let observability = observability();
+        let sink = mail_laser::open_sink(&config.sink, observability.metrics())
+            .await
+            .expect("the routed sink opens");
+        let server = Self::start_with_sink(config, observability, sink, CaptureSink::new()).await;
+        (server, live)
     }
 
     pub async fn client(&self) -> Client<TcpStream> {
