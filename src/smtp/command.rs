@@ -137,24 +137,37 @@ pub fn split_plus_tag(address: &str) -> Option<(String, &str)> {
 }
 
 /// Whether an address (local part unquoted) is a mailbox (RFC 5321
-/// §4.1.2): a local part without control characters (C1 included), and a
-/// domain of labels of letters, digits and hyphens joined by dots
-/// (underscores and, for RFC 6531, any non-ASCII character allowed, as MTAs
-/// do). Address literals (`[192.0.2.1]`) never get here: smtp-proto
-/// refuses them.
+/// §4.1.2): a local part without control characters (C1 included) or
+/// U+FFFD, and a domain of labels of letters, digits and hyphens joined by
+/// dots (underscores allowed, as MTAs do). A non-ASCII domain (RFC 6531)
+/// must map through IDNA to such a domain, which refuses controls, spaces
+/// and the other code points no domain may hold. Address literals
+/// (`[192.0.2.1]`) never get here: smtp-proto refuses them.
 fn is_mailbox(address: &str) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
-    if local.is_empty() || local.chars().any(char::is_control) {
+    let garbled = |c: char| c.is_control() || c == char::REPLACEMENT_CHARACTER;
+    if local.is_empty() || local.chars().any(garbled) {
         return false;
     }
+    if domain.is_ascii() {
+        return is_host_name(domain);
+    }
+    domain.split('.').all(|label| !label.is_empty())
+        && idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::EMPTY)
+            .is_ok_and(|ascii| is_host_name(&ascii))
+}
+
+/// An ASCII domain name: labels of 1 to 63 letters, digits, hyphens and
+/// underscores, 255 octets in all.
+fn is_host_name(domain: &str) -> bool {
     let label = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
             && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii())
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
     };
     domain.len() <= 255 && domain.split('.').all(label)
 }
@@ -691,6 +704,17 @@ mod tests {
             from("MAIL FROM:<a@xn--mller-kva.example>"),
             "a@xn--mller-kva.example"
         );
+        // U-labels (RFC 6531): 24 CJK characters are 72 octets as written
+        // and fit in 63 as an A-label.
+        let long_label = "\u{4f8b}".repeat(24);
+        for domain in [
+            "m\u{fc}ller.example",
+            "\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}",
+            &long_label,
+        ] {
+            let line = format!("MAIL FROM:<a@{domain}> SMTPUTF8");
+            assert_eq!(from(&line), format!("a@{domain}"));
+        }
         // Found by the `command` fuzz target: a CR inside the domain was
         // dropped and the address taken without it; a quoted string was
         // taken for a domain; invalid UTF-8 was read lossily.
@@ -709,6 +733,13 @@ mod tests {
             b"RCPT TO:<a@b..c>\r\n",
             b"RCPT TO:<\"\"@example.com>\r\n",
             "RCPT TO:<a\u{85}b@example.com>\r\n".as_bytes(),
+            // A C1 control in a non-ASCII domain; U+FFFD written as such.
+            "RCPT TO:<a@b\u{9a}\u{421}a>\r\n".as_bytes(),
+            "RCPT TO:<a\u{fffd}@example.com>\r\n".as_bytes(),
+            "RCPT TO:<a@exa\u{fffd}mple.com>\r\n".as_bytes(),
+            "RCPT TO:<a@exa\u{a0}mple.com>\r\n".as_bytes(),
+            "RCPT TO:<a@b\u{fc}.>\r\n".as_bytes(),
+            "RCPT TO:<a@b\u{fc}!.example>\r\n".as_bytes(),
         ] {
             assert_eq!(
                 Command::parse(line),
