@@ -15,6 +15,7 @@ use super::ConfigError;
 use crate::duration;
 use crate::spool::SpoolLimits;
 use crate::stack::DEFAULT_MAX_ATTACHMENT_SIZE;
+use crate::store::S3Args;
 
 /// Command line and environment, as clap sees them. `value_name` is the
 /// variable's name so that every error message names it.
@@ -237,43 +238,8 @@ pub(super) struct Cli {
     )]
     pub(super) attachment_inline_max: u64,
 
-    /// Bucket for attachments (s3 mode); credentials from the standard AWS_* variables.
-    #[arg(
-        long,
-        env = "MAIL_LASER_S3_BUCKET",
-        value_name = "MAIL_LASER_S3_BUCKET"
-    )]
-    pub(super) s3_bucket: Option<String>,
-
-    /// The bucket's region.
-    #[arg(
-        long,
-        env = "MAIL_LASER_S3_REGION",
-        value_name = "MAIL_LASER_S3_REGION",
-        default_value = "us-east-1"
-    )]
-    pub(super) s3_region: String,
-
-    /// An S3-compatible server's URL (path-style addressing); unset: AWS.
-    #[arg(
-        long,
-        env = "MAIL_LASER_S3_ENDPOINT",
-        value_name = "MAIL_LASER_S3_ENDPOINT"
-    )]
-    pub(super) s3_endpoint: Option<String>,
-
-    /// Put in front of every object key (keys are PREFIX/YYYY/MM/DD/RANDOM/NAME).
-    #[arg(
-        long,
-        env = "MAIL_LASER_S3_KEY_PREFIX",
-        value_name = "MAIL_LASER_S3_KEY_PREFIX",
-        default_value = ""
-    )]
-    pub(super) s3_key_prefix: String,
-
-    /// When set, the payload carries presigned GET URLs valid this long (90s, 30m, 12h, 7d at most).
-    #[arg(long, env = "MAIL_LASER_S3_PRESIGN_TTL", value_name = "MAIL_LASER_S3_PRESIGN_TTL", value_parser = duration::parse)]
-    pub(super) s3_presign_ttl: Option<Duration>,
+    #[command(flatten)]
+    pub(super) s3: S3Args,
 
     /// Cedar policy file deciding which messages are delivered (docs/policy.md); unset: all are.
     #[arg(

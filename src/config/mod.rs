@@ -23,7 +23,7 @@ use crate::stack::{
     AccessConfig, AttachmentMode, AttachmentOptions, Credentials, CredentialsError, ParseOptions,
     RecipientPolicy, StackConfig,
 };
-use crate::store::{AttachmentStore, StoreError, StoreSettings};
+use crate::store::{AttachmentStore, StoreError};
 use crate::telemetry::ErrorChain;
 use crate::webhook::{
     AttachmentView, Backoff, BreakerConfig, SigningSecret, WebhookConfig, WebhookFormat,
@@ -43,10 +43,6 @@ const DATA_RATE_GRACE: Duration = Duration::from_secs(30);
 /// (docs/smtp.md, Shutdown). The Kubernetes manifests' grace period is
 /// checked against it (tests/it/deploy_configs.rs).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Deadline of one upload to the attachment store: the client waits for
-/// its reply meanwhile.
-const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why start-up cannot go on; printed as one line, exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -550,29 +546,11 @@ impl Cli {
             cli::AttachmentDelivery::Inline => AttachmentMode::Inline,
             cli::AttachmentDelivery::Metadata => AttachmentMode::Metadata,
             cli::AttachmentDelivery::S3 => {
-                let bucket = self
-                    .s3_bucket
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|bucket| !bucket.is_empty())
-                    .ok_or(ConfigError::Value {
-                        variable: "MAIL_LASER_S3_BUCKET",
-                        value: String::new(),
-                        expected: "a bucket name (MAIL_LASER_ATTACHMENT_DELIVERY=s3 needs one)",
-                    })?;
-                let settings = StoreSettings {
-                    bucket: bucket.to_owned(),
-                    region: self.s3_region.trim().to_owned(),
-                    endpoint: self
-                        .s3_endpoint
-                        .as_deref()
-                        .map(str::trim)
-                        .filter(|endpoint| !endpoint.is_empty())
-                        .map(str::to_owned),
-                    key_prefix: self.s3_key_prefix.clone(),
-                    presign_ttl: self.s3_presign_ttl,
-                    timeout: STORE_TIMEOUT,
-                };
+                let settings = self.s3.settings().ok_or(ConfigError::Value {
+                    variable: "MAIL_LASER_S3_BUCKET",
+                    value: String::new(),
+                    expected: "a bucket name (MAIL_LASER_ATTACHMENT_DELIVERY=s3 needs one)",
+                })?;
                 let store =
                     AttachmentStore::new(settings).map_err(|source| ConfigError::Store {
                         message: format!("MAIL_LASER_S3_*: {source}"),

@@ -26,6 +26,8 @@ use super::error::SpoolError;
 use super::file::{SpoolEntry, now_ms, read_header};
 use super::postgres::{PostgresUrl, boxed, within_deadline};
 use super::store::DEAD_DIR;
+use crate::store::AttachmentStore;
+use crate::telemetry::ErrorChain;
 
 /// Suffix of the entries' files, and of their dead-letter reasons.
 const SUFFIX: &str = ".msg";
@@ -90,6 +92,23 @@ pub struct Shown {
     pub body: Bytes,
 }
 
+/// What `purge` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// The dead letters removed.
+    pub ids: Vec<String>,
+    /// Their offloaded bodies still in the object store.
+    pub objects_left: Vec<ObjectLeft>,
+}
+
+/// An offloaded body `purge` did not remove, and why: no object store is
+/// configured (`MAIL_LASER_S3_*`), or removing it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectLeft {
+    pub key: String,
+    pub reason: String,
+}
+
 /// What `requeue` did with one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeued {
@@ -110,12 +129,24 @@ pub enum AdminError {
     BadId(String, &'static str),
     #[error(transparent)]
     Store(#[from] SpoolError),
+    #[error("cannot read the body {key} from the object store")]
+    Object {
+        key: String,
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
 }
 
 /// A spool opened for its operator.
 pub enum SpoolAdmin {
     Folder(PathBuf),
-    Postgres { url: PostgresUrl, pool: Pool },
+    Postgres {
+        url: PostgresUrl,
+        pool: Pool,
+        /// Where bodies too large for their row are (the server's
+        /// `MAIL_LASER_S3_*`), when configured.
+        objects: Option<AttachmentStore>,
+    },
 }
 
 impl SpoolAdmin {
@@ -126,13 +157,19 @@ impl SpoolAdmin {
 
     /// The PostgreSQL queue at `url` (`MAIL_LASER_SPOOL_URL`), with the
     /// server's connection settings; it connects on the first command.
+    /// `objects` holds the bodies offloaded from rows: `show` reads them
+    /// and `purge` removes them.
     ///
     /// # Errors
     /// The URL's parameters or its TLS settings are not usable.
-    pub fn postgres(url: &PostgresUrl) -> Result<Self, SpoolError> {
+    pub fn postgres(
+        url: &PostgresUrl,
+        objects: Option<AttachmentStore>,
+    ) -> Result<Self, SpoolError> {
         Ok(Self::Postgres {
             url: url.clone(),
             pool: url.pool(1)?,
+            objects,
         })
     }
 
@@ -165,18 +202,32 @@ impl SpoolAdmin {
         }
     }
 
-    /// One entry and its body.
+    /// One entry and its body (an offloaded one read from the object
+    /// store when one is configured; otherwise empty, `body_key` saying
+    /// where it is).
     ///
     /// # Errors
-    /// [`AdminError::NotFound`], [`AdminError::BadId`], or the store
-    /// cannot be read.
+    /// [`AdminError::NotFound`], [`AdminError::BadId`], the store cannot be
+    /// read, or an offloaded body cannot be fetched.
     pub async fn show(&self, id: &str) -> Result<Shown, AdminError> {
         match self {
             Self::Folder(dir) => {
                 let id = folder::file_name(id)?;
                 blocking(dir, move |dir| folder::show(dir, &id)).await
             }
-            Self::Postgres { pool, .. } => sql::show(pool, sql::row_id(id)?).await,
+            Self::Postgres { pool, objects, .. } => {
+                let mut shown = sql::show(pool, sql::row_id(id)?).await?;
+                if let (Some(objects), Some(key)) = (objects, &shown.info.body_key) {
+                    shown.body = objects
+                        .get(key)
+                        .await
+                        .map_err(|source| AdminError::Object {
+                            key: key.clone(),
+                            source: Box::new(source),
+                        })?;
+                }
+                Ok(shown)
+            }
         }
     }
 
@@ -207,17 +258,36 @@ impl SpoolAdmin {
         }
     }
 
-    /// Removes the dead letters that died more than `older_than` ago;
-    /// returns their IDs. Waiting entries are never touched.
+    /// Removes the dead letters that died more than `older_than` ago, and
+    /// then their offloaded bodies. Waiting entries are never touched.
     ///
     /// # Errors
-    /// The store cannot be read or changed.
-    pub async fn purge_dead(&self, older_than: Duration) -> Result<Vec<String>, AdminError> {
+    /// The store cannot be read or changed. A body that cannot be removed
+    /// is no error: it is in [`Purged::objects_left`].
+    pub async fn purge_dead(&self, older_than: Duration) -> Result<Purged, AdminError> {
         match self {
             Self::Folder(dir) => {
-                blocking(dir, move |dir| folder::purge_dead(dir, older_than)).await
+                let ids = blocking(dir, move |dir| folder::purge_dead(dir, older_than)).await?;
+                Ok(Purged {
+                    ids,
+                    objects_left: Vec::new(),
+                })
             }
-            Self::Postgres { pool, .. } => sql::purge_dead(pool, older_than).await,
+            Self::Postgres { pool, objects, .. } => {
+                let (ids, keys) = sql::purge_dead(pool, older_than).await?;
+                let mut objects_left = Vec::new();
+                for key in keys {
+                    let reason = match objects {
+                        Some(objects) => match objects.delete(&key).await {
+                            Ok(()) => continue,
+                            Err(error) => ErrorChain(&error).to_string(),
+                        },
+                        None => "no object store configured (MAIL_LASER_S3_BUCKET)".to_owned(),
+                    };
+                    objects_left.push(ObjectLeft { key, reason });
+                }
+                Ok(Purged { ids, objects_left })
+            }
         }
     }
 }
@@ -637,12 +707,13 @@ mod sql {
         ))
     }
 
+    /// The IDs removed, and the keys of their offloaded bodies.
     pub(super) async fn purge_dead(
         pool: &Pool,
         older_than: Duration,
-    ) -> Result<Vec<String>, AdminError> {
+    ) -> Result<(Vec<String>, Vec<String>), AdminError> {
         if !exists(pool).await? {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         let seconds = older_than.as_secs_f64();
         let rows = query(
@@ -650,11 +721,16 @@ mod sql {
             "purge dead letters",
             "DELETE FROM maillaser_spool
              WHERE dead_at IS NOT NULL AND dead_at < now() - make_interval(secs => $1)
-             RETURNING id",
+             RETURNING id, body_key",
             &[&seconds],
         )
         .await?;
-        Ok(ids(&rows))
+        let mut keys: Vec<String> = rows
+            .iter()
+            .filter_map(|row| row.get::<_, Option<String>>(1))
+            .collect();
+        keys.sort_unstable();
+        Ok((ids(&rows), keys))
     }
 }
 

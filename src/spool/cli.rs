@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::admin::{AdminError, EntryInfo, Requeued, Shown, SpoolAdmin, State};
 use super::file::now_ms;
 use super::postgres::PostgresUrl;
+use crate::store::{AttachmentStore, S3Args};
 use crate::telemetry::ErrorChain;
 
 /// Exit status: no such entry.
@@ -56,6 +57,10 @@ struct Args {
     /// One JSON document on standard output, for scripts.
     #[arg(long, global = true)]
     json: bool,
+
+    /// The server's object store, where the PostgreSQL queue keeps bodies too large for their row.
+    #[command(flatten)]
+    s3: S3Args,
 
     #[command(subcommand)]
     action: Action,
@@ -168,7 +173,13 @@ async fn run(args: Args) -> Result<Outcome, (String, u8)> {
             let url = PostgresUrl::parse(text).map_err(|expected| {
                 (format!("MAIL_LASER_SPOOL_URL: expected {expected}"), FAILED)
             })?;
-            SpoolAdmin::postgres(&url).map_err(|error| {
+            let objects = args
+                .s3
+                .settings()
+                .map(AttachmentStore::new)
+                .transpose()
+                .map_err(|error| (format!("MAIL_LASER_S3_*: {}", ErrorChain(&error)), FAILED))?;
+            SpoolAdmin::postgres(&url, objects).map_err(|error| {
                 (
                     format!("MAIL_LASER_SPOOL_URL: {}", ErrorChain(&error)),
                     FAILED,
@@ -271,9 +282,20 @@ async fn run(args: Args) -> Result<Outcome, (String, u8)> {
             };
             let purged = admin.purge_dead(older_than).await.map_err(failed)?;
             Ok(if json {
-                document(json!({ "purged": purged }))
+                document(json!({ "purged": purged.ids, "objects_left": purged.objects_left }))
             } else {
-                Outcome::ok(summary("purged", "dead letter", &purged))
+                let mut text = summary("purged", "dead letter", &purged.ids);
+                if !purged.objects_left.is_empty() {
+                    let _ = writeln!(
+                        text,
+                        "{} offloaded bodies stay in the object store:",
+                        purged.objects_left.len()
+                    );
+                    for left in &purged.objects_left {
+                        let _ = writeln!(text, "  {} ({})", left.key, left.reason);
+                    }
+                }
+                Outcome::ok(text)
             })
         }
     }

@@ -10,6 +10,7 @@
 //! every request has a deadline ([`StoreSettings::timeout`]) and retries are
 //! few and bounded by that same time.
 
+mod args;
 mod error;
 mod key;
 
@@ -26,6 +27,7 @@ use object_store::{
     PutPayload, RetryConfig,
 };
 
+pub use args::S3Args;
 pub use error::StoreError;
 pub use key::{DEFAULT_NAME, MAX_NAME_BYTES, safe_name};
 
@@ -36,6 +38,10 @@ const MAX_RETRIES: usize = 2;
 /// Connecting may take at most this long (or the whole timeout if shorter),
 /// leaving time for a retry when a connection attempt hangs.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deadline of one request to the store (an upload, a read, a removal):
+/// an SMTP client waits for its reply meanwhile.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest validity S3 accepts for a presigned URL.
 pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);

@@ -448,44 +448,16 @@ async fn tls_to_the_database_is_verified() {
 /// with the row.
 #[tokio::test]
 async fn a_large_body_waits_in_the_object_store() {
-    use mail_laser::spool::BodyOffload;
-    use mail_laser::store::{AttachmentStore, StoreSettings};
     let [initdb, pg_ctl, moto_server] = require_tool!("initdb", "pg_ctl", "moto_server");
-    let moto = crate::common::moto::Moto::start(&moto_server).await;
-    moto.create_bucket("spool-bodies").await;
-    let object_store = AttachmentStore::with_credentials(
-        StoreSettings {
-            bucket: "spool-bodies".into(),
-            region: "us-east-1".into(),
-            endpoint: Some(moto.endpoint.clone()),
-            key_prefix: "spool/".into(),
-            presign_ttl: None,
-            timeout: Duration::from_secs(5),
-        },
-        "test",
-        "test",
-    )
-    .unwrap();
-    let store = Store::postgres(Postgres::start(&initdb, &pg_ctl)).await;
+    let offloading = Offloading::start(&initdb, &pg_ctl, &moto_server).await;
+    let (store, object_store) = (&offloading.store, &offloading.objects);
     let receiver = Receiver::start().await;
     receiver.answer_with(Answer::Status(500));
-    let offload = BodyOffload {
-        store: object_store.clone(),
-        inline_max: 100,
-    };
-    let server = server(&receiver, &store, &[], |spool| {
-        if let Some(postgres) = &mut spool.postgres {
-            postgres.offload = Some(offload);
-        }
-    })
-    .await;
+    let server = offloading.server(&receiver).await;
     assert_eq!(send(&server, "large").await, QUEUED);
     let first = receiver.requests()[0].clone();
 
-    let Store::Postgres { cluster, .. } = &store else {
-        unreachable!()
-    };
-    let client = cluster.connect("spool").await;
+    let client = offloading.client().await;
     let row = client
         .query_one(
             "SELECT body_key, octet_length(body) FROM maillaser_spool",
@@ -499,27 +471,14 @@ async fn a_large_body_waits_in_the_object_store() {
     assert!(key.starts_with("spool/"), "{key}");
     assert_eq!(object_store.get(&key).await.unwrap(), first.body);
     // `mail-laser spool show` says where the body is.
-    let Store::Postgres { url, .. } = &store else {
-        unreachable!()
-    };
     let id: i64 = client
         .query_one("SELECT id FROM maillaser_spool", &[])
         .await
         .unwrap()
         .get(0);
-    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_mail-laser"))
-        .args([
-            "spool",
-            "show",
-            &id.to_string(),
-            "--json",
-            "--spool-url",
-            url,
-        ])
-        .output()
-        .await
-        .unwrap();
-    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let shown = offloading
+        .spool_cli(&["show", &id.to_string()], false)
+        .await;
     assert_eq!(shown["entry"]["body_key"], key.as_str(), "{shown}");
 
     receiver.answer_with(Answer::Status(200));
@@ -538,4 +497,187 @@ async fn a_large_body_waits_in_the_object_store() {
     })
     .await;
     server.stop().await;
+}
+
+/// A PostgreSQL queue whose bodies above 100 bytes go to a private moto
+/// bucket, `spool-bodies`, under `spool/`.
+struct Offloading {
+    store: Store,
+    objects: mail_laser::store::AttachmentStore,
+    moto: crate::common::moto::Moto,
+}
+
+impl Offloading {
+    async fn start(
+        initdb: &std::path::Path,
+        pg_ctl: &std::path::Path,
+        moto_server: &std::path::Path,
+    ) -> Self {
+        use mail_laser::store::{AttachmentStore, StoreSettings};
+        let moto = crate::common::moto::Moto::start(moto_server).await;
+        moto.create_bucket("spool-bodies").await;
+        let objects = AttachmentStore::with_credentials(
+            StoreSettings {
+                bucket: "spool-bodies".into(),
+                region: "us-east-1".into(),
+                endpoint: Some(moto.endpoint.clone()),
+                key_prefix: "spool/".into(),
+                presign_ttl: None,
+                timeout: Duration::from_secs(5),
+            },
+            "test",
+            "test",
+        )
+        .unwrap();
+        let store = Store::postgres(Postgres::start(initdb, pg_ctl)).await;
+        Self {
+            store,
+            objects,
+            moto,
+        }
+    }
+
+    async fn server(&self, receiver: &Receiver) -> TestServer {
+        let offload = mail_laser::spool::BodyOffload {
+            store: self.objects.clone(),
+            inline_max: 100,
+        };
+        server(receiver, &self.store, &[], |spool| {
+            if let Some(postgres) = &mut spool.postgres {
+                postgres.offload = Some(offload);
+            }
+        })
+        .await
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let Store::Postgres { cluster, .. } = &self.store else {
+            unreachable!("Offloading::start makes a PostgreSQL store")
+        };
+        cluster.connect("spool").await
+    }
+
+    /// `mail-laser spool ARGS --json` on this queue, given the object
+    /// store (as the server's `MAIL_LASER_S3_*` and `AWS_*`) or not.
+    async fn spool_cli(&self, args: &[&str], with_objects: bool) -> serde_json::Value {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mail-laser"));
+        command
+            .arg("spool")
+            .args(args)
+            .arg("--json")
+            .args(self.store.args())
+            .current_dir(std::env::temp_dir());
+        for variable in [
+            "MAIL_LASER_S3_BUCKET",
+            "MAIL_LASER_S3_ENDPOINT",
+            "MAIL_LASER_S3_KEY_PREFIX",
+            "MAIL_LASER_S3_REGION",
+        ] {
+            command.env_remove(variable);
+        }
+        if with_objects {
+            command.envs([
+                ("MAIL_LASER_S3_BUCKET", "spool-bodies"),
+                ("MAIL_LASER_S3_ENDPOINT", self.moto.endpoint.as_str()),
+                ("MAIL_LASER_S3_KEY_PREFIX", "spool/"),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+            ]);
+        }
+        let output = command.output().await.expect("mail-laser runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("one JSON document")
+    }
+}
+
+/// `mail-laser spool` reaches into the object store for offloaded bodies:
+/// `show` prints the body, and `purge` removes the object with its row;
+/// without the store's settings the row goes and the key is reported.
+#[tokio::test]
+async fn purging_a_dead_letter_removes_its_offloaded_body() {
+    let [initdb, pg_ctl, moto_server] = require_tool!("initdb", "pg_ctl", "moto_server");
+    let offloading = Offloading::start(&initdb, &pg_ctl, &moto_server).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(503));
+    let server = offloading.server(&receiver).await;
+    assert_eq!(send(&server, "first").await, QUEUED);
+    assert_eq!(send(&server, "second").await, QUEUED);
+    receiver.answer_with(Answer::Text(422, "Ticket closed"));
+    eventually("two dead letters", || async {
+        offloading.store.dead().await.len() == 2
+    })
+    .await;
+    server.stop().await;
+
+    let client = offloading.client().await;
+    let rows = client
+        .query("SELECT id, body_key FROM maillaser_spool ORDER BY id", &[])
+        .await
+        .unwrap();
+    let dead: Vec<(String, String)> = rows
+        .iter()
+        .map(|row| {
+            let key: Option<String> = row.get(1);
+            (
+                row.get::<_, i64>(0).to_string(),
+                key.expect("the body is in the object store"),
+            )
+        })
+        .collect();
+    let first_body = offloading.objects.get(&dead[0].1).await.unwrap();
+
+    let shown = offloading.spool_cli(&["show", &dead[0].0], true).await;
+    let sent: serde_json::Value = serde_json::from_slice(&first_body).unwrap();
+    assert_eq!(shown["body"], sent, "show reads the offloaded body");
+    assert_eq!(sent["subject"], "first");
+    let shown = offloading.spool_cli(&["show", &dead[0].0], false).await;
+    assert_eq!(shown["body_text"], "", "no store: only the key");
+    assert_eq!(shown["entry"]["body_key"], dead[0].1.as_str());
+
+    let make_old = |id: &str| {
+        let id: i64 = id.parse().unwrap();
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "UPDATE maillaser_spool SET dead_at = now() - interval '2 hours' WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    make_old(&dead[0].0).await;
+    let purged = offloading
+        .spool_cli(&["purge", "--dead", "--older-than", "1h"], false)
+        .await;
+    assert_eq!(purged["purged"], serde_json::json!([dead[0].0]));
+    assert_eq!(
+        purged["objects_left"],
+        serde_json::json!([{
+            "key": dead[0].1,
+            "reason": "no object store configured (MAIL_LASER_S3_BUCKET)",
+        }])
+    );
+    assert_eq!(
+        offloading.objects.get(&dead[0].1).await.unwrap(),
+        first_body,
+        "nothing removed without the store's settings"
+    );
+
+    make_old(&dead[1].0).await;
+    let purged = offloading
+        .spool_cli(&["purge", "--dead", "--older-than", "1h"], true)
+        .await;
+    assert_eq!(purged["purged"], serde_json::json!([dead[1].0]));
+    assert_eq!(purged["objects_left"], serde_json::json!([]));
+    assert!(
+        offloading.objects.get(&dead[1].1).await.is_err(),
+        "the object went with its row"
+    );
+    assert!(offloading.store.dead().await.is_empty());
 }
