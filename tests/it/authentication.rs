@@ -387,6 +387,29 @@ async fn no_dmarc_record_is_none() {
     server.stop().await;
 }
 
+/// A `From:` naming two domains is exempt from DMARC (RFC 9989, as
+/// `docs/authentication.md` says): `none` and delivered in enforce mode,
+/// though bank.test publishes `p=reject`, never `authenticated_from`.
+#[tokio::test]
+async fn several_from_domains_are_exempt() {
+    let [dnsmasq] = require_tool!("dnsmasq");
+    let keys = Keys::new();
+    let dns = Dnsmasq::start(&dnsmasq, &keys.records()).await;
+    let (server, receiver) = start(dns.addr, "enforce", &[]).await;
+    let payload = delivered(
+        &server,
+        &receiver,
+        "mallory@evil.test",
+        &message("ceo@bank.test, mallory@evil.test", "two authors", "Hi."),
+    )
+    .await;
+    assert_eq!(payload["dmarc_result"], "none");
+    assert!(payload.get("authenticated_from").is_none());
+    assert_eq!(payload["auth"]["dmarc"]["result"], "none");
+    assert!(payload["auth"]["dmarc"].get("policy").is_none());
+    server.stop().await;
+}
+
 /// A "DNS server" that never answers: a UDP socket the test binds and
 /// never reads from in time. Every lookup runs into the one deadline.
 #[tokio::test]
