@@ -286,6 +286,14 @@ fn compose_images_are_pinned_and_dependencies_exist() {
         }
     }
     let mail_laser = &compose["services"]["mail-laser"]["environment"];
+    let tls_port = mail_laser["MAIL_LASER_TLS_PORT"]
+        .as_str()
+        .expect("the compose stack serves implicit TLS");
+    assert!(
+        strings(&compose["services"]["mail-laser"]["ports"])
+            .contains(&format!("127.0.0.1:{tls_port}:{tls_port}")),
+        "MAIL_LASER_TLS_PORT {tls_port} is published on loopback"
+    );
     assert_eq!(
         mail_laser["OTEL_METRICS_EXPORTER"].as_str(),
         Some("none"),
