@@ -114,6 +114,10 @@ fn render(command: &Command) -> Option<String> {
             if params.smtputf8 {
                 line.push_str(" SMTPUTF8");
             }
+            // Only whether AUTH= was given is kept (RFC 4954 §5).
+            if params.auth {
+                line.push_str(" AUTH=<>");
+            }
             line + "\r\n"
         }
         Command::Rcpt { to } => format!("RCPT TO:<{to}>\r\n"),
