@@ -31,7 +31,7 @@ const ERROR_WIDTH: usize = 60;
 #[command(
     name = "mail-laser spool",
     about = "Inspect and operate the spool: waiting messages and dead letters (docs/delivery.md)",
-    after_help = "The store is the server's: the folder MAIL_LASER_SPOOL_DIR, or the PostgreSQL queue MAIL_LASER_SPOOL_URL when set.\nExit status: 0 done, 1 no such entry, 2 usage error or the store cannot be used."
+    after_help = "The store is the server's: the folder MAIL_LASER_SPOOL_DIR, or the PostgreSQL queue MAIL_LASER_SPOOL_URL when set (with the server's MAIL_LASER_S3_* for bodies too large for their row).\nExit status: 0 done, 1 no such entry, 2 usage error or the store cannot be used."
 )]
 struct Args {
     /// The spool folder (dead letters in its dead/ subfolder).
