@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -351,6 +352,12 @@ impl Spool {
 /// Writes `bytes` to a fresh temporary file in `dir`, `fsync`s it and
 /// renames it to `name`. The caller `fsync`s the folder. On error the
 /// temporary file is removed and `name` is untouched.
+///
+/// The file's modification time is set from the system clock, the one
+/// `first_seen_ms` comes from: the kernel stamps files from a coarse clock
+/// up to a tick (4–10 ms) behind it, and a `.reason` file's time is when
+/// its letter died (`spool list`, `purge --older-than`), which must never
+/// read as earlier than when the letter was first seen.
 fn write_and_rename(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SpoolError> {
     let temp = dir.join(format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..)));
     let written = (|| {
@@ -363,6 +370,8 @@ fn write_and_rename(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SpoolErr
             .map_err(SpoolError::io("create", &temp))?;
         file.write_all(bytes)
             .map_err(SpoolError::io("write", &temp))?;
+        file.set_modified(SystemTime::now())
+            .map_err(SpoolError::io("set the time of", &temp))?;
         file.sync_all().map_err(SpoolError::io("fsync", &temp))?;
         let target = dir.join(name);
         fs::rename(&temp, &target).map_err(SpoolError::io("rename into place", &target))
@@ -618,6 +627,7 @@ mod tests {
         let (spool, _) = Spool::open(&tmp.0, ROOMY).unwrap();
         let entry = entry("{}");
         let id = spool.store(&entry).unwrap();
+        let dying = SystemTime::now();
         spool
             .dead_letter(&id, "rejected by the webhook (422): no\nsuch queue")
             .unwrap();
@@ -628,10 +638,15 @@ mod tests {
             names(&dead),
             [id.as_str().to_owned(), format!("{stem}.reason")]
         );
+        let reason = dead.join(format!("{stem}.reason"));
         assert_eq!(
-            fs::read_to_string(dead.join(format!("{stem}.reason"))).unwrap(),
+            fs::read_to_string(&reason).unwrap(),
             "rejected by the webhook (422): no such queue\n"
         );
+        // When it died, by the clock `first_seen_ms` comes from (the
+        // kernel's own file clock trails it).
+        let died = fs::metadata(&reason).unwrap().modified().unwrap();
+        assert!(died >= dying, "{died:?} < {dying:?}");
         assert_eq!(fs::read(dead.join(id.as_str())).unwrap(), entry.encode());
         assert_eq!(spool.usage(), Usage::default());
         assert!(spool.list().unwrap().is_empty());
