@@ -21,6 +21,10 @@ pub struct RecipientPayload {
     pub raw: Option<bytes::Bytes>,
     /// What sinks derive from the message once for all its recipients.
     pub shared: Arc<MessageCache>,
+    /// What the stack knows of the message's transaction, keyed by type,
+    /// for the sinks that need it (the routes it was started under): the
+    /// stack and this trait need not know each sink's kinds.
+    pub transaction: Arc<http::Extensions>,
 }
 
 /// Bodies (or parts of them) a sink derives from a message once and shares

@@ -1,6 +1,6 @@
-//! The routes in force. RCPT and delivery read the same [`RouteSet`], and a
-//! reload swaps it whole: transactions started before keep the `Arc` they
-//! hold, new ones see the new routes.
+//! The routes in force. A reload swaps the [`RouteSet`] whole; each
+//! transaction pins the set in force at its `MAIL` ([`TransactionRoutes`])
+//! and reads only that one, so new routes apply to new transactions.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -104,6 +104,13 @@ impl RouteSet {
     }
 }
 
+/// The routes a transaction was started under: pinned at `MAIL` by the
+/// recipients layer, then carried in the extensions of the transaction's
+/// requests and of its deliveries, so its `RCPT`s, its parse and its
+/// fan-out all read the same routes whatever a reload does meanwhile.
+#[derive(Clone)]
+pub struct TransactionRoutes(pub Arc<RouteSet>);
+
 /// The swappable [`RouteSet`], shared by recipient validation, the
 /// fan-out, the spool worker and the reloader.
 #[derive(Clone)]
@@ -133,14 +140,16 @@ impl LiveRoutes {
             .clone()
     }
 
+    /// The routes of a transaction: those it pinned, else those in force.
+    pub fn of(&self, extensions: &http::Extensions) -> Arc<RouteSet> {
+        extensions
+            .get::<TransactionRoutes>()
+            .map_or_else(|| self.current(), |pinned| pinned.0.clone())
+    }
+
     /// Puts `routes` in force for transactions from now on.
     pub fn install(&self, routes: RouteSet) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
-    }
-
-    /// Whether some route in force takes `recipient` (RCPT).
-    pub fn accepts(&self, recipient: &str) -> bool {
-        self.current().table.accepts(recipient)
     }
 
     /// Asks the reloader to read the file now, changed or not.
@@ -150,6 +159,20 @@ impl LiveRoutes {
 
     pub(super) async fn reload_requested(&self) {
         self.requested.notified().await;
+    }
+}
+
+impl std::fmt::Debug for RouteSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .routes
+            .iter()
+            .map(|route| route.spec.name.as_str())
+            .collect();
+        f.debug_struct("RouteSet")
+            .field("table", &self.table.len())
+            .field("routes", &names)
+            .finish()
     }
 }
 

@@ -4,7 +4,8 @@
 //! route named `default`.
 //!
 //! - [`file`]: the TOML file, validated, with file and line in each error.
-//! - [`live`]: the routes in force, swapped whole by a reload.
+//! - [`live`]: the routes in force, swapped whole by a reload, and those
+//!   a transaction pinned at its `MAIL`.
 //! - [`reload`]: `SIGHUP` and polling for changes.
 //! - [`sink`]: the fan-out over the routes in force.
 
@@ -16,7 +17,7 @@ mod sink;
 use std::sync::Arc;
 
 pub use file::{RouteSpec, RoutesError, parse};
-pub use live::{BuildRoute, Changes, LiveRoutes, Route, RouteSet};
+pub use live::{BuildRoute, Changes, LiveRoutes, Route, RouteSet, TransactionRoutes};
 pub use reload::{CheckUrl, Reloaded, RouteSource, RoutesReload};
 pub use sink::RoutedSink;
 

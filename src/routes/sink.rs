@@ -47,13 +47,15 @@ impl Sink for RoutedSink {
             .any(|route| route.sink.is_ready())
     }
 
+    /// Delivers through the routes the transaction pinned at `MAIL`
+    /// ([`TransactionRoutes`](super::TransactionRoutes)), those its `RCPT`s
+    /// were checked against.
     fn deliver(&self, item: RecipientPayload) -> BoxFuture<'static, DeliveryOutcome> {
-        let routes = self.live.current();
+        let routes = self.live.of(&item.transaction);
         let hits = routes.table().lookup(&item.payload.recipient);
         if hits.is_empty() {
-            // RCPT is checked against the same routes, so only a recipient
-            // a reload removed meanwhile gets here: the sender retries, and
-            // learns at its next RCPT.
+            // Only a delivery that pinned no routes (none reaches here from
+            // a session) can miss: the sender keeps the message and retries.
             tracing::warn!(
                 recipient = %Printable(&item.payload.recipient),
                 "no route for an accepted recipient"

@@ -33,7 +33,7 @@ pub struct ParseOptions {
     /// `MAIL_LASER_INCLUDE_RAW`: the original message goes in `raw_base64`
     /// (in `s3` mode: to the store, `raw_url`).
     pub include_raw: bool,
-    /// The routes in force, with a routes file: while a route's format
+    /// The routes, with a routes file: while a route of the transaction's
     /// needs the original message (`raw`, and the header section the
     /// provider formats send), it is kept for the sink.
     pub routes: Option<LiveRoutes>,
@@ -51,14 +51,15 @@ impl ParseOptions {
         self.include_raw && self.attachments.mode.store().is_some()
     }
 
-    /// The header prefixes the parse collects: `MAIL_LASER_HEADER_PREFIX`'s
-    /// and those of the routes in force (each route's payload then keeps
-    /// its own, `docs/routes.md`).
-    pub fn header_prefixes_in_force(&self) -> Arc<[String]> {
+    /// The header prefixes the parse of a message collects (`extensions`
+    /// are its request's): `MAIL_LASER_HEADER_PREFIX`'s and those of the
+    /// transaction's routes (each route's payload then keeps its own,
+    /// `docs/routes.md`).
+    pub fn header_prefixes_in_force(&self, extensions: &http::Extensions) -> Arc<[String]> {
         let Some(routes) = &self.routes else {
             return self.header_prefixes.clone();
         };
-        let routes = routes.current();
+        let routes = routes.of(extensions);
         let mut extra = routes
             .header_prefixes()
             .filter(|prefix| !self.header_prefixes.contains(prefix))
@@ -75,16 +76,16 @@ impl ParseOptions {
         all.into()
     }
 
-    /// Whether a route in force needs the original message.
-    pub fn formats_need_raw(&self) -> bool {
+    /// Whether a route of the transaction needs the original message.
+    pub fn formats_need_raw(&self, extensions: &http::Extensions) -> bool {
         self.routes
             .as_ref()
-            .is_some_and(|routes| routes.current().needs_raw())
+            .is_some_and(|routes| routes.of(extensions).needs_raw())
     }
 
     /// Whether the parse keeps the original message past itself.
-    pub fn raw_kept(&self) -> bool {
-        self.raw_stored() || self.formats_need_raw()
+    pub fn raw_kept(&self, extensions: &http::Extensions) -> bool {
+        self.raw_stored() || self.formats_need_raw(extensions)
     }
 }
 
@@ -148,6 +149,7 @@ impl Service<SmtpRequest> for Handoff {
                     envelope,
                     parsed,
                     auth,
+                    request.extensions,
                 ))
             }
         }
@@ -160,6 +162,7 @@ async fn hand_off(
     envelope: Envelope,
     parsed: Parsed,
     auth: Option<AuthFields>,
+    transaction: http::Extensions,
 ) -> Result<SmtpResponse, tower::BoxError> {
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -186,9 +189,7 @@ async fn hand_off(
     } else {
         None
     };
-    // Asked again: a reload may have changed the routes since the parse (a
-    // format that finds no original defers the message, never guesses).
-    let raw_for_sink = raw.filter(|_| options.formats_need_raw());
+    let raw_for_sink = raw.filter(|_| options.formats_need_raw(&transaction));
 
     let found = std::mem::take(&mut parsed.attachments);
     let too_many = parsed.too_many_attachments;
@@ -229,6 +230,7 @@ async fn hand_off(
         Err(response) => return Ok(response),
     };
     let shared = Arc::new(MessageCache::default());
+    let transaction = Arc::new(transaction);
     let deliveries: Vec<_> = payloads
         .into_iter()
         .map(|payload| {
@@ -237,6 +239,7 @@ async fn hand_off(
                 message_sha256,
                 raw: raw_for_sink.clone(),
                 shared: shared.clone(),
+                transaction: transaction.clone(),
             };
             sink.deliver(item).in_current_span()
         })

@@ -90,8 +90,11 @@ where
         let ParseLayer { options, pool } = self.layer.clone();
         Box::pin(async move {
             let size = message.len();
-            let raw = options.raw_kept().then(|| message.clone());
-            let (mail, sha256) = parse_message(message, &options, &pool)
+            let raw = options
+                .raw_kept(&request.extensions)
+                .then(|| message.clone());
+            let prefixes = options.header_prefixes_in_force(&request.extensions);
+            let (mail, sha256) = parse_message(message, prefixes, &options, &pool)
                 .instrument(tracing::info_span!("mail.parse", size))
                 .await?;
             if mail.truncated {
@@ -185,11 +188,13 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Parses the message and hashes its raw bytes (once, for every
-/// recipient's idempotency key). The raw bytes are dropped here: nothing
-/// after the parse needs them, and they pin the read buffer they live in.
+/// Parses the message, collecting the headers of `prefixes`, and hashes
+/// its raw bytes (once, for every recipient's idempotency key). The raw
+/// bytes are dropped here: nothing after the parse needs them, and they pin
+/// the read buffer they live in.
 pub async fn parse_message(
     raw: Bytes,
+    prefixes: Arc<[String]>,
     options: &ParseOptions,
     pool: &ParsePool,
 ) -> Result<(ParsedMail, [u8; 32]), ParseError> {
@@ -201,7 +206,6 @@ pub async fn parse_message(
             .with_deadline(Instant::now() + PARSE_TIME_LIMIT)
             .with_cancellation(cancelled)
     };
-    let prefixes = options.header_prefixes_in_force();
     let all_headers = options.all_headers;
     let include_raw = options.raw_inline();
     // `MAIL_LASER_INCLUDE_RAW`: encoded where the message is parsed.
@@ -286,7 +290,7 @@ mod tests {
         let body = "a".repeat(INLINE_PARSE_LIMIT);
         for body in ["short", body.as_str()] {
             let raw = Bytes::from(format!("Subject: s\r\n\r\n{body}"));
-            let (parsed, digest) = parse_message(raw.clone(), &options, &pool)
+            let (parsed, digest) = parse_message(raw.clone(), Arc::default(), &options, &pool)
                 .await
                 .expect("parsed");
             assert_eq!((parsed.subject.as_str(), parsed.body.as_str()), ("s", body));

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
-use crate::routes::LiveRoutes;
+use crate::routes::{LiveRoutes, RouteSet, TransactionRoutes};
 use crate::smtp::command::{canonical_mailbox, split_plus_tag};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Outcome, RequestKind, SmtpRequest, SmtpResponse};
@@ -67,9 +67,16 @@ impl RecipientPolicy {
         self
     }
 
+    /// Whether `recipient` exists now.
     pub fn accepts(&self, recipient: &str) -> bool {
+        self.accepts_in(recipient, &http::Extensions::new())
+    }
+
+    /// Whether `recipient` exists for the transaction of a request with
+    /// these `extensions`: with routes, whether a route it pinned matches.
+    fn accepts_in(&self, recipient: &str, extensions: &http::Extensions) -> bool {
         if let Some(routes) = &self.routes {
-            return routes.accepts(recipient);
+            return routes.of(extensions).table().accepts(recipient);
         }
         self.targets.contains(&canonical_mailbox(recipient))
             || (self.plus_addressing
@@ -90,7 +97,9 @@ impl RecipientPolicy {
 }
 
 /// Answers `RCPT` for unknown recipients itself and counts them per
-/// session; passes everything else on.
+/// session; passes everything else on. With routes, it pins the routes in
+/// force at each `MAIL` for the rest of that transaction
+/// ([`TransactionRoutes`]), for itself and the layers below.
 #[derive(Debug, Clone)]
 pub struct RecipientLayer {
     policy: RecipientPolicy,
@@ -110,6 +119,7 @@ impl<S> Layer<S> for RecipientLayer {
             inner,
             policy: self.policy.clone(),
             unknown: 0,
+            pinned: None,
         }
     }
 }
@@ -124,6 +134,8 @@ pub struct Recipients<S> {
     policy: RecipientPolicy,
     /// Unknown recipients this session has tried.
     unknown: u32,
+    /// The routes of the open transaction, pinned at its `MAIL`.
+    pinned: Option<Arc<RouteSet>>,
 }
 
 impl<S> Service<SmtpRequest> for Recipients<S>
@@ -138,9 +150,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: SmtpRequest) -> Self::Future {
+    fn call(&mut self, mut request: SmtpRequest) -> Self::Future {
+        if let (RequestKind::Mail { .. }, Some(routes)) = (&request.kind, &self.policy.routes) {
+            self.pinned = Some(routes.current());
+        }
+        let pinned = match request.kind {
+            // The end of data ends the transaction.
+            RequestKind::Message(_) => self.pinned.take(),
+            _ => self.pinned.clone(),
+        };
+        if let Some(routes) = pinned {
+            request.extensions.insert(TransactionRoutes(routes));
+        }
         if let RequestKind::Rcpt { recipient } = &request.kind
-            && !self.policy.accepts(recipient)
+            && !self.policy.accepts_in(recipient, &request.extensions)
         {
             self.unknown = self.unknown.saturating_add(1);
             tracing::info!(

@@ -670,6 +670,7 @@ mod tests {
             message_sha256: [0; 32],
             raw: Some(Bytes::from_static(MESSAGE)),
             shared: Arc::default(),
+            transaction: Arc::default(),
         }
     }
 

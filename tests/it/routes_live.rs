@@ -1,5 +1,5 @@
 //! Routes over time (`docs/routes.md`): live reload (a valid file, an
-//! invalid one, a reload while a session is open) and routes in `spool`
+//! invalid one, a reload while transactions are open) and routes in `spool`
 //! mode, where each spooled delivery keeps its route.
 
 use std::path::{Path, PathBuf};
@@ -201,12 +201,12 @@ async fn an_invalid_file_keeps_the_routes_in_force() {
     server.stop().await;
 }
 
-/// A reload while a session is in a transaction loses nothing: a message
-/// whose data ends after the reload is delivered by the routes then in
-/// force, and a recipient whose route was removed meanwhile gets `451`, so
-/// the sender keeps the message (and learns `550` at its next `RCPT`).
+/// A transaction keeps the routes in force at its `MAIL`, whatever a
+/// reload does before its data ends: its `RCPT`s are checked against them
+/// and its message goes where they said. The session's next transaction,
+/// and every new session, uses the new routes.
 #[tokio::test]
-async fn a_reload_during_open_sessions_loses_nothing() {
+async fn a_transaction_keeps_the_routes_it_started_under() {
     let (old, new) = (Receiver::start().await, Receiver::start().await);
     let folder = Folder::new("open");
     folder.write_routes(&format!(
@@ -215,34 +215,97 @@ async fn a_reload_during_open_sessions_loses_nothing() {
         route("sales", "sales@example.com", &old.url())
     ));
     let (server, live) = start(&folder, &["--routes-reload-interval", "0"]).await;
-    let mut moved = Client::greeted(server.smtp).await;
-    moved
-        .open_data("alice@example.org", &["support@example.com"])
-        .await;
-    let mut removed = Client::greeted(server.smtp).await;
-    removed
+    // In DATA when the reload lands.
+    let mut in_data = Client::greeted(server.smtp).await;
+    in_data
         .open_data("alice@example.org", &["sales@example.com"])
         .await;
+    // Between RCPTs when the reload lands.
+    let mut open = Client::greeted(server.smtp).await;
+    assert_eq!(open.command("EHLO client.example").await.code, 250);
+    assert_eq!(
+        open.command("MAIL FROM:<alice@example.org>").await.code,
+        250
+    );
+    assert_eq!(
+        open.command("RCPT TO:<support@example.com>").await.code,
+        250
+    );
 
-    folder.write_routes(&route("support", "support@example.com", &new.url()));
+    // `support` moves to the new receiver, `sales` goes, `billing` comes.
+    folder.write_routes(&format!(
+        "{}{}",
+        route("support", "support@example.com", &new.url()),
+        route("billing", "billing@example.com", &new.url())
+    ));
     live.request_reload();
     eventually("the reload", || async {
         reloads(&server, "success").await == 1
     })
     .await;
-
-    moved
-        .send(format!("{}\r\n.\r\n", simple_message("moved", "hello")))
-        .await;
-    assert_eq!(moved.reply().await.last(), ACCEPTED);
-    removed
-        .send(format!("{}\r\n.\r\n", simple_message("removed", "hello")))
-        .await;
-    let reply = removed.reply().await.last();
-    assert!(reply.starts_with("451 4.3.0"), "{reply}");
-    assert_eq!(new.wait_for(1).await[0].json()["subject"], "moved");
-    assert!(old.requests().is_empty());
     assert_eq!(rcpt_code(&server, "sales@example.com").await, 550);
+    assert_eq!(rcpt_code(&server, "billing@example.com").await, 250);
+
+    in_data
+        .send(format!("{}\r\n.\r\n", simple_message("in data", "hello")))
+        .await;
+    assert_eq!(in_data.reply().await.last(), ACCEPTED);
+    assert_eq!(open.command("RCPT TO:<sales@example.com>").await.code, 250);
+    assert_eq!(
+        open.command("RCPT TO:<billing@example.com>").await.code,
+        550
+    );
+    assert_eq!(
+        open.send_data(&simple_message("open", "hello"))
+            .await
+            .last(),
+        ACCEPTED
+    );
+    let mut by_old: Vec<(String, String)> = old
+        .wait_for(3)
+        .await
+        .iter()
+        .map(|request| {
+            let json = request.json();
+            (
+                json["subject"].as_str().unwrap().to_owned(),
+                json["recipient"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    by_old.sort();
+    assert_eq!(
+        by_old,
+        [
+            ("in data".to_owned(), "sales@example.com".to_owned()),
+            ("open".to_owned(), "sales@example.com".to_owned()),
+            ("open".to_owned(), "support@example.com".to_owned()),
+        ]
+    );
+    assert!(new.requests().is_empty());
+
+    // The same session's next transaction: the new routes.
+    assert_eq!(
+        open.command("MAIL FROM:<alice@example.org>").await.code,
+        250
+    );
+    assert_eq!(open.command("RCPT TO:<sales@example.com>").await.code, 550);
+    assert_eq!(
+        open.command("RCPT TO:<support@example.com>").await.code,
+        250
+    );
+    assert_eq!(
+        open.send_data(&simple_message("next", "hello"))
+            .await
+            .last(),
+        ACCEPTED
+    );
+    let request = &new.wait_for(1).await[0];
+    assert_eq!(
+        (&request.json()["subject"], &request.json()["recipient"]),
+        (&"next".into(), &"support@example.com".into())
+    );
+    assert_eq!(old.requests().len(), 3);
     server.stop().await;
 }
 

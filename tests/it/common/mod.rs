@@ -401,6 +401,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// A whole transaction: the reply to the end of data.
     pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> Reply {
         self.open_data(from, to).await;
+        self.end_data(message).await
+    }
+
+    /// `DATA` and `message` in a transaction whose recipients are given:
+    /// the reply to the end of data.
+    pub async fn send_data(&mut self, message: &str) -> Reply {
+        assert_eq!(self.command("DATA").await.code, 354);
+        self.end_data(message).await
+    }
+
+    /// The rest of `message` after `354`, and the end of data.
+    async fn end_data(&mut self, message: &str) -> Reply {
         self.send(message).await;
         self.send("\r\n.\r\n").await;
         self.reply().await
