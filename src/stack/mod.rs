@@ -9,7 +9,8 @@
 //! Trace          a span per request; message outcome and size metrics
 //! Timeout        bounds everything below it
 //! Credentials    AUTH → 235 / 535 / 454 (Argon2id, off the async workers, throttled per IP)
-//! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421)
+//! Recipients     RCPT → accepted / unknown (550), the unknown-recipient cap (421);
+//!                with routes, pins the routes in force at MAIL for the transaction
 //! RateLimit      MAIL over MAIL_LASER_RATE_LIMIT_MESSAGES per client IP → 451 4.7.1
 //! Auth           at end of data: SPF, DKIM, DMARC, ARC (MAIL_LASER_DMARC_MODE);
 //!                enforce: DMARC fail under p=reject/quarantine → 550 5.7.1,
