@@ -35,7 +35,10 @@ use crate::telemetry::ErrorChain;
 
 /// The schema, in order; each runs once per database, recorded in
 /// `maillaser_schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_spool.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_spool.sql")),
+    (2, include_str!("../../migrations/postgres/0002_usage.sql")),
+];
 
 /// Serialises migrations of instances starting at once (an arbitrary key
 /// of ours for `pg_advisory_xact_lock`).
@@ -269,19 +272,61 @@ impl PostgresStore {
         .await
     }
 
-    /// Counts what is waiting (for the limits, `/ready` and the depth gauge).
+    /// What is waiting, for the limits, `/ready` and the depth gauge.
+    /// Counting scans the table (tens of milliseconds at 100,000 rows), so
+    /// the whole cluster counts at most twice per poll interval: the
+    /// instance that finds the shared count older than half an interval
+    /// takes its row (`SKIP LOCKED`: never waiting for another counter),
+    /// counts and writes it; the others read it.
     async fn refresh_usage(&self) -> Result<(), SpoolError> {
+        let stale_after = self.poll.as_secs_f64() / 2.0;
         let row = self
             .with_deadline("count the waiting messages", async {
-                let client = self.pool.get().await.map_err(boxed)?;
-                client
-                    .query_one(
-                        "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint
-                         FROM maillaser_spool WHERE dead_at IS NULL",
-                        &[],
+                let mut client = self.pool.get().await.map_err(boxed)?;
+                let transaction = client.transaction().await.map_err(boxed)?;
+                let due = transaction
+                    .query_opt(
+                        "SELECT 1 FROM maillaser_spool_usage
+                         WHERE counted_at <= now() - make_interval(secs => $1)
+                         FOR UPDATE SKIP LOCKED",
+                        &[&stale_after],
                     )
                     .await
-                    .map_err(boxed)
+                    .map_err(boxed)?;
+                let counted = if due.is_some() {
+                    Some(
+                        transaction
+                            .query_one(
+                                "UPDATE maillaser_spool_usage
+                                 SET (files, bytes, counted_at) = (
+                                     SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint, now()
+                                     FROM maillaser_spool WHERE dead_at IS NULL)
+                                 RETURNING files, bytes",
+                                &[],
+                            )
+                            .await
+                            .map_err(boxed)?,
+                    )
+                } else {
+                    transaction
+                        .query_opt("SELECT files, bytes FROM maillaser_spool_usage", &[])
+                        .await
+                        .map_err(boxed)?
+                };
+                let row = match counted {
+                    Some(row) => row,
+                    // The shared row is gone (removed by hand): count here.
+                    None => transaction
+                        .query_one(
+                            "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint
+                             FROM maillaser_spool WHERE dead_at IS NULL",
+                            &[],
+                        )
+                        .await
+                        .map_err(boxed)?,
+                };
+                transaction.commit().await.map_err(boxed)?;
+                Ok(row)
             })
             .await?;
         let (files, bytes): (i64, i64) = (row.get(0), row.get(1));

@@ -362,6 +362,87 @@ async fn a_database_outage_is_452_never_an_unstored_250() {
     server.stop().await;
 }
 
+/// The waiting rows are counted once for the cluster, not once per
+/// instance: an instance reads the count another one stored while it is
+/// fresh (under half a poll interval old), and counts, and stores, it
+/// itself once it is older. The limits, `/ready` and the depth gauge follow
+/// the shared count.
+#[tokio::test]
+async fn the_waiting_rows_are_counted_once_for_the_cluster() {
+    let [initdb, pg_ctl] = require_tool!("initdb", "pg_ctl");
+    let store = Store::postgres(Postgres::start(&initdb, &pg_ctl)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(Answer::Status(500));
+    let server = server(&receiver, &store, &["--spool-max-files", "100"], idle).await;
+    assert_eq!(send(&server, "waits").await, QUEUED);
+    let Store::Postgres { cluster, .. } = &store else {
+        unreachable!()
+    };
+    let client = cluster.connect("spool").await;
+    let stored = || async {
+        client
+            .query_one("SELECT files FROM maillaser_spool_usage", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let gauge = |count: i64| {
+        let line = format!("maillaser_spool_depth{{store=\"postgres\"}} {count}");
+        let http = server.http;
+        move || {
+            let line = line.clone();
+            async move {
+                common::http_get(http, "/metrics")
+                    .await
+                    .1
+                    .lines()
+                    .any(|metric| metric == line)
+            }
+        }
+    };
+    eventually("the instance to count the row and store it", || async {
+        stored().await == 1
+    })
+    .await;
+    eventually("the gauge to show the count", gauge(1)).await;
+
+    // Another instance's count, fresh for an hour: read, never recounted.
+    client
+        .execute(
+            "UPDATE maillaser_spool_usage SET files = 100, counted_at = now() + interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually("the gauge to show the shared count", gauge(100)).await;
+    assert_eq!(
+        send(&server, "full, by the shared count").await,
+        SPOOL_UNAVAILABLE
+    );
+    assert_eq!(common::http_get(server.http, "/ready").await.0, 503);
+    assert_eq!(store.waiting().await, 1);
+
+    // Once it is stale, the instance counts again and stores its count.
+    client
+        .execute(
+            "UPDATE maillaser_spool_usage SET counted_at = '-infinity'",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually("the instance to count again", || async {
+        stored().await == 1
+    })
+    .await;
+    eventually("the gauge to follow", gauge(1)).await;
+    eventually("/ready to recover", || async {
+        common::http_get(server.http, "/ready").await.0 == 200
+    })
+    .await;
+    assert_eq!(send(&server, "fits again").await, QUEUED);
+    server.stop().await;
+}
+
 /// TLS to the database: with `sslmode=require` and `sslrootcert`, the
 /// queue works over TLS with the server's certificate verified; a
 /// certificate the CA file does not vouch for stops the start, naming the
