@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_usage.sql")),
 ];
 
+/// The waiting rows and their bytes: a scan of the whole table.
+const COUNT_WAITING: &str = "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint
+                             FROM maillaser_spool WHERE dead_at IS NULL";
+
 /// Serialises migrations of instances starting at once (an arbitrary key
 /// of ours for `pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x4d61_696c_4c61_7372;
@@ -294,19 +298,11 @@ impl PostgresStore {
                     .await
                     .map_err(boxed)?;
                 let counted = if due.is_some() {
-                    Some(
-                        transaction
-                            .query_one(
-                                "UPDATE maillaser_spool_usage
-                                 SET (files, bytes, counted_at) = (
-                                     SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint, now()
-                                     FROM maillaser_spool WHERE dead_at IS NULL)
-                                 RETURNING files, bytes",
-                                &[],
-                            )
-                            .await
-                            .map_err(boxed)?,
-                    )
+                    let count = format!(
+                        "UPDATE maillaser_spool_usage SET (files, bytes) = ({COUNT_WAITING}),
+                         counted_at = now() RETURNING files, bytes"
+                    );
+                    Some(transaction.query_one(&count, &[]).await.map_err(boxed)?)
                 } else {
                     transaction
                         .query_opt("SELECT files, bytes FROM maillaser_spool_usage", &[])
@@ -317,11 +313,7 @@ impl PostgresStore {
                     Some(row) => row,
                     // The shared row is gone (removed by hand): count here.
                     None => transaction
-                        .query_one(
-                            "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint
-                             FROM maillaser_spool WHERE dead_at IS NULL",
-                            &[],
-                        )
+                        .query_one(COUNT_WAITING, &[])
                         .await
                         .map_err(boxed)?,
                 };
