@@ -440,6 +440,21 @@ async fn the_waiting_rows_are_counted_once_for_the_cluster() {
     })
     .await;
     assert_eq!(send(&server, "fits again").await, QUEUED);
+
+    // Without the shared row (removed by hand) each instance counts alone.
+    client
+        .execute(
+            "UPDATE maillaser_spool_usage SET files = 100, counted_at = now() + interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually("the gauge to show the shared count", gauge(100)).await;
+    client
+        .execute("DELETE FROM maillaser_spool_usage", &[])
+        .await
+        .unwrap();
+    eventually("the gauge to show the instance's own count", gauge(2)).await;
     server.stop().await;
 }
 
