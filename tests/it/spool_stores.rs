@@ -407,14 +407,17 @@ async fn the_waiting_rows_are_counted_once_for_the_cluster() {
     eventually("the gauge to show the count", gauge(1)).await;
 
     // Another instance's count, fresh for an hour: read, never recounted.
-    client
-        .execute(
-            "UPDATE maillaser_spool_usage SET files = 100, counted_at = now() + interval '1 hour'",
-            &[],
-        )
-        .await
-        .unwrap();
-    eventually("the gauge to show the shared count", gauge(100)).await;
+    let shared_count_of_100 = || async {
+        client
+            .execute(
+                "UPDATE maillaser_spool_usage SET files = 100, counted_at = now() + interval '1 hour'",
+                &[],
+            )
+            .await
+            .unwrap();
+        eventually("the gauge to show the shared count", gauge(100)).await;
+    };
+    shared_count_of_100().await;
     assert_eq!(
         send(&server, "full, by the shared count").await,
         SPOOL_UNAVAILABLE
@@ -442,14 +445,7 @@ async fn the_waiting_rows_are_counted_once_for_the_cluster() {
     assert_eq!(send(&server, "fits again").await, QUEUED);
 
     // Without the shared row (removed by hand) each instance counts alone.
-    client
-        .execute(
-            "UPDATE maillaser_spool_usage SET files = 100, counted_at = now() + interval '1 hour'",
-            &[],
-        )
-        .await
-        .unwrap();
-    eventually("the gauge to show the shared count", gauge(100)).await;
+    shared_count_of_100().await;
     client
         .execute("DELETE FROM maillaser_spool_usage", &[])
         .await
